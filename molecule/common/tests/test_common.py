@@ -1,0 +1,138 @@
+"""The common role on two lab hosts: b is the client that probes a."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import testinfra
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+SSH = "ssh -i /root/.ssh/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no -o ConnectTimeout=5"
+
+
+def lab_host(name: str):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+@pytest.fixture(scope="module")
+def server():
+    return lab_host("common-a")
+
+
+@pytest.fixture(scope="module")
+def client():
+    return lab_host("common-b")
+
+
+def test_host_name_and_hosts_file(host):
+    name = host.backend.hostname
+    assert host.check_output("hostname") == name
+    address = host.interface("eth0").addresses[0]
+    assert host.check_output(f"getent hosts {name}.molecule.chajipoa.lan").split()[:3] == [
+        address, f"{name}.molecule.chajipoa.lan", name,
+    ]
+
+
+def test_time_zone_and_locales(host):
+    assert host.file("/etc/localtime").linked_to.endswith("/Africa/Dar_es_Salaam")
+    assert host.check_output("date +%Z") == "EAT"
+    locales = host.check_output("locale -a").split()
+    assert "en_US.utf8" in locales and "sw_TZ.utf8" in locales
+    assert host.file("/etc/default/locale").contains("^LANG=en_US.UTF-8$")
+
+
+@pytest.mark.parametrize("package", ["chrony", "nftables", "openssh-server", "unattended-upgrades", "jq", "curl"])
+def test_packages(host, package):
+    assert host.package(package).is_installed
+
+
+def test_apt_sources_include_security(host):
+    sources = host.file("/etc/apt/sources.list.d/debian.sources")
+    assert sources.contains("bookworm-security")
+    assert not host.file("/etc/apt/sources.list").exists
+    # A real refresh against the managed sources must succeed with the firewall in place.
+    assert host.run("apt-get update -qq").rc == 0
+
+
+def test_chrony_configured_and_enabled(host):
+    assert host.file("/etc/chrony/chrony.conf").contains("^pool 0.debian.pool.ntp.org iburst$")
+    chrony = host.service("chrony")
+    assert chrony.is_enabled
+    # Containers share the host's clock: the unit's own condition keeps it from starting here.
+    condition = host.check_output("systemctl show chrony -p ConditionResult --value")
+    assert chrony.is_running or condition == "no"
+
+
+def test_sshd_policy(host):
+    effective = dict(line.split(" ", 1) for line in host.check_output("sshd -T").splitlines())
+    assert effective["permitrootlogin"] == "no"
+    assert effective["passwordauthentication"] == "no"
+    assert effective["kbdinteractiveauthentication"] == "no"
+    assert effective["authenticationmethods"] == "publickey"
+
+
+@pytest.mark.journal("ssh.service")
+def test_administrator_logs_in_with_key_and_uses_sudo(client):
+    result = client.run(f"{SSH} amina@common-a 'id -un; sudo -n id -un'")
+    assert result.rc == 0, result.stderr
+    assert result.stdout.split() == ["amina", "root"]
+
+
+@pytest.mark.journal("ssh.service")
+def test_root_login_refused_even_with_authorized_key(client, server):
+    assert server.file("/root/.ssh/authorized_keys").exists
+    result = client.run(f"{SSH} root@common-a true")
+    assert result.rc == 255
+    assert "Permission denied" in result.stderr
+
+
+def test_password_login_not_offered(client):
+    result = client.run(f"{SSH} -o PubkeyAuthentication=no -o PreferredAuthentications=password,keyboard-interactive amina@common-a true")
+    assert result.rc == 255
+    assert "Permission denied (publickey)" in result.stderr
+
+
+def test_absent_administrator_removed(server):
+    assert not server.user("former").exists
+    assert server.group("chajipoa-admin").exists
+    assert "chajipoa-admin" in server.user("amina").groups
+
+
+@pytest.mark.journal("nftables.service")
+def test_firewall_default_deny(server):
+    assert server.service("nftables").is_enabled
+    assert server.service("nftables").is_running
+    ruleset = server.check_output("nft list table inet chajipoa")
+    assert "policy drop" in ruleset
+    assert 'tcp dport 8081 accept comment "probe"' in ruleset
+
+
+@pytest.mark.journal("nftables.service", "probe-listener@8081.service", "probe-listener@8082.service")
+def test_only_opened_ports_reachable_from_another_host(client, server):
+    # Both listeners answer locally, so a failure from b can only be the firewall.
+    for port in (8081, 8082):
+        assert server.run(f"nc -z -w 3 127.0.0.1 {port}").rc == 0
+    assert client.run("nc -z -w 3 common-a 22").rc == 0
+    assert client.run("nc -z -w 3 common-a 8081").rc == 0
+    assert client.run("nc -z -w 3 common-a 8082").rc != 0
+
+
+def test_docker_dns_survives_the_firewall(server):
+    # The role manages only its own table, so Docker's embedded DNS rules still work.
+    assert server.run("getent hosts common-b").rc == 0
+
+
+def test_kernel_settings_file(host):
+    settings = host.file("/etc/sysctl.d/60-chajipoa.conf")
+    assert settings.contains("^net.ipv4.tcp_syncookies = 1$")
+    assert settings.contains("^kernel.kptr_restrict = 2$")
+
+
+def test_unattended_upgrades_take_security_only(host):
+    dry_run = host.run("unattended-upgrade --dry-run --debug")
+    assert dry_run.rc == 0, dry_run.stderr
+    allowed = [line for line in (dry_run.stdout + dry_run.stderr).splitlines() if "Allowed origins are" in line]
+    assert allowed and "codename=bookworm-security" in allowed[0]
+    assert "codename=bookworm," not in allowed[0]
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+        assert host.service(timer).is_enabled
