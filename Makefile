@@ -1,0 +1,69 @@
+# The few verbs a newcomer needs. Everything runs from the repository root as root on Debian 12;
+# whatever the machine lacks (Docker engine, debootstrap, the lab image, the venv) is installed here.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# molecule needs the venv's tools (ansible-config, ansible-playbook) on PATH.
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_FORCE_COLOR ?= 1
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+
+.PHONY: help venv engine lab-image lab dev dev-down lint unit molecule test bench clean
+
+help:
+	@echo "make dev       bring up the development platform (lab containers + site.yml)"
+	@echo "make dev-down  remove every lab container and the lab network"
+	@echo "make test      yamllint, ansible-lint, pytest, every molecule scenario ($(SCENARIOS))"
+	@echo "make lint | unit | molecule SCENARIOS=common | bench | lab-image | venv"
+
+# The venv is rebuilt when a requirements file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
+	@python3 -m venv $(VENV) 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+engine:
+	@lab/docker-engine.sh
+
+lab-image: engine
+	@lab/build-image.sh
+
+lab: venv lab-image
+	ansible-playbook playbooks/lab.yml
+
+dev: lab
+	ansible-playbook playbooks/site.yml
+	@ansible-playbook playbooks/lab-summary.yml
+
+dev-down: venv
+	ansible-playbook playbooks/lab.yml -e lab_state=absent
+
+lint: venv
+	yamllint --strict .
+	ansible-lint
+
+unit: venv
+	pytest
+
+molecule: venv lab-image
+	@failed=""; for scenario in $(SCENARIOS); do \
+	  echo "=== molecule test -s $$scenario"; \
+	  molecule test -s $$scenario || failed="$$failed $$scenario"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "molecule scenarios failed:$$failed"; exit 1; fi
+
+test: lint unit molecule
+
+bench: lab
+	ansible-playbook playbooks/site.yml
+	python3 bench/noop_site.py
+
+clean: dev-down
+	rm -rf .cache

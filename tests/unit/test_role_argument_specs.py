@@ -1,0 +1,55 @@
+"""Every role documents and validates exactly the variables it offers (house style 3)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import ROOT, load_yaml
+
+ROLES = sorted(path.parent.parent.name for path in ROOT.glob("roles/*/meta/argument_specs.yml"))
+
+
+def _options(role: str) -> dict:
+    return load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+
+
+def _defaults(role: str) -> dict:
+    path = ROOT / "roles" / role / "defaults" / "main.yml"
+    return (load_yaml(path) or {}) if path.exists() else {}
+
+
+def test_every_role_has_an_argument_spec():
+    roles = sorted(path.name for path in (ROOT / "roles").iterdir() if path.is_dir())
+    assert roles == ROLES
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_defaults_and_spec_name_the_same_variables(role):
+    options = _options(role)
+    optional = {name for name, spec in options.items() if not spec.get("required")}
+    assert set(_defaults(role)) == optional
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_required_options_have_no_default(role):
+    required = {name for name, spec in _options(role).items() if spec.get("required")}
+    assert not required & set(_defaults(role))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_option_has_a_type_and_description(role):
+    def walk(options: dict, prefix: str = ""):
+        for name, spec in options.items():
+            assert spec.get("type"), f"{prefix}{name} has no type"
+            assert spec.get("description"), f"{prefix}{name} has no description"
+            walk(spec.get("options") or {}, f"{prefix}{name}.")
+
+    for entry_point in load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"].values():
+        walk(entry_point.get("options") or {})
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_variables_carry_the_role_prefix(role):
+    # validate_inventory checks inventory-wide variables (env_name), which by design have no prefix.
+    if role == "validate_inventory":
+        pytest.skip("checks inventory-wide variables")
+    assert all(name.startswith(f"{role}_") for name in _options(role))
