@@ -1,0 +1,116 @@
+"""The mongodb role on a three-member replica set, or an honest skip.
+
+MongoDB's repository is unreachable from this project's machines. converge.yml probes it from a
+lab host and records the answer; when it was unreachable nothing was installed, and every test
+here is skipped with that reason (never passed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import uuid
+from pathlib import Path
+
+import pytest
+import testinfra
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+RECORD = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "mongodb-repository.json"
+MEMBERS = ("mongodb-1", "mongodb-2", "mongodb-3")
+
+if not RECORD.exists():
+    pytest.fail(f"{RECORD} is missing: converge.yml's repository probe did not run", pytrace=False)
+PROBE = json.loads(RECORD.read_text())
+
+# Each test is collected and reported as skipped with the reason (a module-level skip would leave
+# pytest with nothing collected, exit status 5, which molecule counts as a failure).
+pytestmark = [
+    pytest.mark.skipif(
+        not PROBE["reachable"],
+        reason=f"MongoDB repository unreachable: {PROBE['url']} could not be fetched from a lab host "
+        f"(status {PROBE['status']}: {PROBE['reason'] or 'no answer'}); the role was not applied, nothing verified",
+    ),
+    pytest.mark.journal("mongod.service"),
+]
+
+
+def lab_host(name: str):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+@pytest.fixture(scope="module")
+def members():
+    return [lab_host(name) for name in MEMBERS]
+
+
+@pytest.fixture(scope="module")
+def secrets(members):
+    variables = members[0].ansible.get_variables()
+    return {name: variables[f"mongodb_{name}_password"] for name in ("admin", "app")}
+
+
+def mongosh(host, script: str, uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"):
+    return host.run(f"mongosh --quiet {shlex.quote(uri)} --eval {shlex.quote(script)}")
+
+
+def admin_uri(secrets) -> str:
+    return f"mongodb://admin:{secrets['admin']}@127.0.0.1:27017/admin?directConnection=true"
+
+
+def app_uri(secrets, options: str = "replicaSet=rs0") -> str:
+    return f"mongodb://chajipoa:{secrets['app']}@{','.join(f'{m}:27017' for m in MEMBERS)}/chajipoa?authSource=chajipoa&{options}"
+
+
+def test_mongod_7_running(host):
+    assert host.package("mongodb-org-server").version.startswith("7.0.")
+    assert host.service("mongod").is_enabled and host.service("mongod").is_running
+
+
+def test_keyfile_private_to_mongod(host):
+    keyfile = host.file("/etc/mongodb/keyfile")
+    assert keyfile.user == "mongodb" and keyfile.mode == 0o400
+
+
+def test_unauthenticated_client_refused(host):
+    result = mongosh(host, "db.adminCommand({listDatabases: 1})")
+    assert result.rc != 0
+    assert "requires authentication" in result.stdout + result.stderr
+
+
+def test_replica_set_has_one_primary_two_secondaries(host, secrets):
+    states = mongosh(host, "rs.status().members.map(m => m.stateStr).sort().join(' ')", admin_uri(secrets))
+    assert states.rc == 0, states.stderr
+    assert states.stdout.strip() == "PRIMARY SECONDARY SECONDARY"
+
+
+def test_cache_sized_from_memory(host, secrets):
+    size = mongosh(host, "db.serverStatus().wiredTiger.cache['maximum bytes configured']", admin_uri(secrets))
+    assert int(size.stdout.strip()) == 512 * 1024 * 1024  # (2048 MB - 1 GB) / 2
+
+
+def test_app_user_writes_and_every_member_has_it(members, secrets):
+    marker = uuid.uuid4().hex
+    # w: 3 returns once all three members hold the document: a condition, not a sleep.
+    write = mongosh(members[0], f"db.probe.insertOne({{marker: '{marker}'}}, {{writeConcern: {{w: 3, wtimeout: 20000}}}}).acknowledged", app_uri(secrets))
+    assert write.stdout.strip() == "true", write.stderr
+    for member in members:
+        read = mongosh(member, f"db.probe.countDocuments({{marker: '{marker}'}})",
+                       f"mongodb://chajipoa:{secrets['app']}@127.0.0.1:27017/chajipoa?authSource=chajipoa&directConnection=true&readPreference=secondaryPreferred")
+        assert read.stdout.strip() == "1", read.stderr
+
+
+def test_app_user_confined_to_its_database(members, secrets):
+    result = mongosh(members[0], "db.adminCommand({listDatabases: 1})", app_uri(secrets))
+    assert result.rc != 0 and "not authorized" in result.stdout + result.stderr
+
+
+def test_wrong_password_refused(members, secrets):
+    result = mongosh(members[0], "db.runCommand({ping: 1})", app_uri({"app": "wrong", "admin": ""}))
+    assert result.rc != 0 and "Authentication failed" in result.stdout + result.stderr
+
+
+@pytest.mark.journal("nftables.service")
+def test_port_reachable_between_members(members):
+    for client, server in zip(members, MEMBERS[1:] + MEMBERS[:1]):
+        assert client.run(f"timeout 5 bash -c '</dev/tcp/{server}/27017'").rc == 0
