@@ -8,6 +8,7 @@ reports as failed.
 from __future__ import annotations
 
 import pytest
+from testinfra.host import Host
 
 JOURNAL_LINES = 60
 
@@ -24,9 +25,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = outcome.get_result()
     if report.when != "call" or not report.failed:
         return
-    host = getattr(item, "funcargs", {}).get("host")
-    if host is None:
-        return
-    for unit in _units_for(item, host):
-        journal = host.run(f"journalctl -u {unit} -n {JOURNAL_LINES} --no-pager -o short-precise")
-        report.sections.append((f"journal of {unit} on {host.backend.hostname}", journal.stdout or journal.stderr))
+    # Every lab host the test used: the parametrized `host`, or fixtures such as `client`/`server`.
+    hosts = {id(value): value for value in getattr(item, "funcargs", {}).values() if isinstance(value, Host)}
+    for host in hosts.values():
+        for unit in _units_for(item, host):
+            journal = host.run(f"journalctl -u {unit} -n {JOURNAL_LINES} --no-pager -o short-precise")
+            report.sections.append((f"journal of {unit} on {host.backend.hostname}", journal.stdout or journal.stderr))
