@@ -1,0 +1,47 @@
+"""What the benchmarks share: timed playbook runs on the development lab, and their write-up."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+ROOT = Path(__file__).resolve().parents[1]
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", expect_noop: bool = False) -> tuple[float, dict]:
+    """Run ansible-playbook with args; return seconds taken and {host: (ok, changed)}.
+
+    Exits when the run fails, or when expect_noop is set and anything changed.
+    """
+    env = dict(os.environ, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    start = time.perf_counter()
+    result = subprocess.run(["ansible-playbook", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    log.write(f"$ ansible-playbook {' '.join(args)}  (ANSIBLE_CONFIG={config})\n{result.stdout}{result.stderr}")
+    recap = {host: (int(ok), int(changed)) for host, ok, changed, unreachable, failed in RECAP.findall(result.stdout)
+             if not (int(unreachable) or int(failed))}
+    if result.returncode or not recap:
+        sys.exit(f"ansible-playbook {' '.join(args)} failed under {config}; see {log.name}")
+    if expect_noop and any(changed for _, changed in recap.values()):
+        sys.exit(f"ansible-playbook {' '.join(args)} was not a no-op under {config} (converge the lab first: make dev)")
+    return elapsed, recap
+
+
+def record(section: str, text: str) -> None:
+    """Replace the text between <!-- bench:section --> markers in docs/performance.md."""
+    doc = ROOT / "docs" / "performance.md"
+    block = f"<!-- bench:{section} -->\n{text}\n<!-- /bench:{section} -->"
+    pattern = rf"<!-- bench:{section} -->.*?<!-- /bench:{section} -->"
+    doc.write_text(re.sub(pattern, lambda _: block, doc.read_text(), flags=re.S))
+    print(text)
+
+
+def results_log(name: str, stamp) -> TextIO:
+    directory = ROOT / "bench" / "results"
+    directory.mkdir(parents=True, exist_ok=True)
+    return (directory / f"{name}-{stamp:%Y%m%dT%H%M%SZ}.log").open("w")
