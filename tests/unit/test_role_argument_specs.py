@@ -59,3 +59,19 @@ def test_variables_carry_the_role_prefix(role):
     if role == "validate_inventory":
         pytest.skip("checks inventory-wide variables")
     assert all(name.startswith(f"{role}_") for name in _options(role))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_default_commented(role):
+    """House style 4: every default sits under a comment, its own or its block's (no blank line between)."""
+    path = ROOT / "roles" / role / "defaults" / "main.yml"
+    if not path.exists():
+        pytest.skip("no defaults")
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if not line or line.startswith((" ", "#", "-")):
+            continue
+        above = number - 1
+        while above > 0 and lines[above] and not lines[above].startswith("#"):
+            above -= 1
+        assert lines[above].startswith("#"), f"{path.relative_to(ROOT)}: {line.split(':')[0]} has no comment"

@@ -7,17 +7,13 @@ defaults.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from tests.unit.roles import rendering
 
-ROLE = Path(__file__).resolve().parents[3] / "roles" / "mongodb"
 SECRETS = {"mongodb_admin_password", "mongodb_app_password", "mongodb_keyfile"}
-LOADER = DataLoader()
 
 
 def render(template: str, hosts: list[str], host: str | None = None, memtotal_mb: int = 8192,
@@ -36,23 +32,16 @@ def render(template: str, hosts: list[str], host: str | None = None, memtotal_mb
     facts = {"memtotal_mb": memtotal_mb, "distribution_release": "bookworm",
              "default_ipv4": {"address": f"192.0.2.{hosts.index(host) + 11}"}}
     variables = {
-        **LOADER.load_from_file(str(ROLE / "defaults" / "main.yml"), trusted_as_template=True),
-        **LOADER.load_from_file(str(ROLE / "vars" / "main.yml"), trusted_as_template=True),
+        **rendering.role_variables("mongodb"),
         **{key: value for key, value in hostvars[host].items() if key != "ansible_facts"},
         "inventory_hostname": host,
         "groups": {"all": hosts, "mongodb": hosts},
         "hostvars": hostvars,
         "ansible_facts": facts,
-        "ansible_managed": "Ansible managed",
         **{name: "unit-test-secret" for name in SECRETS},
         **overrides,
     }
-    templar = Templar(loader=LOADER, variables=variables)
-    if "{{" in template:
-        return templar.template(trust_as_template(template))
-    # As the template action renders a file: backslashes in the file are Jinja's, not YAML's.
-    source = (ROLE / "templates" / template).read_text()
-    return templar.template(trust_as_template(source), escape_backslashes=False)
+    return rendering.render("mongodb", template, variables)
 
 
 def mongod_conf(hosts: list[str], **kwargs: Any) -> dict:
@@ -131,7 +120,7 @@ def test_replica_set_members_and_firewall_sources(hosts, members):
 
 
 def spec_options() -> dict:
-    return yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    return yaml.safe_load((rendering.ROLES / "mongodb" / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
 
 
 # Keys, types and descriptions against defaults/main.yml: tests/unit/test_role_argument_specs.py.
@@ -139,10 +128,3 @@ def test_secrets_required_and_never_logged():
     options = spec_options()
     assert {name for name, option in options.items() if option.get("required")} == SECRETS
     assert {name for name, option in options.items() if option.get("no_log")} == SECRETS | {"mongodb_uri"}
-
-
-def test_every_default_commented():
-    lines = (ROLE / "defaults" / "main.yml").read_text().splitlines()
-    for number, line in enumerate(lines):
-        if line and not line.startswith((" ", "#", "-")):
-            assert lines[number - 1].startswith("#"), f"defaults/main.yml: {line.split(':')[0]} has no comment"

@@ -6,18 +6,14 @@ ACL file Redis parses strictly, the replica's settings, the container-only unit 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from tests.unit.roles import rendering
 
-ROLE = Path(__file__).resolve().parents[3] / "roles" / "redis"
 SECRETS = {"redis_app_password", "redis_replication_password", "redis_monitoring_password"}
 HOSTS = ["cache1", "cache2"]
-LOADER = DataLoader()
 
 
 def render(template: str, host: str = "cache1", **overrides: Any) -> Any:
@@ -25,23 +21,16 @@ def render(template: str, host: str = "cache1", **overrides: Any) -> Any:
     hostvars = {name: {"private_address": f"10.20.2.{index + 11}"} for index, name in enumerate(HOSTS)}
     hostvars["cache2"]["redis_replica_of"] = "cache1"
     variables = {
-        **LOADER.load_from_file(str(ROLE / "defaults" / "main.yml"), trusted_as_template=True),
-        **LOADER.load_from_file(str(ROLE / "vars" / "main.yml"), trusted_as_template=True),
+        **rendering.role_variables("redis"),
         **hostvars[host],
         "inventory_hostname": host,
         "groups": {"all": HOSTS + ["api1"], "redis": HOSTS, "app": ["api1"]},
         "hostvars": {**hostvars, "api1": {"private_address": "10.20.4.11"}},
         "ansible_facts": {"default_ipv4": {"address": "192.0.2.1"}},
-        "ansible_managed": "Ansible managed",
         **{name: f"{name}-value" for name in SECRETS},
         **overrides,
     }
-    templar = Templar(loader=LOADER, variables=variables)
-    if "{{" in template:
-        return templar.template(trust_as_template(template))
-    # As the template action renders a file: backslashes in the file are Jinja's, not YAML's.
-    source = (ROLE / "templates" / template).read_text()
-    return templar.template(trust_as_template(source), escape_backslashes=False)
+    return rendering.render("redis", template, variables)
 
 
 def directives(text: str) -> dict[str, str]:
@@ -136,7 +125,7 @@ def test_firewall_sources_are_the_groups_private_addresses():
 
 
 def spec_options() -> dict:
-    return yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    return yaml.safe_load((rendering.ROLES / "redis" / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
 
 
 # Keys, types and descriptions against defaults/main.yml: tests/unit/test_role_argument_specs.py.
@@ -145,10 +134,3 @@ def test_secrets_required_and_never_logged():
     assert {name for name, option in options.items() if option.get("required")} == SECRETS
     assert {name for name, option in options.items() if option.get("no_log")} == SECRETS | {"redis_admin_password"}
     assert options["redis_acl_users"]["options"]["password"]["no_log"] is True
-
-
-def test_every_default_commented():
-    lines = (ROLE / "defaults" / "main.yml").read_text().splitlines()
-    for number, line in enumerate(lines):
-        if line and not line.startswith((" ", "#", "-")):
-            assert lines[number - 1].startswith("#"), f"defaults/main.yml: {line.split(':')[0]} has no comment"
