@@ -49,7 +49,8 @@ lint: venv
 	yamllint --strict .
 	ansible-lint
 
-unit: venv
+# tests/integration includes the lab playbook's own lifecycle, so it needs the engine and image.
+unit: venv lab-image
 	pytest
 
 molecule: venv lab-image

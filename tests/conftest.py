@@ -1,6 +1,8 @@
 """Paths shared by the unit and integration tests."""
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,3 +19,11 @@ def root() -> Path:
 def load_yaml(path: Path):
     with path.open() as handle:
         return yaml.safe_load(handle)
+
+
+def run_playbook(playbook: str, *inventories: Path | str, extra: list[str] | None = None) -> subprocess.CompletedProcess:
+    args = ["ansible-playbook", f"playbooks/{playbook}"]
+    for inventory in inventories:
+        args += ["-i", str(inventory)]
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CACHE_PLUGIN="memory")
+    return subprocess.run(args + (extra or []), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

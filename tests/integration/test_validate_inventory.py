@@ -5,24 +5,15 @@ reached a host, the run would report it unreachable instead of failing validatio
 """
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_playbook
 
 CATALOGUE = yaml.safe_load((ROOT / "roles/validate_inventory/vars/main.yml").read_text())
-
-
-def run_playbook(playbook: str, *inventories: Path | str, extra: list[str] | None = None) -> subprocess.CompletedProcess:
-    args = ["ansible-playbook", f"playbooks/{playbook}"]
-    for inventory in inventories:
-        args += ["-i", str(inventory)]
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CACHE_PLUGIN="memory")
-    return subprocess.run(args + (extra or []), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def make_inventory(tmp_path: Path, env_name: str, groups: dict, host_vars: dict | None = None, secrets: dict | None = None) -> Path:
