@@ -7,10 +7,20 @@ reports as failed.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
+import testinfra
 from testinfra.host import Host
 
 JOURNAL_LINES = 60
+
+
+@pytest.fixture(scope="session")
+def lab_host():
+    """Returns a function that gives the testinfra host of a scenario instance by name."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return lambda name: testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
 
 
 def _units_for(item: pytest.Item, host) -> list[str]:

@@ -1,26 +1,20 @@
 """The common role on two lab hosts: b is the client that probes a."""
 from __future__ import annotations
 
-import os
 
 import pytest
-import testinfra
 
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SSH = "ssh -i /root/.ssh/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no -o ConnectTimeout=5"
 
 
-def lab_host(name: str):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-
 
 @pytest.fixture(scope="module")
-def server():
+def server(lab_host):
     return lab_host("common-a")
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(lab_host):
     return lab_host("common-b")
 
 

@@ -13,9 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-import testinfra
 
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RECORD = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "mongodb-repository.json"
 MEMBERS = ("mongodb-1", "mongodb-2", "mongodb-3")
 
@@ -35,12 +33,9 @@ pytestmark = [
 ]
 
 
-def lab_host(name: str):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-
 
 @pytest.fixture(scope="module")
-def members():
+def members(lab_host):
     return [lab_host(name) for name in MEMBERS]
 
 

@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import testinfra
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
@@ -23,17 +22,14 @@ UNIT = "postgresql@15-main.service"
 pytestmark = pytest.mark.journal(UNIT)
 
 
-def lab_host(name: str):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-
 
 @pytest.fixture(scope="module")
-def primary():
+def primary(lab_host):
     return lab_host("pg-primary")
 
 
 @pytest.fixture(scope="module")
-def replica():
+def replica(lab_host):
     return lab_host("pg-replica")
 
 
@@ -128,7 +124,7 @@ def test_slot_per_standby(primary):
 
 
 @pytest.mark.parametrize("name", ["pg-primary", "pg-replica"])
-def test_settings_applied(name):
+def test_settings_applied(lab_host, name):
     host = lab_host(name)
     memtotal_mb = int(host.file("/proc/meminfo").content_string.split()[1]) // 1024
     show = {

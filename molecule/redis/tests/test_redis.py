@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import testinfra
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(__file__).resolve().parent.parent
@@ -16,17 +15,14 @@ SCENARIO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.journal("redis-server.service")
 
 
-def lab_host(name: str):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-
 
 @pytest.fixture(scope="module")
-def primary():
+def primary(lab_host):
     return lab_host("redis-primary")
 
 
 @pytest.fixture(scope="module")
-def replica():
+def replica(lab_host):
     return lab_host("redis-replica")
 
 
@@ -58,7 +54,7 @@ def test_redis_7_from_debian_running(host):
 def test_listens_on_loopback_and_private_address_only(host):
     address = host.interface("eth0").addresses[0]
     listening = {socket.split("//")[-1] for socket in (str(s) for s in host.socket.get_listening_sockets())}
-    assert f"127.0.0.1:6379" in listening
+    assert "127.0.0.1:6379" in listening
     assert f"{address}:6379" in listening
     assert "0.0.0.0:6379" not in listening and ":::6379" not in listening
 
