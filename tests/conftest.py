@@ -21,6 +21,11 @@ def load_yaml(path: Path):
         return yaml.safe_load(handle)
 
 
+def role_options(role: str) -> dict:
+    """The options of a role's main entry point, from its meta/argument_specs.yml."""
+    return load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+
+
 def run_playbook(playbook: str, *inventories: Path | str, extra: list[str] | None = None) -> subprocess.CompletedProcess:
     args = ["ansible-playbook", f"playbooks/{playbook}"]
     for inventory in inventories:

@@ -3,13 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROOT, load_yaml
+from tests.conftest import ROOT, load_yaml, role_options
 
 ROLES = sorted(path.parent.parent.name for path in ROOT.glob("roles/*/meta/argument_specs.yml"))
-
-
-def _options(role: str) -> dict:
-    return load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
 
 
 def _defaults(role: str) -> dict:
@@ -27,7 +23,7 @@ SECRETS = {entry["name"] for entry in load_yaml(ROOT / "roles/validate_inventory
 
 @pytest.mark.parametrize("role", ROLES)
 def test_defaults_and_spec_name_the_same_variables(role):
-    options = _options(role)
+    options = role_options(role)
     defaults = set(_defaults(role))
     assert defaults <= set(options), "defaults the spec does not describe"
     # Only required inputs and secrets (never defaulted; preflight decides when each is needed) lack a default.
@@ -37,8 +33,14 @@ def test_defaults_and_spec_name_the_same_variables(role):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_required_options_and_secrets_have_no_default(role):
-    required = {name for name, spec in _options(role).items() if spec.get("required")}
+    required = {name for name, spec in role_options(role).items() if spec.get("required")}
     assert not (required | SECRETS) & set(_defaults(role))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_catalogued_secrets_are_no_log(role):
+    options = role_options(role)
+    assert all(options[name].get("no_log") is True for name in SECRETS & set(options))
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -58,7 +60,7 @@ def test_variables_carry_the_role_prefix(role):
     # validate_inventory checks inventory-wide variables (env_name), which by design have no prefix.
     if role == "validate_inventory":
         pytest.skip("checks inventory-wide variables")
-    assert all(name.startswith(f"{role}_") for name in _options(role))
+    assert all(name.startswith(f"{role}_") for name in role_options(role))
 
 
 @pytest.mark.parametrize("role", ROLES)

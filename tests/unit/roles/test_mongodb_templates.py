@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.conftest import role_options
 from tests.unit.roles import rendering
 
 SECRETS = {"mongodb_admin_password", "mongodb_app_password", "mongodb_keyfile"}
@@ -119,12 +120,9 @@ def test_replica_set_members_and_firewall_sources(hosts, members):
     assert render("{{ _mongodb_firewall_sources }}", hosts) == [member.split(":")[0] for member in members]
 
 
-def spec_options() -> dict:
-    return yaml.safe_load((rendering.ROLES / "mongodb" / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
-
 
 # Keys, types and descriptions against defaults/main.yml: tests/unit/test_role_argument_specs.py.
 def test_secrets_required_and_never_logged():
-    options = spec_options()
+    options = role_options("mongodb")
     assert {name for name, option in options.items() if option.get("required")} == SECRETS
     assert {name for name, option in options.items() if option.get("no_log")} == SECRETS | {"mongodb_uri"}

@@ -9,7 +9,7 @@ import hashlib
 from typing import Any
 
 import pytest
-import yaml
+from tests.conftest import role_options
 from tests.unit.roles import rendering
 
 SECRETS = {"redis_app_password", "redis_replication_password", "redis_monitoring_password"}
@@ -124,13 +124,10 @@ def test_firewall_sources_are_the_groups_private_addresses():
     assert render("{{ _redis_firewall_sources }}", redis_firewall_sources_extra=["10.9.0.0/16"])[-1] == "10.9.0.0/16"
 
 
-def spec_options() -> dict:
-    return yaml.safe_load((rendering.ROLES / "redis" / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
-
 
 # Keys, types and descriptions against defaults/main.yml: tests/unit/test_role_argument_specs.py.
 def test_secrets_required_and_never_logged():
-    options = spec_options()
+    options = role_options("redis")
     assert {name for name, option in options.items() if option.get("required")} == SECRETS
     assert {name for name, option in options.items() if option.get("no_log")} == SECRETS | {"redis_admin_password"}
     assert options["redis_acl_users"]["options"]["password"]["no_log"] is True
