@@ -1,0 +1,118 @@
+# Copyright: ChajiPoa Infrastructure engineers
+# Apache License 2.0 (see galaxy.yml)
+"""The backup manifest: what the backup program promises about one backup file.
+
+Stdlib only: the backup program on the database hosts imports this file as well as the
+backup_verify module, so both read and write exactly one format.
+
+Format versions (docs/backups.md):
+  1  file, bytes, sha256, per-table row counts, server version, times, database, reason
+  2  adds "catalogue", the schema catalogue of pg_catalogue.py taken in the dump's snapshot
+A reader accepts every version up to CURRENT_VERSION; what an older manifest lacks is reported
+by the verifier as a skipped check, never guessed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+FORMAT = "chajipoa-backup-manifest"
+CURRENT_VERSION = 2
+DUMP_SUFFIX = {"postgresql": ".dump", "redis": ".rdb", "mongodb": ".archive"}
+MANIFEST_SUFFIX = ".manifest.json"
+
+_REQUIRED = {
+    1: ("format", "format_version", "kind", "name", "database", "reason", "file", "bytes", "sha256",
+        "started_at", "finished_at", "server_version"),
+}
+_REQUIRED[2] = _REQUIRED[1]
+_REQUIRED_BY_KIND = {"postgresql": ("tables",)}
+_NAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+# 4 MiB reads keep hashing near the speed of SHA-256 itself; hashlib releases the GIL on large
+# buffers, so a hash can run in a thread beside a subprocess.
+_HASH_CHUNK = 4 * 1024 * 1024
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file and what is wrong."""
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def backup_name(database: str, started_at: dt.datetime, reason: str) -> str:
+    """<database>-<UTC time>-<reason>, safe as a file name and an S3 key, sorting by time per database."""
+    stamp = started_at.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{_NAME_SAFE.sub('_', database)}-{stamp}-{_NAME_SAFE.sub('_', reason)}"
+
+
+def manifest_path(backup_path: Path | str) -> Path:
+    """The manifest beside a backup file: <name>.manifest.json for <name>.dump/.rdb/.archive."""
+    path = Path(backup_path)
+    return path.with_name(path.stem + MANIFEST_SUFFIX)
+
+
+def sha256_file(path: Path | str) -> tuple[str, int]:
+    """The file's SHA-256 (hex) and its size in bytes, read once."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(_HASH_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while True:
+            count = handle.readinto(buffer)
+            if not count:
+                break
+            digest.update(view[:count])
+            size += count
+    return digest.hexdigest(), size
+
+
+def load(path: Path | str) -> dict:
+    """Read and check a manifest; raises ManifestError naming the file and the problem."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ManifestError(f"Cannot read manifest {path}: it does not exist") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"Cannot read manifest {path}: {error}") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ManifestError(f"Cannot read manifest {path}: not a {FORMAT} document")
+    version = manifest.get("format_version")
+    if version not in _REQUIRED:
+        raise ManifestError(
+            f"Cannot read manifest {path}: format_version {version!r} is not one of {sorted(_REQUIRED)}")
+    if manifest.get("kind") not in DUMP_SUFFIX:
+        raise ManifestError(f"Cannot read manifest {path}: kind {manifest.get('kind')!r} is not one of {sorted(DUMP_SUFFIX)}")
+    missing = [key for key in _REQUIRED[version] + _REQUIRED_BY_KIND.get(manifest.get("kind"), ())
+               if key not in manifest]
+    if missing:
+        raise ManifestError(f"Cannot read manifest {path}: missing {', '.join(missing)}")
+    return manifest
+
+
+def write(path: Path | str, manifest: dict) -> None:
+    """Write atomically: a reader sees the old manifest or the whole new one, never a torn file."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=1, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+def table_key(schema: str, name: str) -> str:
+    """How reports name a table: schema.name, as stored (unquoted)."""
+    return f"{schema}.{name}"

@@ -1,0 +1,274 @@
+# Copyright: ChajiPoa Infrastructure engineers
+# Apache License 2.0 (see galaxy.yml)
+"""A canonical catalogue of a PostgreSQL database's schema, and the comparison of two catalogues.
+
+A dump that lost an index, a constraint, a trigger or a function restores without an error and
+with every row; only comparing the restored schema with the source's finds it. The backup program
+reads the catalogue in the dump's snapshot and stores it in the manifest; backup_verify reads it
+again from the restored scratch database and compares.
+
+Canonical form: one entry per object, {"kind", "name", "definition"}. Names are SQL identifiers as
+quote_ident() writes them (so a report can be pasted into psql); the public schema, which every new database has, is
+not listed itself. Definitions come from
+PostgreSQL's own pg_get_*def() functions, read with an empty search_path so that every name in
+them is schema-qualified the same way on both sides. Owners, privileges and comments are not part
+of the schema compared here: verification restores with --no-owner --no-privileges, so that a
+drill host needs none of the production roles. Sequence values change outside transactions, so they
+are kept apart from the digest and checked against the data instead (sequence_problems()).
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+
+CATALOGUE_VERSION = 1
+
+# Every kind an entry can have; backup_verify's ignore_kinds option accepts these.
+KINDS = ("extension", "schema", "type", "table", "column", "constraint", "index", "sequence", "view",
+         "materialized view", "function", "trigger", "large objects")
+
+_USER_NAMESPACES = """
+    SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace n
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+      AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
+"""
+# Objects created by CREATE EXTENSION belong to the extension's version, compared as one entry.
+_EXTENSION_MEMBERS = "SELECT objid FROM pg_catalog.pg_depend WHERE deptype = 'e' AND classid = {0}::regclass"
+
+_RELATION_KINDS = {"r": "table", "p": "table", "f": "table", "v": "view", "m": "materialized view", "S": "sequence"}
+
+_QUERIES = {
+    "extension": """
+        SELECT 'extension', quote_ident(e.extname), 'version ' || e.extversion || ' schema ' || quote_ident(n.nspname)
+        FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace""",
+    "schema": f"""
+        SELECT 'schema', quote_ident(nspname), '' FROM ({_USER_NAMESPACES}) ns WHERE nspname <> 'public'""",
+    "type": f"""
+        SELECT 'type', quote_ident(ns.nspname) || '.' || quote_ident(t.typname),
+               CASE t.typtype
+                 WHEN 'e' THEN 'enum (' || (SELECT string_agg(quote_literal(enumlabel), ', ' ORDER BY enumsortorder)
+                                            FROM pg_catalog.pg_enum WHERE enumtypid = t.oid) || ')'
+                 WHEN 'd' THEN 'domain ' || pg_catalog.format_type(t.typbasetype, t.typtypmod)
+                               || CASE WHEN t.typnotnull THEN ' not null' ELSE '' END
+                               || coalesce(' default ' || t.typdefault, '')
+                 WHEN 'r' THEN 'range of ' || (SELECT pg_catalog.format_type(rngsubtype, NULL)
+                                               FROM pg_catalog.pg_range WHERE rngtypid = t.oid)
+                 ELSE 'composite (' || (SELECT string_agg(quote_ident(a.attname) || ' '
+                                                          || pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+                                        FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0
+                                          AND NOT a.attisdropped) || ')'
+               END
+        FROM pg_catalog.pg_type t JOIN ({_USER_NAMESPACES}) ns ON ns.oid = t.typnamespace
+        WHERE (t.typtype IN ('e', 'd', 'r')
+               OR (t.typtype = 'c' AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'))
+          AND t.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_type'")})""",
+    "relation": f"""
+        SELECT c.relkind, quote_ident(ns.nspname) || '.' || quote_ident(c.relname),
+               CASE c.relkind
+                 WHEN 'v' THEN pg_catalog.pg_get_viewdef(c.oid)
+                 WHEN 'm' THEN pg_catalog.pg_get_viewdef(c.oid)
+                 WHEN 'S' THEN (SELECT 'as ' || pg_catalog.format_type(s.seqtypid, NULL) || ' start ' || s.seqstart
+                                       || ' increment ' || s.seqincrement || ' min ' || s.seqmin || ' max ' || s.seqmax
+                                       || ' cache ' || s.seqcache || CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END
+                                FROM pg_catalog.pg_sequence s WHERE s.seqrelid = c.oid)
+                 ELSE concat_ws(' ',
+                        CASE c.relpersistence WHEN 'u' THEN 'unlogged' END,
+                        CASE c.relkind WHEN 'p' THEN 'partitioned by ' || pg_catalog.pg_get_partkeydef(c.oid)
+                                       WHEN 'f' THEN 'foreign' END,
+                        CASE WHEN c.relispartition THEN 'partition ' || pg_catalog.pg_get_expr(c.relpartbound, c.oid) END,
+                        (SELECT 'inherits ' || string_agg(p.oid::regclass::text, ', ' ORDER BY i.inhseqno)
+                         FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+                         WHERE i.inhrelid = c.oid))
+               END
+        FROM pg_catalog.pg_class c JOIN ({_USER_NAMESPACES}) ns ON ns.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S')
+          AND c.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})""",
+    "column": f"""
+        SELECT 'column', quote_ident(ns.nspname) || '.' || quote_ident(c.relname) || '.' || quote_ident(a.attname),
+               concat_ws(' ', pg_catalog.format_type(a.atttypid, a.atttypmod),
+                         CASE WHEN a.attcollation <> t.typcollation
+                              THEN 'collate ' || (SELECT quote_ident(collname) FROM pg_catalog.pg_collation
+                                                  WHERE oid = a.attcollation) END,
+                         CASE WHEN a.attnotnull THEN 'not null' END,
+                         CASE a.attidentity WHEN 'a' THEN 'generated always as identity'
+                                            WHEN 'd' THEN 'generated by default as identity' END,
+                         CASE WHEN a.attgenerated = 's' THEN 'generated always as ('
+                                   || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ') stored'
+                              WHEN d.adbin IS NOT NULL THEN 'default ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) END)
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+        JOIN ({_USER_NAMESPACES}) ns ON ns.oid = c.relnamespace
+        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE c.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND NOT a.attisdropped
+          AND c.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})""",
+    "constraint": f"""
+        SELECT 'constraint',
+               quote_ident(ns.nspname) || '.' || quote_ident(coalesce(c.relname, t.typname)) || '.' || quote_ident(k.conname),
+               pg_catalog.pg_get_constraintdef(k.oid)
+        FROM pg_catalog.pg_constraint k
+        JOIN ({_USER_NAMESPACES}) ns ON ns.oid = k.connamespace
+        LEFT JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+        LEFT JOIN pg_catalog.pg_type t ON t.oid = k.contypid
+        WHERE k.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_constraint'")})
+          AND coalesce(k.conrelid, 0) NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})
+          AND coalesce(k.contypid, 0) NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_type'")})""",
+    "index": f"""
+        SELECT 'index', quote_ident(ns.nspname) || '.' || quote_ident(c.relname), pg_catalog.pg_get_indexdef(c.oid)
+        FROM pg_catalog.pg_index i
+        JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+        JOIN ({_USER_NAMESPACES}) ns ON ns.oid = c.relnamespace
+        WHERE i.indrelid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})""",
+    "function": f"""
+        SELECT 'function',
+               quote_ident(ns.nspname) || '.' || quote_ident(p.proname) || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')',
+               CASE WHEN p.prokind = 'a'
+                    THEN 'aggregate returns ' || pg_catalog.format_type(p.prorettype, NULL)
+                    ELSE pg_catalog.pg_get_functiondef(p.oid) END
+        FROM pg_catalog.pg_proc p JOIN ({_USER_NAMESPACES}) ns ON ns.oid = p.pronamespace
+        WHERE p.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_proc'")})""",
+    "trigger": f"""
+        SELECT 'trigger', quote_ident(ns.nspname) || '.' || quote_ident(c.relname) || '.' || quote_ident(g.tgname),
+               pg_catalog.pg_get_triggerdef(g.oid)
+        FROM pg_catalog.pg_trigger g
+        JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
+        JOIN ({_USER_NAMESPACES}) ns ON ns.oid = c.relnamespace
+        WHERE NOT g.tgisinternal AND c.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})""",
+    "large objects": """
+        SELECT 'large objects', 'pg_largeobject', count(*)::text FROM pg_catalog.pg_largeobject_metadata""",
+}
+
+# Sequences owned by a column (serial, identity): each must be ahead of its column's data.
+_OWNED_SEQUENCES = f"""
+    SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
+           quote_ident(tn.nspname) || '.' || quote_ident(t.relname),
+           quote_ident(a.attname), q.seqincrement
+    FROM pg_catalog.pg_depend d
+    JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+    JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+    JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid
+    JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+    JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+      AND d.deptype IN ('a', 'i') AND t.relkind IN ('r', 'p')
+      AND s.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})
+    ORDER BY 1"""
+
+_ALL_SEQUENCES = f"""
+    SELECT quote_ident(ns.nspname) || '.' || quote_ident(c.relname)
+    FROM pg_catalog.pg_class c JOIN ({_USER_NAMESPACES}) ns ON ns.oid = c.relnamespace
+    WHERE c.relkind = 'S' AND c.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})
+    ORDER BY 1"""
+
+
+def _entry(kind: str, name: str, definition: str | None) -> dict:
+    return {"kind": _RELATION_KINDS.get(kind, kind), "name": name, "definition": definition or ""}
+
+
+def digest(objects: list[dict]) -> str:
+    canonical = json.dumps(sorted((o["kind"], o["name"], o["definition"]) for o in objects),
+                           separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def read(cursor) -> dict:
+    """The catalogue of the database the cursor is connected to, read in the cursor's transaction.
+
+    The caller owns the transaction: the backup program reads inside the REPEATABLE READ
+    transaction whose snapshot pg_dump uses. The search_path is emptied for that transaction only.
+    """
+    cursor.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+    objects = []
+    for query in _QUERIES.values():
+        cursor.execute(query)
+        objects.extend(_entry(*row) for row in cursor.fetchall())
+    objects.sort(key=lambda o: (o["kind"], o["name"]))
+    return {"version": CATALOGUE_VERSION, "digest": digest(objects), "objects": objects,
+            "sequences": read_sequences(cursor)}
+
+
+def read_sequences(cursor) -> list[dict]:
+    """Every sequence's value and, for those a column owns, the column and its highest value."""
+    cursor.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+    cursor.execute(_OWNED_SEQUENCES)
+    owners = {row[0]: row[1:] for row in cursor.fetchall()}
+    cursor.execute(_ALL_SEQUENCES)
+    sequences = []
+    for (name,) in cursor.fetchall():
+        cursor.execute(f"SELECT last_value, is_called FROM {name}")
+        last_value, is_called = cursor.fetchone()
+        entry = {"name": name, "last_value": last_value, "is_called": is_called}
+        if name in owners:
+            table, column, increment = owners[name]
+            extreme = "max" if increment > 0 else "min"
+            cursor.execute(f"SELECT {extreme}({column}) FROM {table}")
+            entry.update(table=table, column=column, increment=increment, data_extreme=cursor.fetchone()[0])
+        sequences.append(entry)
+    return sequences
+
+
+def sequence_problems(sequences: list[dict]) -> list[dict]:
+    """Owned sequences whose next value collides with data already in the column.
+
+    A restored sequence behind its column makes the first insert after a restore fail with a
+    duplicate key; nextval() returns last_value + increment once called, last_value before.
+    """
+    problems = []
+    for entry in sequences:
+        extreme = entry.get("data_extreme")
+        if extreme is None:
+            continue
+        increment = entry["increment"]
+        next_value = entry["last_value"] + increment if entry["is_called"] else entry["last_value"]
+        behind = next_value <= extreme if increment > 0 else next_value >= extreme
+        if behind:
+            problems.append({
+                "kind": "sequence", "name": entry["name"], "change": "behind data",
+                "expected": f"next value beyond {entry['table']}.{entry['column']} = {extreme}",
+                "actual": f"next value {next_value}",
+            })
+    return problems
+
+
+def excluded(entry: dict, ignore_kinds, exclude) -> bool:
+    """Whether options leave an object out: its kind is ignored or its name matches a pattern."""
+    return entry["kind"] in ignore_kinds or any(fnmatch.fnmatchcase(entry["name"], pattern) for pattern in exclude)
+
+
+def compare(expected: dict, actual: dict, ignore_kinds=(), exclude=()) -> list[dict]:
+    """Differences between the source's catalogue and the restored one, by object.
+
+    Each difference: kind, name, change (missing | extra | changed) and both definitions.
+    ignore_kinds drops whole kinds; exclude holds shell-style patterns matched against names.
+    """
+    ignore_kinds, exclude = set(ignore_kinds), list(exclude)
+    unknown = ignore_kinds - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown object kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+
+    def index(catalogue):
+        return {(o["kind"], o["name"]): o["definition"] for o in catalogue["objects"]
+                if not excluded(o, ignore_kinds, exclude)}
+
+    source, restored = index(expected), index(actual)
+    differences = []
+    for key in sorted(source.keys() | restored.keys()):
+        kind, name = key
+        if key not in restored:
+            change = "missing"
+        elif key not in source:
+            change = "extra"
+        elif source[key] != restored[key]:
+            change = "changed"
+        else:
+            continue
+        differences.append({"kind": kind, "name": name, "change": change,
+                            "expected": source.get(key), "actual": restored.get(key)})
+    return differences
+
+
+def describe(difference: dict) -> str:
+    """One line naming the object, for failure messages."""
+    return f"{difference['kind']} {difference['name']} {difference['change']}"

@@ -1,0 +1,369 @@
+"""The backup program and the verifier against a real PostgreSQL 15 and a local S3 (moto).
+
+Each fault of the corpus is made the way it happens in life (a dump cut short, a flipped byte, a
+dump taken without an object the source has) and must be caught by the check that names it, with
+no false alarm on good backups.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, backup_manifest,
+                                                                         backup_program)
+
+
+@pytest.fixture
+def make_config(tmp_path, pg_server, monkeypatch):
+    """A backup program configuration for databases on pg_server, backups under tmp_path."""
+    monkeypatch.setenv("PGPASSWORD", pg_server.password)
+
+    def make(*databases: str, **sections) -> backup_program.Config:
+        data = {"host": "test", "backup_dir": str(tmp_path / "backups"), "metrics_file": str(tmp_path / "metrics.prom"),
+                "postgresql": {"databases": list(databases), "host": pg_server.host, "port": pg_server.port,
+                               "user": pg_server.user, "bindir": str(pg_server.bindir)},
+                "retention": {"local": {}, "s3": {}}, "verify": {"jobs": 2}}
+        data.update(sections)
+        return backup_program.Config(data)
+
+    return make
+
+
+@pytest.fixture
+def target(pg_server) -> backup_checks.Target:
+    return backup_checks.Target(host=pg_server.host, port=pg_server.port, user=pg_server.user, password=pg_server.password)
+
+
+@pytest.fixture
+def fault_db(pg_server, rental_db):
+    """A copy of the rental database that a test may damage."""
+    name = "rental_fault"
+    pg_server.drop_database(name)
+    pg_server.execute(f"CREATE DATABASE {name} TEMPLATE rental")
+    yield name
+    pg_server.drop_database(name)
+
+
+def backup(config: backup_program.Config, reason: str = "daily") -> tuple[dict, Path]:
+    """A backup of the configuration's first database; it passed its quick verification."""
+    database = config.postgresql["databases"][0]
+    manifest, report = backup_program.take_backup(config, "postgresql", database, reason)
+    assert report.passed, report.failure_message()
+    return manifest, report.backup_path
+
+
+def verify(path: Path, mode: str, target=None, manifest: Path | None = None, **options) -> backup_checks.Report:
+    report = backup_checks.Report(mode, path, manifest or backup_manifest.manifest_path(path))
+    if mode == "thorough":
+        return backup_checks.thorough(report, target, **options)
+    return backup_checks.quick(report)
+
+
+def failed(report: backup_checks.Report) -> list[str]:
+    return [entry["name"] for entry in report.failed]
+
+
+def damaged_copy(tmp_path: Path, path: Path, name: str = "damaged") -> tuple[Path, Path]:
+    """A copy of a backup and its manifest, to damage one of them."""
+    copy = tmp_path / f"{name}.dump"
+    shutil.copy(path, copy)
+    manifest = backup_manifest.load(backup_manifest.manifest_path(path))
+    manifest["file"] = copy.name
+    backup_manifest.write(backup_manifest.manifest_path(copy), manifest)
+    return copy, backup_manifest.manifest_path(copy)
+
+
+def pair_with_manifest(dump: Path, manifest: dict) -> Path:
+    """Give a dump a manifest taken from another backup, re-hashed so that the quick checks pass:
+    what a backup tool writes when it describes the source rather than what its dump holds."""
+    manifest = dict(manifest, file=dump.name)
+    manifest["sha256"], manifest["bytes"] = backup_manifest.sha256_file(dump)
+    backup_manifest.write(backup_manifest.manifest_path(dump), manifest)
+    return dump
+
+
+def pg_dump(pg_server, database: str, path: Path, *options: str) -> Path:
+    subprocess.run([str(pg_server.bindir / "pg_dump"), "--format=custom", f"--file={path}", *options,
+                    f"--dbname={pg_server.conninfo(database)}"], env=pg_server.env(), check=True)
+    return path
+
+
+# --- the backup and its manifest ------------------------------------------------------------------
+
+def test_manifest_describes_the_dump_in_its_own_snapshot(make_config, rental_db):
+    manifest, path = backup(make_config("rental"))
+    assert (manifest["sha256"], manifest["bytes"]) == backup_manifest.sha256_file(path)
+    assert {backup_manifest.table_key(t["schema"], t["name"]): t["rows"] for t in manifest["tables"]} == rental_db["tables"]
+    assert manifest["database"] == "rental" and manifest["reason"] == "daily"
+    assert manifest["server_version_num"] // 10000 == 15
+    assert manifest["started_at"] <= manifest["finished_at"]
+    names = {(o["kind"], o["name"]) for o in manifest["catalogue"]["objects"]}
+    assert ("table", '"Zemo Ops"."Vehicle Photos"') in names
+    assert ("column", '"Zemo Ops"."Vehicle Photos"."Plate No"') in names or any(
+        kind == "column" and name.endswith('"Plate No"') for kind, name in names)
+    assert {"extension", "view", "materialized view", "function", "trigger", "index", "constraint",
+            "sequence", "type"} <= {kind for kind, _ in names}
+
+
+def test_backup_leaves_only_complete_files(make_config, rental_db):
+    config = make_config("rental")
+    manifest, path = backup(config)
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert files == sorted([manifest["file"], manifest["name"] + ".manifest.json", manifest["name"] + ".verify.json"])
+
+
+def test_failed_backup_keeps_earlier_backups_and_exits_non_zero(make_config, rental_db, tmp_path):
+    config = make_config("rental", "no_such_database")
+    config.data["state_dir"] = str(tmp_path / "state")
+    config = backup_program.Config(config.data)
+    config_file = tmp_path / "backup.json"
+    config_file.write_text(json.dumps(config.data))
+    assert backup_program.main(["--config", str(config_file), "--only", "postgresql", "run"]) == 1
+    good = list((tmp_path / "backups/postgresql/rental").glob("*.manifest.json"))
+    assert len(good) == 1
+    assert not list((tmp_path / "backups/postgresql/no_such_database").iterdir())
+    assert backup_program.main(["--config", str(config_file), "--only", "postgresql", "run"]) == 1
+    assert len(list((tmp_path / "backups/postgresql/rental").glob("*.manifest.json"))) >= 1
+    metrics = (tmp_path / "metrics.prom").read_text()
+    assert 'chajipoa_backup_last_run_success{kind="postgresql",database="no_such_database"} 0' in metrics
+    assert 'chajipoa_backup_last_run_success{kind="postgresql",database="rental"} 1' in metrics
+    assert 'chajipoa_backup_last_success_timestamp_seconds{kind="postgresql",database="rental"}' in metrics
+    assert 'database="no_such_database"} ' not in metrics.split("chajipoa_backup_last_success_timestamp_seconds")[1].split("# HELP")[0]
+
+
+def test_upload_to_s3_is_encrypted_and_checksummed_by_s3(make_config, rental_db, moto_s3, s3_bucket, aws_env):
+    config = make_config("rental", s3={"bucket": s3_bucket, "prefix": "test/db1/", "endpoint_url": moto_s3.endpoint_url,
+                                       "region": moto_s3.region, "storage_class": "STANDARD_IA", "sse": "AES256"})
+    manifest, _ = backup(config)
+    keys = backup_program.upload(config, backup_program.s3_client(config), "postgresql", "rental", manifest)
+    s3 = moto_s3.client()
+    head = s3.head_object(Bucket=s3_bucket, Key=keys[0], ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == base64.b64encode(bytes.fromhex(manifest["sha256"])).decode()
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["StorageClass"] == "STANDARD_IA"
+    assert head["ContentLength"] == manifest["bytes"]
+    assert keys == [f"test/db1/postgresql/rental/{manifest['file']}", f"test/db1/postgresql/rental/{manifest['name']}.manifest.json"]
+
+
+def test_fetch_brings_back_what_was_uploaded(make_config, rental_db, moto_s3, s3_bucket, aws_env, tmp_path, capsys):
+    config = make_config("rental", s3={"bucket": s3_bucket, "endpoint_url": moto_s3.endpoint_url, "region": moto_s3.region})
+    manifest, path = backup(config)
+    backup_program.upload(config, backup_program.s3_client(config), "postgresql", "rental", manifest)
+    config_file = tmp_path / "backup.json"
+    config_file.write_text(json.dumps(config.data))
+    assert backup_program.main(["--config", str(config_file), "fetch", "--to", str(tmp_path / "fetched")]) == 0
+    fetched = [Path(p) for p in json.loads(capsys.readouterr().out)]
+    assert [p.name for p in fetched] == [path.name]
+    assert verify(fetched[0], "quick").passed
+
+
+# --- quick mode: the fault corpus ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def good_backup(tmp_path_factory, pg_server, rental_db):
+    directory = tmp_path_factory.mktemp("good")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PGPASSWORD", pg_server.password)
+        config = backup_program.Config({"backup_dir": str(directory), "postgresql": {
+            "databases": ["rental"], "host": pg_server.host, "port": pg_server.port, "user": pg_server.user}})
+        manifest, report = backup_program.take_backup(config, "postgresql", "rental", "daily")
+    assert report.passed
+    return report.backup_path
+
+
+def test_good_backup_passes_quick_mode_repeatedly(good_backup):
+    for _ in range(3):
+        report = verify(good_backup, "quick")
+        assert report.passed, report.failure_message()
+        assert [c["name"] for c in report.checks] == list(backup_checks.QUICK_CHECKS["postgresql"])
+
+
+def test_truncated_dump_fails_the_size_check(good_backup, tmp_path):
+    path, _ = damaged_copy(tmp_path, good_backup)
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+    report = verify(path, "quick")
+    assert failed(report)[0] == "size"
+    assert "truncated" in report.failure_message()
+
+
+def test_flipped_bytes_fail_the_checksum_only(good_backup, tmp_path):
+    path, _ = damaged_copy(tmp_path, good_backup)
+    with open(path, "r+b") as handle:
+        handle.seek(path.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    report = verify(path, "quick")
+    assert failed(report) == ["sha256"]
+    assert "SHA-256" in report.failure_message()
+
+
+def test_empty_file_fails_the_file_check(good_backup, tmp_path):
+    path, _ = damaged_copy(tmp_path, good_backup)
+    path.write_bytes(b"")
+    report = verify(path, "quick")
+    assert failed(report) == ["file"]
+    assert "is empty" in report.failure_message()
+
+
+def test_missing_file_fails_the_file_check(good_backup, tmp_path):
+    path, _ = damaged_copy(tmp_path, good_backup)
+    path.unlink()
+    assert failed(verify(path, "quick")) == ["file"]
+
+
+def test_manifest_checksum_mismatch_fails_the_checksum(good_backup, tmp_path):
+    path, manifest_path = damaged_copy(tmp_path, good_backup)
+    manifest = backup_manifest.load(manifest_path)
+    manifest["sha256"] = manifest["sha256"][::-1]
+    backup_manifest.write(manifest_path, manifest)
+    assert failed(verify(path, "quick")) == ["sha256"]
+
+
+def test_manifest_for_another_database_fails_the_database_check(good_backup, tmp_path):
+    path, manifest_path = damaged_copy(tmp_path, good_backup)
+    manifest = backup_manifest.load(manifest_path)
+    manifest["database"] = "zemo_production"
+    backup_manifest.write(manifest_path, manifest)
+    report = verify(path, "quick")
+    assert failed(report) == ["database"]
+    assert "'rental'" in report.failure_message() and "'zemo_production'" in report.failure_message()
+
+
+def test_table_missing_from_the_dump_fails_the_archive_check(good_backup, pg_server, rental_db, tmp_path):
+    dump = pg_dump(pg_server, "rental", tmp_path / "without_payments.dump", "--exclude-table=tz_power.payments")
+    pair_with_manifest(dump, backup_manifest.load(backup_manifest.manifest_path(good_backup)))
+    report = verify(dump, "quick")
+    assert failed(report) == ["tables in archive"]
+    assert "tz_power.payments" in report.failure_message()
+
+
+def test_unreadable_manifest_is_named(good_backup, tmp_path):
+    path, manifest_path = damaged_copy(tmp_path, good_backup)
+    manifest_path.write_text("{not json")
+    report = verify(path, "quick")
+    assert failed(report) == ["manifest"]
+    assert str(manifest_path) in report.failure_message()
+
+
+# --- thorough mode --------------------------------------------------------------------------------
+
+def scratch_databases(pg_server) -> list[str]:
+    return [row[0] for row in pg_server.execute("SELECT datname FROM pg_database WHERE datname LIKE 'chajipoa_verify%'")]
+
+
+def test_good_backup_passes_thorough_mode_repeatedly(good_backup, target, pg_server):
+    for _ in range(2):
+        report = verify(good_backup, "thorough", target)
+        assert report.passed, report.failure_message()
+        statuses = {c["name"]: c["status"] for c in report.checks}
+        assert all(statuses[name] == "passed" for name in backup_checks.THOROUGH_CHECKS), statuses
+        assert next(c for c in report.checks if c["name"] == "schema")["digest_equal"]
+    assert scratch_databases(pg_server) == []
+
+
+def test_row_count_mismatch_fails_the_count_check(good_backup, target, tmp_path, pg_server):
+    path, manifest_path = damaged_copy(tmp_path, good_backup)
+    manifest = backup_manifest.load(manifest_path)
+    table = next(t for t in manifest["tables"] if t["name"] == "rentals")
+    table["rows"] += 1
+    backup_manifest.write(manifest_path, manifest)
+    report = verify(path, "thorough", target)
+    assert failed(report) == ["row counts"]
+    assert f"tz_power.rentals has {table['rows'] - 1} rows, the manifest {table['rows']}" in report.failure_message()
+    assert scratch_databases(pg_server) == []
+
+
+def test_restore_error_fails_with_the_first_errors(good_backup, target, tmp_path, pg_server):
+    """A dump damaged before its manifest was written: the checksum agrees, the restore must not."""
+    path, _ = damaged_copy(tmp_path, good_backup)
+    data = bytearray(path.read_bytes())
+    for offset in range(len(data) // 2, len(data) // 2 + 64):
+        data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+    pair_with_manifest(path, backup_manifest.load(backup_manifest.manifest_path(good_backup)))
+    report = verify(path, "thorough", target)
+    assert failed(report)[0] == "restore"
+    restore = next(c for c in report.checks if c["name"] == "restore")
+    assert restore["errors"] and restore["errors"][0].startswith("pg_restore: error:")
+    assert "pg_restore: error:" in report.failure_message()
+    assert scratch_databases(pg_server) == []
+
+
+@pytest.mark.parametrize("damage, kind, name", [
+    ("DROP INDEX tz_power.rentals_customer_started", "index", "tz_power.rentals_customer_started"),
+    ("ALTER TABLE tz_power.payments DROP CONSTRAINT payments_rental_id_fkey", "constraint",
+     "tz_power.payments.payments_rental_id_fkey"),
+    ("DROP FUNCTION tz_power.rental_fee_tzs(integer)", "function", "tz_power.rental_fee_tzs("),
+], ids=["index", "foreign-key", "function"])
+def test_dump_without_an_object_fails_the_schema_check(make_config, fault_db, pg_server, target, tmp_path,
+                                                       damage, kind, name):
+    manifest, _ = backup(make_config(fault_db))
+    pg_server.execute(damage, dbname=fault_db)
+    dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / f"{fault_db}.dump"), manifest)
+    report = verify(dump, "thorough", target)
+    assert failed(report) == ["schema"]
+    schema = next(c for c in report.checks if c["name"] == "schema")
+    missing = [d for d in schema["differences"] if d["change"] == "missing"]
+    assert [d["kind"] for d in missing] == [kind]
+    assert missing[0]["name"].startswith(name) and missing[0]["expected"] and missing[0]["actual"] is None
+    assert missing[0]["name"] in report.failure_message()
+
+
+def test_sequence_reset_below_the_data_fails_the_sequence_check(make_config, fault_db, pg_server, target, tmp_path):
+    manifest, _ = backup(make_config(fault_db))
+    pg_server.execute("SELECT setval('tz_power.rentals_id_seq', 1)", dbname=fault_db)
+    dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / f"{fault_db}.dump"), manifest)
+    report = verify(dump, "thorough", target)
+    assert failed(report) == ["sequences"]
+    assert "tz_power.rentals_id_seq" in report.failure_message()
+
+
+def test_changed_definition_is_reported_with_both_versions(make_config, fault_db, pg_server, target, tmp_path):
+    manifest, _ = backup(make_config(fault_db))
+    view = pg_server.execute("SELECT pg_get_viewdef('tz_power.station_utilisation')", dbname=fault_db)[0][0]
+    pg_server.execute(f"CREATE OR REPLACE VIEW tz_power.station_utilisation AS {view.rstrip().rstrip(';')} LIMIT 1",
+                      dbname=fault_db)
+    dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / f"{fault_db}.dump"), manifest)
+    report = verify(dump, "thorough", target)
+    schema = next(c for c in report.checks if c["name"] == "schema")
+    assert [(d["kind"], d["name"], d["change"]) for d in schema["differences"]] == [
+        ("view", "tz_power.station_utilisation", "changed")]
+    assert "LIMIT 1" in schema["differences"][0]["actual"]
+    assert "LIMIT 1" not in schema["differences"][0]["expected"]
+
+
+def test_ignored_kinds_and_excluded_names_are_left_out(make_config, fault_db, pg_server, target, tmp_path):
+    manifest, _ = backup(make_config(fault_db))
+    pg_server.execute("DROP INDEX tz_power.rentals_customer_started", dbname=fault_db)
+    dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / f"{fault_db}.dump"), manifest)
+    assert verify(dump, "thorough", target, ignore_kinds=["index"]).passed
+    assert verify(dump, "thorough", target, exclude=["tz_power.rentals_*"]).passed
+
+
+def test_old_format_manifest_is_accepted_with_the_schema_check_skipped(good_backup, target, tmp_path):
+    path, manifest_path = damaged_copy(tmp_path, good_backup)
+    manifest = backup_manifest.load(manifest_path)
+    del manifest["catalogue"]
+    manifest["format_version"] = 1
+    backup_manifest.write(manifest_path, manifest)
+    report = verify(path, "thorough", target)
+    assert report.passed, report.failure_message()
+    schema = next(c for c in report.checks if c["name"] == "schema")
+    assert schema["status"] == "skipped" and "format 1" in schema["message"]
+    assert next(c for c in report.checks if c["name"] == "sequences")["status"] == "passed"
+
+
+def test_restore_into_a_named_database_can_be_kept(good_backup, target, pg_server):
+    report = verify(good_backup, "thorough", target, restore_database="drill_kept", keep_restored=True)
+    try:
+        assert report.passed
+        assert pg_server.execute("SELECT count(*) FROM tz_power.rentals", dbname="drill_kept")[0][0] > 0
+    finally:
+        pg_server.drop_database("drill_kept")
