@@ -11,13 +11,13 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_FORCE_COLOR ?= 1
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help venv engine lab-image lab dev dev-down lint unit molecule test bench clean
+.PHONY: help venv engine lab-image test-deps lab dev dev-down lint unit molecule test bench bench-backups clean
 
 help:
 	@echo "make dev       bring up the development platform (lab containers + site.yml)"
 	@echo "make dev-down  remove every lab container and the lab network"
 	@echo "make test      yamllint, ansible-lint, pytest, every molecule scenario ($(SCENARIOS))"
-	@echo "make lint | unit | molecule SCENARIOS=common | bench | lab-image | venv"
+	@echo "make lint | unit | molecule SCENARIOS=common | bench | bench-backups | lab-image | venv"
 
 # The venv is rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -35,6 +35,10 @@ engine:
 lab-image: engine
 	@lab/build-image.sh
 
+# PostgreSQL 15 and redis-tools on this machine for the backup tests (no cluster is created or started).
+test-deps:
+	@lab/test-deps.sh
+
 lab: venv lab-image
 	ansible-playbook playbooks/lab.yml
 
@@ -49,8 +53,9 @@ lint: venv
 	yamllint --strict .
 	ansible-lint
 
-# tests/integration includes the lab playbook's own lifecycle, so it needs the engine and image.
-unit: venv lab-image
+# tests/integration includes the lab playbook's own lifecycle (engine and image) and the backup tests
+# (a throwaway PostgreSQL cluster on loopback, moto's S3 in the test process).
+unit: venv lab-image test-deps
 	pytest
 
 molecule: venv lab-image
@@ -63,9 +68,12 @@ molecule: venv lab-image
 test: lint unit molecule
 
 # data_tier.py makes the lab anew and leaves it converged, which noop_site.py needs.
-bench: lab
+bench: lab bench-backups
 	python3 bench/data_tier.py
 	python3 bench/noop_site.py
+
+bench-backups: venv test-deps
+	python3 bench/backups.py
 
 clean: dev-down
 	rm -rf .cache

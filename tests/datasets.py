@@ -263,8 +263,10 @@ SELECT c, msisdn,
 
 # Rentals and their payments for ids lo..hi. The last `banks` rentals of the base set include the
 # open ones (active, overdue): at most one active rental per power bank, as the partial unique
-# index demands. Growth batches (growth = true) are returned rentals with a text payload.
+# index demands. Growth batches (growth = true) are returned rentals with a text payload. One
+# statement, so the payments come from the rows just inserted instead of a scan of a growing table.
 RENTALS = r"""
+WITH rental AS (
 INSERT INTO tz_power.rentals (id, customer_id, power_bank_id, pickup_station_id, return_station_id, status,
                               started_at, returned_at, fee_tzs, note)
 SELECT i, 1 + pg_temp.h(i, 'cu') %% %(customers)s, 1 + i %% %(banks)s, 1 + pg_temp.h(i, 'ps') %% %(stations)s,
@@ -283,14 +285,15 @@ SELECT i, 1 + pg_temp.h(i, 'cu') %% %(customers)s, 1 + i %% %(banks)s, 1 + pg_te
            END::tz_power.rental_status AS status,
            timestamptz '2024-01-01 06:00+03' + i::bigint * %(pace)s * interval '1 second'
                + (pg_temp.h(i, 't') %% 3600) * interval '1 second' AS started,
-           (5 + pg_temp.h(i, 'min') %% 600 + CASE WHEN i %% 50 = 0 THEN 2880 ELSE 0 END)::int AS minutes) x;
-
+           (5 + pg_temp.h(i, 'min') %% 600 + CASE WHEN i %% 50 = 0 THEN 2880 ELSE 0 END)::int AS minutes) x
+RETURNING id, customer_id, started_at, returned_at, fee_tzs
+)
 INSERT INTO tz_power.payments (id, rental_id, provider, provider_ref, msisdn, amount_tzs, paid_at)
 SELECT r.id, r.id, (enum_range(NULL::tz_power.momo_provider))[1 + pg_temp.h(r.id, 'pr') %% 5],
        upper(substr(md5(r.id::text), 1, 4)) || lpad(r.id::text, 10, '0'), c.msisdn, r.fee_tzs,
        coalesce(r.returned_at, r.started_at + interval '3 days') + (pg_temp.h(r.id, 'pd') %% 120) * interval '1 second'
-  FROM tz_power.rentals r JOIN tz_power.customers c ON c.id = r.customer_id
- WHERE r.id BETWEEN %(lo)s AND %(hi)s AND r.fee_tzs > 0
+  FROM rental r JOIN tz_power.customers c ON c.id = r.customer_id
+ WHERE r.fee_tzs > 0
  ORDER BY r.id;
 """
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, backup_manifest,
                                                                          backup_program)
 
@@ -367,3 +370,37 @@ def test_restore_into_a_named_database_can_be_kept(good_backup, target, pg_serve
         assert pg_server.execute("SELECT count(*) FROM tz_power.rentals", dbname="drill_kept")[0][0] > 0
     finally:
         pg_server.drop_database("drill_kept")
+
+
+# --- the module, as a playbook runs it ------------------------------------------------------------
+
+def run_module(params: dict, *options: str) -> dict:
+    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+               ANSIBLE_NOCOLOR="1")
+    result = subprocess.run(["ansible", "localhost", "-m", "chajipoa.platform.backup_verify", "-a", json.dumps(params),
+                             "-e", f"ansible_python_interpreter={sys.executable}", *options],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def test_module_plans_in_check_mode_then_verifies_and_reruns_unchanged(good_backup, pg_server):
+    params = {"path": str(good_backup), "mode": "thorough", "login_host": pg_server.host, "port": pg_server.port,
+              "login_user": pg_server.user, "login_password": pg_server.password}
+    planned = run_module(params, "--check")
+    assert not planned.get("failed") and not planned["changed"]
+    assert {c["status"] for c in planned["report"]["checks"]} == {"planned"}
+    assert scratch_databases(pg_server) == []
+    for _ in range(2):
+        result = run_module(params)
+        assert not result.get("failed"), result.get("msg")
+        assert not result["changed"] and result["report"]["passed"]
+        assert [c["name"] for c in result["report"]["checks"]][-4:] == list(backup_checks.THOROUGH_CHECKS)
+    assert pg_server.password not in json.dumps(result)
+    assert scratch_databases(pg_server) == []
+
+
+def test_module_failure_names_the_check(good_backup, tmp_path):
+    path, _ = damaged_copy(tmp_path, good_backup)
+    path.write_bytes(b"")
+    result = run_module({"path": str(path)})
+    assert result["failed"] and "file:" in result["msg"] and "is empty" in result["msg"]

@@ -1,0 +1,122 @@
+"""Backup and verification speed on a database of at least 1 GB, against the tools underneath.
+
+In one run, on one throwaway PostgreSQL 15 cluster (tests/pgserver.py) holding the rental dataset
+grown past 1 GB (tests/datasets.py), alternating the contenders round by round:
+  backup      the backup program (pg_dump -Fc, row counts and schema catalogue in its snapshot,
+              hashing, quick verification) against a plain pg_dump -Fc at the same compression;
+              the catalogue's own time as a share of the backup's.
+  quick       quick verification in MB/s of dump, beside the sha256sum program on the same file.
+  thorough    thorough verification (restore, counts, schema, sequences) against a plain
+              pg_restore -j2 into a scratch database followed by count(*) of every table.
+Usage: python3 bench/backups.py [--gigabytes 1.2] [--rounds 2]; writes docs/performance.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "collections")]
+
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_program  # noqa: E402
+from bench.benchlib import record, results_log  # noqa: E402
+from tests.datasets import create_rental_dataset  # noqa: E402
+from tests.pgserver import PostgresServer  # noqa: E402
+
+JOBS = 2
+
+
+def timed(action) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = action()
+    return time.perf_counter() - start, result
+
+
+def plain_dump(server: PostgresServer, path: Path) -> None:
+    subprocess.run([str(server.bindir / "pg_dump"), "--format=custom", "--compress=6", f"--file={path}",
+                    f"--dbname={server.conninfo('rental')}"], env=server.env(), check=True)
+
+
+def plain_restore_and_count(server: PostgresServer, dump: Path, tables: list[dict]) -> None:
+    scratch = "bench_plain_restore"
+    server.drop_database(scratch)
+    server.execute(f"CREATE DATABASE {scratch} TEMPLATE template0")
+    try:
+        subprocess.run([str(server.bindir / "pg_restore"), "--no-owner", "--no-privileges", f"--jobs={JOBS}",
+                        f"--dbname={server.conninfo(scratch)}", str(dump)], env=server.env(), check=True)
+        counts = ";".join(f"SELECT count(*) FROM {backup_program.quote(t['schema'])}.{backup_program.quote(t['name'])}"
+                          for t in tables)
+        subprocess.run([str(server.bindir / "psql"), "--quiet", "--no-psqlrc", "--tuples-only", "-c", counts,
+                        server.conninfo(scratch)], env=server.env(), check=True, stdout=subprocess.DEVNULL)
+    finally:
+        server.drop_database(scratch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gigabytes", type=float, default=1.2)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    stamp = dt.datetime.now(dt.timezone.utc)
+    log = results_log("backups", stamp)
+    work = Path(tempfile.mkdtemp(prefix="chajipoa-bench-"))
+    os.chmod(work, 0o755)
+    with PostgresServer() as server:
+        build_seconds, dataset = timed(lambda: create_rental_dataset(server, "rental", target_bytes=int(args.gigabytes * 1e9)))
+        log.write(f"dataset: {dataset['size_bytes']} bytes in {build_seconds:.0f} s\n")
+        os.environ["PGPASSWORD"] = server.password
+        config = backup_program.Config({"backup_dir": str(work / "backups"), "postgresql": {
+            "databases": ["rental"], "host": server.host, "port": server.port, "user": server.user,
+            "bindir": str(server.bindir)}})
+        target = backup_checks.Target(host=server.host, port=server.port, user=server.user, password=server.password)
+        times = {name: [] for name in ("program", "pg_dump", "catalogue", "quick", "sha256sum", "thorough", "plain")}
+        for round_no in range(args.rounds):
+            seconds, _ = timed(lambda: plain_dump(server, work / "plain.dump"))
+            times["pg_dump"].append(seconds)
+            seconds, (manifest, report) = timed(lambda: backup_program.take_backup(config, "postgresql", "rental", "bench"))
+            assert report.passed, report.failure_message()
+            times["program"].append(seconds)
+            times["catalogue"].append(manifest["timings"]["catalogue"])
+            dump = report.backup_path
+            seconds, quick = timed(lambda: backup_checks.quick(backup_checks.Report("quick", dump, report.manifest_path)))
+            assert quick.passed, quick.failure_message()
+            times["quick"].append(seconds)
+            seconds, _ = timed(lambda: subprocess.run(["sha256sum", str(dump)], check=True, stdout=subprocess.DEVNULL))
+            times["sha256sum"].append(seconds)
+            seconds, _ = timed(lambda: plain_restore_and_count(server, dump, manifest["tables"]))
+            times["plain"].append(seconds)
+            seconds, thorough = timed(lambda: backup_checks.thorough(
+                backup_checks.Report("thorough", dump, report.manifest_path), target, jobs=JOBS))
+            assert thorough.passed, thorough.failure_message()
+            times["thorough"].append(seconds)
+            log.write(f"round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()) + "\n")
+            log.write("thorough checks: " + ", ".join(f"{c['name']} {c['seconds']:.2f} s" for c in thorough.checks) + "\n")
+            for path in dump.parent.iterdir():
+                path.unlink()
+        size = manifest["bytes"]
+        median = {name: statistics.median(values) for name, values in times.items()}
+    mb = size / 1e6
+    text = f"""Measured {stamp:%Y-%m-%d} with `python3 bench/backups.py --gigabytes {args.gigabytes} --rounds {args.rounds}`
+(medians of {args.rounds} alternating rounds; 2 cores). Database {dataset['size_bytes'] / 1e9:.2f} GB,
+{sum(dataset['tables'].values()):,} rows in {len(dataset['tables'])} tables; dump {mb:,.0f} MB (pg_dump -Fc, compression 6).
+
+| What | Time | Against | Ratio |
+|---|---|---|---|
+| backup program (dump, counts, catalogue, hash, quick check) | {median['program']:.1f} s | plain `pg_dump -Fc` {median['pg_dump']:.1f} s | {median['program'] / median['pg_dump']:.2f}x |
+| schema catalogue inside the backup | {median['catalogue']:.2f} s | the backup {median['program']:.1f} s | {100 * median['catalogue'] / median['program']:.2f} % |
+| quick verification | {median['quick']:.2f} s = {mb / median['quick']:,.0f} MB/s | `sha256sum` {median['sha256sum']:.2f} s = {mb / median['sha256sum']:,.0f} MB/s | {median['sha256sum'] / median['quick']:.2f}x faster |
+| thorough verification (restore, counts, schema, sequences) | {median['thorough']:.1f} s | `pg_restore -j{JOBS}` + `count(*)` of every table {median['plain']:.1f} s | {median['thorough'] / median['plain']:.2f}x |
+
+Targets: quick at least 800 MB/s; thorough at most 1.15x the plain restore and count; the catalogue
+under 2 % of the backup's time. Raw timings: bench/results/backups-{stamp:%Y%m%dT%H%M%SZ}.log."""
+    record("backups", text)
+
+
+if __name__ == "__main__":
+    main()
