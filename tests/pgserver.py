@@ -131,6 +131,7 @@ class PostgresServer:
             atexit.register(self.stop)
         except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
             raise
         return self
 
@@ -209,8 +210,9 @@ class PostgresServer:
 
         return psycopg.connect(self.conninfo(dbname), autocommit=autocommit)
 
-    def execute(self, sql: str, params=None, dbname: str = "postgres") -> list[tuple] | None:
-        """Run one statement in autocommit; its rows, or None when it returns none."""
+    def execute(self, sql: str, dbname: str = "postgres", *, params=None) -> list[tuple] | None:
+        """Run one statement in autocommit (with %s `params`, if any); its rows, or None when it
+        returns none."""
         with self.connect(dbname) as conn:
             cursor = conn.execute(sql, params)
             return cursor.fetchall() if cursor.description else None

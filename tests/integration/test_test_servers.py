@@ -27,7 +27,7 @@ DEFAULT_SIZES = {
 
 
 def one(pg_server, query, params=None):
-    return pg_server.execute(query, params, dbname="rental")[0][0]
+    return pg_server.execute(query, "rental", params=params)[0][0]
 
 
 def test_dataset_counts_are_the_tables_counts(pg_server, rental_db):

@@ -60,7 +60,9 @@ def test_variables_carry_the_role_prefix(role):
     # validate_inventory checks inventory-wide variables (env_name), which by design have no prefix.
     if role == "validate_inventory":
         pytest.skip("checks inventory-wide variables")
-    assert all(name.startswith(f"{role}_") for name in role_options(role))
+    # A catalogued secret keeps one name on every role that needs it (the backup role pulls Redis
+    # snapshots with redis_replication_password), so the vault holds each secret once.
+    assert all(name.startswith(f"{role}_") or name in SECRETS for name in role_options(role))
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -95,7 +95,8 @@ def test_acl_users_hashed_and_scoped():
         assert f" on #{sha256(secret + '-value')} " in users[name]
         assert f"{secret}-value" not in text
     assert users["app"].endswith("~* &* +@all -@admin -@dangerous")
-    assert users["replication"].endswith("-@all +psync +replconf +ping")
+    # +sync and +info: the backup role pulls RDB snapshots as this user (redis-cli --rdb).
+    assert users["replication"].endswith("-@all +psync +sync +replconf +ping +info")
     assert "+info" in users["monitoring"] and "~" not in users["monitoring"]
 
 
