@@ -289,6 +289,10 @@ def take_backup(config: Config, kind: str, database: str, reason: str) -> tuple[
     try:
         manifest = _dump_postgresql(config, database, reason, partial) if kind == "postgresql" \
             else _dump_redis(config, reason, partial)
+        if (directory / (manifest["name"] + backup_manifest.MANIFEST_SUFFIX)).exists():
+            # Names have one-second resolution; a second backup with the same reason in the same
+            # second must not replace the first.
+            raise BackupFailed(f"Cannot keep backup {manifest['name']}: one of that name exists already")
         backup_manifest.write(partial / (manifest["name"] + backup_manifest.MANIFEST_SUFFIX), manifest)
         report = backup_checks.quick(backup_checks.Report(
             "quick", partial / manifest["file"], partial / (manifest["name"] + backup_manifest.MANIFEST_SUFFIX)),
@@ -348,6 +352,17 @@ def upload(config: Config, client, kind: str, database: str, manifest: dict) -> 
                                ExtraArgs=dict(extra, ChecksumAlgorithm="SHA256", Metadata={"sha256": sha256}))
         keys.append(key)
     return keys
+
+
+def upload_missing(config: Config, client, kind: str, database: str) -> list[str]:
+    """Upload every local backup S3 lacks, oldest first: the new one, and any a failed run left behind."""
+    remote = {backup["name"] for backup in s3_backups(config, client, kind, database)}
+    uploaded = []
+    for backup in reversed(local_backups(config.directory(kind, database))):
+        if backup["name"] not in remote:
+            upload(config, client, kind, database, backup_manifest.load(backup["manifest"]))
+            uploaded.append(backup["name"])
+    return uploaded
 
 
 def s3_backups(config: Config, client, kind: str, database: str) -> list[dict]:
@@ -417,8 +432,8 @@ def command_run(config: Config, args) -> int:
             state.verification(report)
             log(f"{kind} {database}: {manifest['name']} ({manifest['bytes']} bytes) taken and verified")
             if client:
-                keys = upload(config, client, kind, database, manifest)
-                log(f"{kind} {database}: uploaded to s3://{config.s3['bucket']}/{keys[0]}")
+                for name in upload_missing(config, client, kind, database):
+                    log(f"{kind} {database}: uploaded {name} to s3://{config.s3['bucket']}")
             state.backup(kind, database, True, manifest, time.perf_counter() - started)
             # Pruning only after this backup is safely in place (and in S3): a failed run deletes nothing.
             for name in prune_local(config, kind, database):

@@ -153,6 +153,18 @@ def test_upload_to_s3_is_encrypted_and_checksummed_by_s3(make_config, rental_db,
     assert keys == [f"test/db1/postgresql/rental/{manifest['file']}", f"test/db1/postgresql/rental/{manifest['name']}.manifest.json"]
 
 
+def test_a_run_uploads_what_an_earlier_run_could_not(make_config, rental_db, moto_s3, s3_bucket, aws_env, tmp_path):
+    s3 = {"bucket": s3_bucket, "prefix": "p/", "endpoint_url": moto_s3.endpoint_url, "region": moto_s3.region}
+    local_only, _ = backup(make_config("rental"), reason="pre-deploy")
+    config = make_config("rental", s3=s3)
+    config_file = tmp_path / "backup.json"
+    config_file.write_text(json.dumps(config.data))
+    assert backup_program.main(["--config", str(config_file), "--only", "postgresql", "run"]) == 0
+    listed = moto_s3.client().list_objects_v2(Bucket=s3_bucket)["Contents"]
+    names = sorted({item["Key"].rsplit("/", 1)[1].split(".")[0] for item in listed})
+    assert len(names) == 2 and local_only["name"] in names
+
+
 def test_fetch_brings_back_what_was_uploaded(make_config, rental_db, moto_s3, s3_bucket, aws_env, tmp_path, capsys):
     config = make_config("rental", s3={"bucket": s3_bucket, "endpoint_url": moto_s3.endpoint_url, "region": moto_s3.region})
     manifest, path = backup(config)
