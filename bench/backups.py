@@ -50,8 +50,7 @@ def plain_restore_and_count(server: PostgresServer, dump: Path, tables: list[dic
     try:
         subprocess.run([str(server.bindir / "pg_restore"), "--no-owner", "--no-privileges", f"--jobs={JOBS}",
                         f"--dbname={server.conninfo(scratch)}", str(dump)], env=server.env(), check=True)
-        counts = ";".join(f"SELECT count(*) FROM {backup_program.quote(t['schema'])}.{backup_program.quote(t['name'])}"
-                          for t in tables)
+        counts = ";".join(f"SELECT count(*) FROM {backup_checks.qualified(t)}" for t in tables)
         subprocess.run([str(server.bindir / "psql"), "--quiet", "--no-psqlrc", "--tuples-only", "-c", counts,
                         server.conninfo(scratch)], env=server.env(), check=True, stdout=subprocess.DEVNULL)
     finally:

@@ -265,8 +265,13 @@ def scratch_name(prefix: str, database: str) -> str:
     return f"{prefix}_{database}"[: 63 - len(suffix) - 1] + f"_{suffix}"
 
 
-def _quote(name: str) -> str:
+def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(table: dict) -> str:
+    """A manifest table entry ({"schema", "name", ...}) as SQL: "schema"."name"."""
+    return f"{quote_ident(table['schema'])}.{quote_ident(table['name'])}"
 
 
 def _restore(report: Report, target: Target, database: str, jobs: int, pg_bindir: str | None) -> None:
@@ -289,7 +294,7 @@ def _restore(report: Report, target: Target, database: str, jobs: int, pg_bindir
 
 def _count(target: Target, database: str, table: dict) -> int:
     with target.connect(database) as connection:
-        return connection.execute(f"SELECT count(*) FROM {_quote(table['schema'])}.{_quote(table['name'])}").fetchone()[0]
+        return connection.execute(f"SELECT count(*) FROM {qualified(table)}").fetchone()[0]
 
 
 def _check_counts(report: Report, target: Target, database: str, jobs: int) -> None:
@@ -313,7 +318,7 @@ def _check_schema_and_sequences(report: Report, target: Target, database: str, i
         with report.check("schema") as entry:
             if not expected:
                 raise CheckSkipped(f"manifest format {report.manifest['format_version']} has no schema catalogue")
-            restored = pg_catalogue.read(cursor)
+            restored = pg_catalogue.read_objects(cursor)
             differences = pg_catalogue.compare(expected, restored, ignore_kinds, exclude)
             entry["objects"] = len(expected["objects"])
             entry["digest_equal"] = expected["digest"] == restored["digest"]
@@ -324,7 +329,7 @@ def _check_schema_and_sequences(report: Report, target: Target, database: str, i
         with report.check("sequences") as entry:
             sequences = pg_catalogue.read_sequences(cursor)
             problems = [p for p in pg_catalogue.sequence_problems(sequences)
-                        if "sequence" not in ignore_kinds and not pg_catalogue.excluded(p, (), exclude)]
+                        if not pg_catalogue.excluded(p, ignore_kinds, exclude)]
             entry["sequences"] = len(sequences)
             if problems:
                 entry["differences"] = problems
@@ -348,7 +353,7 @@ def thorough(report: Report, target: Target, *, jobs: int = 2, scratch_prefix: s
     report.restored_database = database
     with target.connect(target.maintenance_db) as admin:
         # template0: whatever an operator added to template1 would show up as extra objects.
-        admin.execute(f"CREATE DATABASE {_quote(database)} TEMPLATE template0")
+        admin.execute(f"CREATE DATABASE {quote_ident(database)} TEMPLATE template0")
         try:
             _restore(report, target, database, jobs, pg_bindir)
             if report.failed:
@@ -358,5 +363,5 @@ def thorough(report: Report, target: Target, *, jobs: int = 2, scratch_prefix: s
                 _check_schema_and_sequences(report, target, database, ignore_kinds, exclude)
         finally:
             if not keep_restored:
-                admin.execute(f"DROP DATABASE IF EXISTS {_quote(database)} WITH (FORCE)")
+                admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
     return report

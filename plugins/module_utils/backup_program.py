@@ -68,10 +68,6 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 # --- configuration and local layout -------------------------------------------------------------
 
 class Config:
@@ -103,6 +99,10 @@ class Config:
                                     password=os.environ.get("PGPASSWORD"), maintenance_db=pg.get("maintenance_db", "postgres"))
 
 
+def _newest_first(backups: list[dict]) -> list[dict]:
+    return sorted(backups, key=lambda b: (b["time"], b["name"]), reverse=True)
+
+
 def local_backups(directory: Path) -> list[dict]:
     """Complete backups in a directory, newest first: a manifest exists only once its file is in place."""
     backups = []
@@ -116,7 +116,7 @@ def local_backups(directory: Path) -> list[dict]:
         backups.append({"name": manifest["name"], "time": manifest["started_at"], "reason": manifest["reason"],
                         "manifest": str(path), "file": str(path.with_name(manifest["file"])),
                         "verification": json.loads(verification.read_text()) if verification.exists() else None})
-    return sorted(backups, key=lambda b: (b["time"], b["name"]), reverse=True)
+    return _newest_first(backups)
 
 
 def record_verification(report: backup_checks.Report) -> None:
@@ -198,22 +198,19 @@ def render_metrics(data: dict) -> str:
 
 # --- taking backups -----------------------------------------------------------------------------
 
-def _dump_postgresql(config: Config, database: str, reason: str, partial: Path) -> dict:
-    import psycopg
-
+def _dump_postgresql(config: Config, database: str, path: Path) -> dict:
+    """pg_dump -Fc into path; returns the manifest's PostgreSQL part, read in the dump's snapshot."""
     target = config.pg_target()
-    started = backup_manifest.utc_now()
-    name = backup_manifest.backup_name(database, started, reason)
-    dump_path = partial / f"{name}.dump"
     timings = {}
-    with psycopg.connect(target.conninfo(database), password=target.password) as connection:
+    # Autocommit, so that the explicit BEGIN opens the transaction itself with its isolation level.
+    with target.connect(database, autocommit=True) as connection:
         connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = connection.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
         version, version_num = connection.execute(
             "SELECT current_setting('server_version'), current_setting('server_version_num')::int").fetchone()
         pg_dump = backup_checks.pg_tool("pg_dump", config.postgresql.get("bindir"), version_num)
         command = [pg_dump, "--format=custom", f"--compress={int(config.postgresql.get('compress', 6))}",
-                   f"--snapshot={snapshot}", f"--file={dump_path}", f"--dbname={target.conninfo(database)}"]
+                   f"--snapshot={snapshot}", f"--file={path}", f"--dbname={target.conninfo(database)}"]
         dump_started = time.perf_counter()
         # pg_dump works in the exported snapshot while this transaction, which must stay open until
         # pg_dump has imported it, counts rows and reads the catalogue in the very same snapshot.
@@ -221,38 +218,26 @@ def _dump_postgresql(config: Config, database: str, reason: str, partial: Path) 
             with connection.cursor() as cursor:
                 counted = time.perf_counter()
                 cursor.execute(_TABLES)
-                tables = []
-                for schema, table in cursor.fetchall():
-                    cursor.execute(f"SELECT count(*) FROM {quote(schema)}.{quote(table)}")
-                    tables.append({"schema": schema, "name": table, "rows": cursor.fetchone()[0]})
+                tables = [{"schema": schema, "name": name} for schema, name in cursor.fetchall()]
+                for table in tables:
+                    cursor.execute(f"SELECT count(*) FROM {backup_checks.qualified(table)}")
+                    table["rows"] = cursor.fetchone()[0]
                 timings["row_counts"] = round(time.perf_counter() - counted, 3)
                 catalogued = time.perf_counter()
                 catalogue = pg_catalogue.read(cursor)
                 timings["catalogue"] = round(time.perf_counter() - catalogued, 3)
             _, errors = dump.communicate()
         timings["pg_dump"] = round(time.perf_counter() - dump_started, 3)
-        connection.rollback()
+        connection.execute("ROLLBACK")
     if dump.returncode != 0:
         raise BackupFailed(f"Cannot dump database {database}: pg_dump exited {dump.returncode}: {errors.strip()}")
-    hashed = time.perf_counter()
-    sha256, size = backup_manifest.sha256_file(dump_path)
-    timings["sha256"] = round(time.perf_counter() - hashed, 3)
-    return {
-        "format": backup_manifest.FORMAT, "format_version": backup_manifest.CURRENT_VERSION, "kind": "postgresql",
-        "name": name, "database": database, "reason": reason, "host": config.host,
-        "server_version": version, "server_version_num": version_num,
-        "started_at": backup_manifest.iso(started), "finished_at": backup_manifest.iso(backup_manifest.utc_now()),
-        "file": dump_path.name, "bytes": size, "sha256": sha256, "tables": tables, "catalogue": catalogue,
-        "timings": timings,
-    }
+    return {"server_version": version, "server_version_num": version_num, "tables": tables, "catalogue": catalogue,
+            "timings": timings}
 
 
-def _dump_redis(config: Config, reason: str, partial: Path) -> dict:
+def _dump_redis(config: Config, database: str, path: Path) -> dict:
+    """A fresh RDB snapshot into path; returns the manifest's Redis part."""
     redis = config.redis
-    database = redis.get("name") or f"redis-{redis.get('host', 'localhost')}"
-    started = backup_manifest.utc_now()
-    name = backup_manifest.backup_name(database, started, reason)
-    rdb_path = partial / f"{name}.rdb"
     base = ["redis-cli", "-h", redis.get("host", "127.0.0.1"), "-p", str(redis.get("port", 6379))]
     if redis.get("user"):
         base += ["--user", redis["user"]]
@@ -267,44 +252,51 @@ def _dump_redis(config: Config, reason: str, partial: Path) -> dict:
         raise BackupFailed(f"Cannot reach Redis {database}: {(info.stderr or info.stdout).strip()}")
     # --rdb asks the server for a fresh snapshot over the replication protocol: consistent, and no
     # access to the Redis host's disk needed.
-    result = subprocess.run(base + ["--rdb", str(rdb_path)], capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run(base + ["--rdb", str(path)], capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         raise BackupFailed(f"Cannot snapshot Redis {database}: {(result.stderr or result.stdout).strip()}")
-    sha256, size = backup_manifest.sha256_file(rdb_path)
-    return {
-        "format": backup_manifest.FORMAT, "format_version": backup_manifest.CURRENT_VERSION, "kind": "redis",
-        "name": name, "database": database, "reason": reason, "host": config.host, "server_version": version,
-        "started_at": backup_manifest.iso(started), "finished_at": backup_manifest.iso(backup_manifest.utc_now()),
-        "file": rdb_path.name, "bytes": size, "sha256": sha256,
-    }
+    return {"server_version": version, "timings": {}}
+
+
+_DUMPERS = {"postgresql": _dump_postgresql, "redis": _dump_redis}
 
 
 def take_backup(config: Config, kind: str, database: str, reason: str) -> tuple[dict, backup_checks.Report]:
     """Dump, write the manifest, verify quickly, then move both into place; partial files never stay."""
     directory = config.directory(kind, database)
+    started = backup_manifest.utc_now()
+    name = backup_manifest.backup_name(database, started, reason)
+    filename = name + backup_manifest.DUMP_SUFFIX[kind]
+    final_manifest = backup_manifest.manifest_path(directory / filename)
+    if final_manifest.exists():
+        # Names have one-second resolution; a second backup with the same reason in the same
+        # second must not replace the first.
+        raise BackupFailed(f"Cannot keep backup {name}: one of that name exists already")
     directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f".partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     try:
-        manifest = _dump_postgresql(config, database, reason, partial) if kind == "postgresql" \
-            else _dump_redis(config, reason, partial)
-        if (directory / (manifest["name"] + backup_manifest.MANIFEST_SUFFIX)).exists():
-            # Names have one-second resolution; a second backup with the same reason in the same
-            # second must not replace the first.
-            raise BackupFailed(f"Cannot keep backup {manifest['name']}: one of that name exists already")
-        backup_manifest.write(partial / (manifest["name"] + backup_manifest.MANIFEST_SUFFIX), manifest)
+        details = _DUMPERS[kind](config, database, partial / filename)
+        hashed = time.perf_counter()
+        sha256, size = backup_manifest.sha256_file(partial / filename)
+        details["timings"]["sha256"] = round(time.perf_counter() - hashed, 3)
+        manifest = {
+            "format": backup_manifest.FORMAT, "format_version": backup_manifest.CURRENT_VERSION, "kind": kind,
+            "name": name, "database": database, "reason": reason, "host": config.host,
+            "started_at": backup_manifest.iso(started), "finished_at": backup_manifest.iso(backup_manifest.utc_now()),
+            "file": filename, "bytes": size, "sha256": sha256, **details,
+        }
+        backup_manifest.write(backup_manifest.manifest_path(partial / filename), manifest)
         report = backup_checks.quick(backup_checks.Report(
-            "quick", partial / manifest["file"], partial / (manifest["name"] + backup_manifest.MANIFEST_SUFFIX)),
+            "quick", partial / filename, backup_manifest.manifest_path(partial / filename)),
             pg_bindir=config.postgresql.get("bindir"))
         if not report.passed:
             raise BackupFailed(report.failure_message())
         # The file first, the manifest last: a manifest in the directory means a complete backup.
-        os.replace(partial / manifest["file"], directory / manifest["file"])
-        os.replace(partial / (manifest["name"] + backup_manifest.MANIFEST_SUFFIX),
-                   directory / (manifest["name"] + backup_manifest.MANIFEST_SUFFIX))
-        report.backup_path = directory / manifest["file"]
-        report.manifest_path = directory / (manifest["name"] + backup_manifest.MANIFEST_SUFFIX)
+        os.replace(partial / filename, directory / filename)
+        os.replace(report.manifest_path, final_manifest)
+        report.backup_path, report.manifest_path = directory / filename, final_manifest
         record_verification(report)
         return manifest, report
     finally:
@@ -366,6 +358,7 @@ def upload_missing(config: Config, client, kind: str, database: str) -> list[str
 
 
 def s3_backups(config: Config, client, kind: str, database: str) -> list[dict]:
+    """Backups in S3 with their keys, newest first: a manifest key marks a complete one."""
     paginator = client.get_paginator("list_objects_v2")
     prefix = s3_prefix(config, kind, database)
     objects = {}
@@ -384,7 +377,7 @@ def s3_backups(config: Config, client, kind: str, database: str) -> list[dict]:
         data_files = [f for f in objects if f.startswith(name + ".") and f != filename and not f.endswith(VERIFY_SUFFIX)]
         backups.append({"name": name, "reason": reason, "keys": [prefix + f for f in data_files] + [prefix + filename],
                         "time": dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc).isoformat()})
-    return backups
+    return _newest_first(backups)
 
 
 # --- retention ----------------------------------------------------------------------------------
@@ -491,14 +484,14 @@ def command_fetch(config: Config, args) -> int:
     destination = Path(args.to)
     fetched = []
     for kind, database in targets(config, args.only):
-        backups = sorted(s3_backups(config, client, kind, database), key=lambda b: (b["time"], b["name"]), reverse=True)
-        for backup in backups[: args.latest]:
+        for backup in s3_backups(config, client, kind, database)[: args.latest]:
             directory = destination / kind / database
             directory.mkdir(parents=True, exist_ok=True)
             for key in backup["keys"]:
-                client.download_file(config.s3["bucket"], key, str(directory / key.rsplit("/", 1)[1]))
-            fetched += [str(directory / key.rsplit("/", 1)[1]) for key in backup["keys"]
-                        if not key.endswith(backup_manifest.MANIFEST_SUFFIX)]
+                path = directory / key.rsplit("/", 1)[1]
+                client.download_file(config.s3["bucket"], key, str(path))
+                if not key.endswith(backup_manifest.MANIFEST_SUFFIX):
+                    fetched.append(str(path))
     print(json.dumps(fetched, indent=1))
     return 0
 

@@ -179,14 +179,20 @@ def read(cursor) -> dict:
     The caller owns the transaction: the backup program reads inside the REPEATABLE READ
     transaction whose snapshot pg_dump uses. The search_path is emptied for that transaction only.
     """
+    catalogue = read_objects(cursor)
+    catalogue["sequences"] = read_sequences(cursor)
+    return catalogue
+
+
+def read_objects(cursor) -> dict:
+    """The catalogue without sequence values: what compare() compares."""
     cursor.execute("SELECT pg_catalog.set_config('search_path', '', true)")
     objects = []
     for query in _QUERIES.values():
         cursor.execute(query)
         objects.extend(_entry(*row) for row in cursor.fetchall())
     objects.sort(key=lambda o: (o["kind"], o["name"]))
-    return {"version": CATALOGUE_VERSION, "digest": digest(objects), "objects": objects,
-            "sequences": read_sequences(cursor)}
+    return {"version": CATALOGUE_VERSION, "digest": digest(objects), "objects": objects}
 
 
 def read_sequences(cursor) -> list[dict]:
