@@ -7,7 +7,9 @@ every backup in quick mode right after taking it and runs the thorough timer), s
 judged the same way wherever it is checked. No Ansible imports: the hosts run it as plain Python.
 
 quick     the file exists and is not empty, its size and SHA-256 match the manifest, the archive's
-          table of contents names the manifest's database and has data for every table it lists.
+          table of contents names the manifest's database and has data for every table it lists
+          (PostgreSQL), the RDB file is well formed (Redis), the archive is complete and holds the
+          manifest's collections with their document counts (MongoDB).
 thorough  quick, then a restore into a throwaway database (always dropped, also on failure) that
           must log no error, per-table row counts equal to the manifest's, the restored schema
           catalogue equal to the manifest's, and every owned sequence ahead of its column's data.
@@ -24,12 +26,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_manifest, pg_catalogue
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_manifest, mongo_archive, pg_catalogue
 
 QUICK_CHECKS = {
     "postgresql": ("manifest", "file", "size", "sha256", "database", "tables in archive"),
     "redis": ("manifest", "file", "size", "sha256", "rdb structure"),
-    "mongodb": ("manifest", "file", "size", "sha256"),
+    "mongodb": ("manifest", "file", "size", "sha256", "collections in archive"),
 }
 THOROUGH_CHECKS = ("restore", "row counts", "schema", "sequences")
 # How many restore errors a report carries; the first ones name the cause, the rest repeat it.
@@ -169,6 +171,27 @@ def _check_rdb(report: Report) -> None:
             raise CheckFailed(f"redis-check-rdb rejects the file: {result.stdout.strip().splitlines()[-1:]}")
 
 
+def _check_collections(report: Report) -> None:
+    with report.check("collections in archive") as entry:
+        try:
+            contents = mongo_archive.read(report.backup_path)
+        except mongo_archive.ArchiveError as error:
+            raise CheckFailed(str(error)) from error
+        archived = {backup_manifest.table_key(c["database"], c["name"]): c["documents"] for c in contents["collections"]}
+        expected = {backup_manifest.table_key(c["database"], c["name"]): c["documents"]
+                    for c in report.manifest["collections"]}
+        entry["collections"] = len(expected)
+        missing = sorted(set(expected) - set(archived))
+        differing = {key: {"expected": count, "actual": archived[key]} for key, count in sorted(expected.items())
+                     if key in archived and archived[key] != count}
+        problems = [f"{len(missing)} collection(s) of the manifest are not in the archive: {', '.join(missing)}"] if missing else []
+        if differing:
+            problems.append(f"{len(differing)} collection(s) hold other document counts than the manifest's: "
+                            + ", ".join(f"{key} ({d['actual']}, {d['expected']})" for key, d in differing.items()))
+        if problems:
+            raise CheckFailed("; ".join(problems), missing_collections=missing, differences=differing)
+
+
 def quick(report: Report, *, pg_bindir: str | None = None) -> Report:
     """Run the quick checks into report; later checks are skipped when an earlier one makes them moot."""
     with report.check("manifest") as entry:
@@ -229,6 +252,8 @@ def quick(report: Report, *, pg_bindir: str | None = None) -> Report:
                 entry["seconds"] = round(entry["seconds"] + toc_seconds / 2, 4)
     elif kind == "redis":
         _check_rdb(report)
+    elif kind == "mongodb":
+        _check_collections(report)
     return report
 
 

@@ -30,7 +30,7 @@ _REQUIRED = {
         "started_at", "finished_at", "server_version"),
 }
 _REQUIRED[2] = _REQUIRED[1]
-_REQUIRED_BY_KIND = {"postgresql": ("tables",)}
+_REQUIRED_BY_KIND = {"postgresql": ("tables",), "mongodb": ("collections",)}
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 # 4 MiB reads keep hashing near the speed of SHA-256 itself; hashlib releases the GIL on large
 # buffers, so a hash can run in a thread beside a subprocess.

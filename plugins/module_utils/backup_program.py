@@ -7,7 +7,8 @@ the backup_verify module and the gfs_retention filter: one copy of each rule, wh
 the nightly timer applies it. Plain Python on the database host: psycopg 3 and boto3 from Debian.
 
 run      one backup per PostgreSQL database (pg_dump -Fc; row counts and the schema catalogue read
-         in the dump's own snapshot), the Redis RDB snapshot where configured; each verified in
+         in the dump's own snapshot), the Redis RDB snapshot and the MongoDB replica set's
+         mongodump archive (--oplog: one point in time) where configured; each verified in
          quick mode, uploaded to S3, then local and S3 copies pruned by the retention policy. A
          failed step removes only its own partial files and the run exits non-zero, before pruning.
 verify   quick or thorough verification of the newest local backups (the thorough timer).
@@ -29,9 +30,11 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_catalogue
+from ansible_collections.chajipoa.platform.plugins.module_utils import (
+    backup_checks, backup_manifest, mongo_archive, pg_catalogue)
 from ansible_collections.chajipoa.platform.plugins.module_utils.gfs_retention import plan as retention_plan
 
 DEFAULT_CONFIG = "/etc/chajipoa/backup.json"
@@ -81,6 +84,7 @@ class Config:
         self.metrics_file = Path(data["metrics_file"]) if data.get("metrics_file") else None
         self.postgresql = data.get("postgresql") or {}
         self.redis = data.get("redis") or {}
+        self.mongodb = data.get("mongodb") or {}
         self.s3 = data.get("s3") or {}
         self.retention = data.get("retention") or {}
         self.verify = data.get("verify") or {}
@@ -258,7 +262,57 @@ def _dump_redis(config: Config, database: str, path: Path) -> dict:
     return {"server_version": version, "timings": {}}
 
 
-_DUMPERS = {"postgresql": _dump_postgresql, "redis": _dump_redis}
+def mongodb_uri(mongodb: dict, password: str | None) -> str:
+    """The connection string mongodump reads from its options file, credentials escaped."""
+    credentials = ""
+    if mongodb.get("user"):
+        credentials = urllib.parse.quote(mongodb["user"], safe="")
+        if password:
+            credentials += ":" + urllib.parse.quote(password, safe="")
+        credentials += "@"
+    options = {"authSource": mongodb.get("auth_database", "admin"), "replicaSet": mongodb.get("replica_set"),
+               # A secondary when there is one: the dump's reads stay off the primary.
+               "readPreference": "secondaryPreferred"}
+    query = urllib.parse.urlencode({key: value for key, value in options.items() if value})
+    return f"mongodb://{credentials}{','.join(mongodb.get('hosts') or ['127.0.0.1:27017'])}/?{query}"
+
+
+def _dump_mongodb(config: Config, database: str, path: Path) -> dict:
+    """mongodump --archive --gzip of the whole replica set into path; returns the manifest's MongoDB part.
+
+    The collections and their document counts are read back from the archive itself: MongoDB has no
+    snapshot to export, so what mongodump wrote is the record (with --oplog, as of its end).
+    """
+    mongodb = config.mongodb
+    # mongodump's options file keeps the password off the command line, where ps would show it;
+    # created 0600 beside the partial archive, and removed with it.
+    options = path.with_name("mongodump.yaml")
+    with os.fdopen(os.open(options, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        # A JSON string is a YAML double-quoted scalar: any character of the password is safe.
+        handle.write(f"uri: {json.dumps(mongodb_uri(mongodb, os.environ.get('MONGODB_PASSWORD')))}\n")
+    command = ["mongodump", f"--config={options}", f"--archive={path}", "--gzip"]
+    if mongodb.get("oplog", True):
+        command.append("--oplog")
+    dumped = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    timings = {"mongodump": round(time.perf_counter() - dumped, 3)}
+    options.unlink()
+    if result.returncode != 0:
+        # mongodump logs progress on stderr: its last lines hold the cause.
+        cause = " | ".join(result.stderr.strip().splitlines()[-3:])
+        raise BackupFailed(f"Cannot dump MongoDB {database}: mongodump exited {result.returncode}: {cause}")
+    read_started = time.perf_counter()
+    try:
+        contents = mongo_archive.read(path)
+    except mongo_archive.ArchiveError as error:
+        raise BackupFailed(f"Cannot dump MongoDB {database}: mongodump's archive is incomplete: {error}") from error
+    timings["archive"] = round(time.perf_counter() - read_started, 3)
+    # mongorestore needs --gzip for a compressed archive: the manifest says which this is.
+    return {"server_version": contents["server_version"], "tool_version": contents["tool_version"],
+            "compressed": contents["compressed"], "collections": contents["collections"], "timings": timings}
+
+
+_DUMPERS = {"postgresql": _dump_postgresql, "redis": _dump_redis, "mongodb": _dump_mongodb}
 
 
 def take_backup(config: Config, kind: str, database: str, reason: str) -> tuple[dict, backup_checks.Report]:
@@ -411,6 +465,8 @@ def targets(config: Config, only: str | None = None) -> list[tuple[str, str]]:
     found = [("postgresql", database) for database in config.postgresql.get("databases", [])]
     if config.redis.get("enabled"):
         found.append(("redis", config.redis.get("name") or f"redis-{config.redis.get('host', 'localhost')}"))
+    if config.mongodb.get("enabled"):
+        found.append(("mongodb", config.mongodb.get("name") or f"mongodb-{config.mongodb.get('replica_set', 'rs0')}"))
     return [(kind, database) for kind, database in found if only in (None, kind)]
 
 
@@ -499,7 +555,7 @@ def command_fetch(config: Config, args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chajipoa-backup", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=DEFAULT_CONFIG)
-    parser.add_argument("--only", choices=("postgresql", "redis"), help="one kind of backup only")
+    parser.add_argument("--only", choices=tuple(_DUMPERS), help="one kind of backup only")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="take, verify, upload and prune backups")
     run.add_argument("--reason", default="daily", help="daily, weekly, monthly, manual, pre-deploy, ...")

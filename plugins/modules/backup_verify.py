@@ -108,7 +108,8 @@ attributes:
     support: none
 requirements:
   - psycopg 3 on the target for thorough mode (Debian package python3-psycopg)
-  - pg_restore for PostgreSQL backups, redis-check-rdb for Redis ones
+  - pg_restore for PostgreSQL backups, redis-check-rdb for Redis ones; MongoDB archives are read by
+    the collection's own code (no MongoDB tools needed)
 notes:
   - The report carries each check's status, message, timing and evidence; a failure message names
     every failed check and the objects concerned.

@@ -1,0 +1,178 @@
+# Copyright: ChajiPoa Infrastructure engineers
+# Apache License 2.0 (see galaxy.yml)
+"""What a mongodump archive (`mongodump --archive`, optionally `--gzip`) holds, read without MongoDB.
+
+MongoDB has no counterpart of `pg_restore --list`: mongorestore reads an archive only while
+restoring into a server. So the backup program and the quick check read the archive themselves,
+following the format specification of mongo-tools (common/archive):
+
+    magic number 0x8199e26d, header document, one metadata document per collection, terminator,
+    then segments (namespace header, documents, terminator) interleaved across collections, each
+    namespace closed by an EOF header and a terminator.
+
+Only the structure is walked: the documents themselves are counted and skipped, never decoded.
+The gzip layer's own CRC and length trailer catch corruption and truncation of a compressed archive.
+"""
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from pathlib import Path
+
+MAGIC = 0x8199E26D
+TERMINATOR = -1
+_INT32 = struct.Struct("<i")
+_GZIP_MAGIC = b"\x1f\x8b"
+# Fixed-width BSON element types: their struct format (None: kept as raw bytes) and width.
+_FIXED_WIDTH = {0x01: ("<d", 8), 0x07: (None, 12), 0x08: ("?", 1), 0x09: ("<q", 8), 0x0A: (None, 0),
+                0x10: ("<i", 4), 0x11: ("<Q", 8), 0x12: ("<q", 8)}
+_READ_CHUNK = 1 << 20
+
+
+class ArchiveError(ValueError):
+    """The file is not a complete mongodump archive; the message says where it breaks."""
+
+
+def _decode(document: bytes, within: str) -> dict:
+    """The top-level fields of one of the archive's own (flat) documents: strings, numbers, booleans."""
+    try:
+        return _fields(document)
+    except (ValueError, struct.error) as error:
+        raise ArchiveError(f"{within} is not a readable document ({error}): the archive is corrupt") from error
+
+
+def _fields(document: bytes) -> dict:
+    fields, position = {}, 4
+    while position < len(document) - 1:
+        kind = document[position]
+        end = document.index(b"\x00", position + 1)
+        name = document[position + 1:end].decode("utf-8", "replace")
+        position = end + 1
+        if kind == 0x02:
+            length = _INT32.unpack_from(document, position)[0]
+            fields[name] = document[position + 4:position + 3 + length].decode("utf-8", "replace")
+            position += 4 + length
+        elif kind in _FIXED_WIDTH:
+            layout, width = _FIXED_WIDTH[kind]
+            raw = document[position:position + width]
+            fields[name] = struct.unpack(layout, raw)[0] if layout else raw
+            position += width
+        elif kind in (0x03, 0x04):
+            position += _INT32.unpack_from(document, position)[0]
+        else:
+            raise ArchiveError(f"unexpected BSON element type {kind:#x} in field {name!r}")
+    return fields
+
+
+class _Stream:
+    """Exact reads from the (decompressed) archive, naming the structure a short read broke."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.offset = 0
+
+    def exactly(self, size: int, within: str) -> bytes:
+        data = self.handle.read(size)
+        self.offset += len(data)
+        if len(data) != size:
+            raise ArchiveError(f"the archive ends inside {within} at byte {self.offset}: it is truncated")
+        return data
+
+    def document(self, within: str, *, at_end_ok: bool = False) -> bytes | None:
+        """One BSON document; None for a terminator, b"" at a clean end of the archive if allowed."""
+        head = self.handle.read(4)
+        self.offset += len(head)
+        if not head and at_end_ok:
+            return b""
+        if len(head) != 4:
+            raise ArchiveError(f"the archive ends inside {within} at byte {self.offset}: it is truncated")
+        length = _INT32.unpack(head)[0]
+        if length == TERMINATOR:
+            return None
+        if length < 5:
+            raise ArchiveError(f"a document of {length} bytes in {within} at byte {self.offset - 4}: "
+                               "the archive is corrupt")
+        return head + self.exactly(length - 4, within)
+
+    def skip_document_bodies(self, within: str) -> tuple[int, int]:
+        """Count and skip the documents of a segment up to its terminator: (documents, bytes)."""
+        documents = size = 0
+        while True:
+            head = self.exactly(4, within)
+            length = _INT32.unpack(head)[0]
+            if length == TERMINATOR:
+                return documents, size
+            if length < 5:
+                raise ArchiveError(f"a document of {length} bytes in {within} at byte {self.offset - 4}: "
+                                   "the archive is corrupt")
+            remaining = length - 4
+            while remaining:
+                remaining -= len(self.exactly(min(remaining, _READ_CHUNK), within))
+            documents += 1
+            size += length
+
+
+def _namespace(fields: dict) -> tuple[str, str]:
+    return fields.get("db", ""), fields.get("collection", "")
+
+
+def read(path: str | Path) -> dict:
+    """The archive's header and, per namespace, its document count and bytes.
+
+    Raises ArchiveError for anything short of a complete archive: a wrong magic number, a damaged or
+    cut-off compressed stream, a document cut in half, a namespace with data but no end marker.
+    """
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == _GZIP_MAGIC
+    opener = gzip.open if compressed else open
+    try:
+        with opener(path, "rb") as handle:
+            return _walk(_Stream(handle), compressed)
+    except (EOFError, OSError, zlib.error) as error:
+        # gzip reports a cut-off stream as EOFError and a damaged one as BadGzipFile/zlib.error.
+        raise ArchiveError(f"the compressed archive is damaged: {error}") from error
+
+
+def _walk(stream: _Stream, compressed: bool) -> dict:
+    magic = stream.exactly(4, "the magic number")
+    if struct.unpack("<I", magic)[0] != MAGIC:
+        raise ArchiveError(f"the file does not start with mongodump's magic number (found {magic.hex()})")
+    header_document = stream.document("the header")
+    if not header_document:
+        raise ArchiveError("the archive has no header document")
+    header = _decode(header_document, "the header")
+    namespaces: dict[tuple[str, str], dict] = {}
+
+    def entry(key):
+        return namespaces.setdefault(key, {"database": key[0], "name": key[1], "documents": 0, "bytes": 0,
+                                           "metadata": False, "data": False, "closed": False})
+
+    while (metadata := stream.document("the collection metadata")) is not None:
+        entry(_namespace(_decode(metadata, "a collection's metadata")))["metadata"] = True
+    while (segment_header := stream.document("a namespace header", at_end_ok=True)) != b"":
+        if segment_header is None:
+            raise ArchiveError(f"a terminator where a namespace header belongs, at byte {stream.offset - 4}")
+        fields = _decode(segment_header, "a namespace header")
+        namespace = entry(_namespace(fields))
+        label = ".".join(part for part in _namespace(fields) if part)
+        if fields.get("EOF"):
+            if stream.document(f"the end marker of {label}") is not None:
+                raise ArchiveError(f"the end marker of {label} is not followed by a terminator")
+            namespace["closed"] = True
+            continue
+        namespace["data"] = True
+        documents, size = stream.skip_document_bodies(f"the data of {label}")
+        namespace["documents"] += documents
+        namespace["bytes"] += size
+    unclosed = [".".join(part for part in key if part) for key, n in namespaces.items() if n["data"] and not n["closed"]]
+    if unclosed:
+        raise ArchiveError(f"the archive ends before the end marker of {', '.join(sorted(unclosed))}: it is truncated")
+    return {
+        "compressed": compressed,
+        "format_version": header.get("version"),
+        "server_version": header.get("server_version"),
+        "tool_version": header.get("tool_version"),
+        "collections": [{"database": n["database"], "name": n["name"], "documents": n["documents"], "bytes": n["bytes"]}
+                        for _, n in sorted(namespaces.items())],
+    }

@@ -1,0 +1,47 @@
+"""The backup role's program configuration and credentials, rendered offline.
+
+The molecule scenario backup runs the role on a real host with PostgreSQL and Redis; MongoDB cannot
+be installed on these machines, so its wiring into the program is checked here: the rendered
+configuration, read by the program itself, names the replica set's members and the backup user,
+and the credentials file carries the password only when MongoDB is backed up.
+"""
+from __future__ import annotations
+
+import json
+
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_program
+from tests.unit.roles import rendering
+
+
+def render(template: str, mongodb_hosts: list[str], **overrides):
+    hostvars = {name: {"private_address": f"10.20.3.{index + 11}"} for index, name in enumerate(mongodb_hosts)}
+    variables = {
+        **rendering.role_variables("backup"),
+        "inventory_hostname": "db1",
+        "groups": {"all": ["db1", *mongodb_hosts], "postgres": ["db1"], "mongodb": mongodb_hosts, "redis": []},
+        "hostvars": {"db1": {}, **hostvars},
+        "mongodb_backup_password": "mongodb-backup-secret",
+        "redis_replication_password": "unused",
+        **overrides,
+    }
+    return rendering.render("backup", template, variables)
+
+
+def program_config(mongodb_hosts: list[str], **overrides) -> backup_program.Config:
+    return backup_program.Config(json.loads(render("etc/chajipoa/backup.json.j2", mongodb_hosts, **overrides)))
+
+
+def test_replica_set_of_group_mongodb_is_backed_up_as_the_backup_user():
+    config = program_config(["mongo1", "mongo2", "mongo3"], mongodb_replica_set="rs-dar")
+    assert backup_program.targets(config) == [("postgresql", "chajipoa"), ("mongodb", "mongodb-rs-dar")]
+    assert backup_program.mongodb_uri(config.mongodb, "pw") == (
+        "mongodb://backup:pw@10.20.3.11:27017,10.20.3.12:27017,10.20.3.13:27017/"
+        "?authSource=admin&replicaSet=rs-dar&readPreference=secondaryPreferred")
+    assert config.mongodb["oplog"] is True
+
+
+def test_no_mongodb_hosts_no_mongodb_backup_and_no_password_on_disk():
+    config = program_config([])
+    assert [kind for kind, _ in backup_program.targets(config)] == ["postgresql"]
+    assert "MONGODB_PASSWORD" not in render("etc/chajipoa/backup.env.j2", [])
+    assert "MONGODB_PASSWORD=mongodb-backup-secret" in render("etc/chajipoa/backup.env.j2", ["mongo1"]).splitlines()
