@@ -42,7 +42,7 @@ def members(lab_host):
 @pytest.fixture(scope="module")
 def secrets(members):
     variables = members[0].ansible.get_variables()
-    return {name: variables[f"mongodb_{name}_password"] for name in ("admin", "app")}
+    return {name: variables[f"mongodb_{name}_password"] for name in ("admin", "app", "backup")}
 
 
 def mongosh(host, script: str, uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"):
@@ -98,6 +98,16 @@ def test_app_user_writes_and_every_member_has_it(members, secrets):
 def test_app_user_confined_to_its_database(members, secrets):
     result = mongosh(members[0], "db.adminCommand({listDatabases: 1})", app_uri(secrets))
     assert result.rc != 0 and "not authorized" in result.stdout + result.stderr
+
+
+def test_backup_user_reads_data_and_oplog_and_writes_nothing(members, secrets):
+    uri = f"mongodb://backup:{secrets['backup']}@127.0.0.1:27017/admin?directConnection=true"
+    oplog = mongosh(members[0], "db.getSiblingDB('local').oplog.rs.find().limit(1).toArray().length", uri)
+    assert oplog.stdout.strip() == "1", oplog.stderr
+    data = mongosh(members[0], "db.getSiblingDB('chajipoa').probe.countDocuments({}) >= 0", uri)
+    assert data.stdout.strip() == "true", data.stderr
+    write = mongosh(members[0], "db.getSiblingDB('chajipoa').probe.insertOne({backup: 1})", uri)
+    assert write.rc != 0 and "not authorized" in write.stdout + write.stderr
 
 
 def test_wrong_password_refused(members, secrets):
