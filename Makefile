@@ -74,6 +74,7 @@ bench: lab bench-backups
 
 bench-backups: venv test-deps
 	python3 bench/backups.py
+	python3 bench/mongodb_archive.py
 
 clean: dev-down
 	rm -rf .cache

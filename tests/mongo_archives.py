@@ -10,6 +10,7 @@ stand_in_mongodump() writes a `mongodump` that builds such archives, for the bac
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import struct
 import sys
@@ -34,10 +35,19 @@ def bson(fields: dict) -> bytes:
     return struct.pack("<i", len(body) + 5) + body + b"\x00"
 
 
+def _incompressible(seed: int, size: int) -> str:
+    """Hex text that compresses about as well as real documents do (about 2:1), unlike repeated text."""
+    return "".join(hashlib.blake2b(f"{seed}-{part}".encode(), digest_size=32).hexdigest()
+                   for part in range(size // 64 + 1))[:size]
+
+
 def archive(collections: dict[tuple[str, str], int], *, server_version: str = "7.0.14", segment: int = 3,
-            oplog_entries: int | None = None) -> bytes:
-    """An uncompressed archive: collections maps (database, collection) to its number of documents."""
-    data = struct.pack("<I", 0x8199E26D)
+            oplog_entries: int | None = None, note_bytes: int | None = None) -> bytes:
+    """An uncompressed archive: collections maps (database, collection) to its number of documents.
+
+    Each document has an _id, a station and a note of note_bytes characters (by default 0 to 39).
+    """
+    data = bytearray(struct.pack("<I", 0x8199E26D))
     data += bson({"concurrent_collections": 4, "version": "0.1", "server_version": server_version,
                   "tool_version": "100.10.0"})
     for database, collection in collections:
@@ -55,12 +65,13 @@ def archive(collections: dict[tuple[str, str], int], *, server_version: str = "7
             batch = min(segment, left)
             data += bson({"db": database, "collection": collection, "EOF": False, "CRC": 0})
             for number in range(namespaces[(database, collection)] - left, namespaces[(database, collection)] - left + batch):
-                data += bson({"_id": number, "station": f"DAR-{number:05d}", "note": "x" * (number % 40)})
+                note = "x" * (number % 40) if note_bytes is None else _incompressible(number, note_bytes)
+                data += bson({"_id": number, "station": f"DAR-{number:05d}", "note": note})
             data += TERMINATOR
             remaining[(database, collection)] = left - batch
     for database, collection in namespaces:
         data += bson({"db": database, "collection": collection, "EOF": True, "CRC": 0}) + TERMINATOR
-    return data
+    return bytes(data)
 
 
 def write(path: Path, collections: dict[tuple[str, str], int], *, compress: bool = True, **options) -> Path:

@@ -28,11 +28,14 @@ from pathlib import Path
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_manifest, mongo_archive, pg_catalogue
 
-QUICK_CHECKS = {
-    "postgresql": ("manifest", "file", "size", "sha256", "database", "tables in archive"),
-    "redis": ("manifest", "file", "size", "sha256", "rdb structure"),
-    "mongodb": ("manifest", "file", "size", "sha256", "collections in archive"),
+_FILE_CHECKS = ("manifest", "file", "size", "sha256")
+# What each kind's quick mode checks of the contents, after the file checks.
+_CONTENT_CHECKS = {
+    "postgresql": ("database", "tables in archive"),
+    "redis": ("rdb structure",),
+    "mongodb": ("collections in archive",),
 }
+QUICK_CHECKS = {kind: _FILE_CHECKS + checks for kind, checks in _CONTENT_CHECKS.items()}
 THOROUGH_CHECKS = ("restore", "row counts", "schema", "sequences")
 # How many restore errors a report carries; the first ones name the cause, the rest repeat it.
 MAX_RESTORE_ERRORS = 5
@@ -171,12 +174,15 @@ def _check_rdb(report: Report) -> None:
             raise CheckFailed(f"redis-check-rdb rejects the file: {result.stdout.strip().splitlines()[-1:]}")
 
 
-def _check_collections(report: Report) -> None:
+def _read_archive(path: Path) -> dict:
+    try:
+        return mongo_archive.read(path)
+    except mongo_archive.ArchiveError as error:
+        raise CheckFailed(str(error)) from error
+
+
+def _check_collections(report: Report, contents: dict) -> None:
     with report.check("collections in archive") as entry:
-        try:
-            contents = mongo_archive.read(report.backup_path)
-        except mongo_archive.ArchiveError as error:
-            raise CheckFailed(str(error)) from error
         archived = {backup_manifest.table_key(c["database"], c["name"]): c["documents"] for c in contents["collections"]}
         expected = {backup_manifest.table_key(c["database"], c["name"]): c["documents"]
                     for c in report.manifest["collections"]}
@@ -222,17 +228,21 @@ def quick(report: Report, *, pg_bindir: str | None = None) -> Report:
             raise CheckFailed(f"the file has {size} bytes, the manifest says {manifest['bytes']}: "
                               "it was truncated or replaced")
 
-    # Hashing is the long part of a quick check; the table of contents is read beside it.
+    # Hashing is the long part of a quick check; the archive's contents are read beside it
+    # (pg_restore --list in a subprocess, or the MongoDB archive walked while hashlib and zlib
+    # release the GIL).
+    readers = {"postgresql": lambda: _read_toc(path, pg_tool("pg_restore", pg_bindir, manifest.get("server_version_num"))),
+               "mongodb": lambda: _read_archive(path)}
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         hashing = pool.submit(backup_manifest.sha256_file, path)
-        toc_started = time.perf_counter()
-        toc, toc_error = None, None
-        if kind == "postgresql":
+        read_started = time.perf_counter()
+        contents, read_error = None, None
+        if kind in readers:
             try:
-                toc = _read_toc(path, pg_tool("pg_restore", pg_bindir, manifest.get("server_version_num")))
+                contents = readers[kind]()
             except CheckFailed as failure:
-                toc_error = failure
-        toc_seconds = time.perf_counter() - toc_started
+                read_error = failure
+        read_seconds = time.perf_counter() - read_started
         with report.check("sha256") as entry:
             actual, _ = hashing.result()
             entry["sha256"] = actual
@@ -240,20 +250,23 @@ def quick(report: Report, *, pg_bindir: str | None = None) -> Report:
                 raise CheckFailed(f"the file's SHA-256 {actual} differs from the manifest's {manifest['sha256']}: "
                                   "the file is corrupt or the manifest belongs to another file")
 
-    if kind == "postgresql":
-        if toc_error:
-            with report.check("database"):
-                raise toc_error
-            report.skip(["tables in archive"], "the table of contents cannot be read")
-        else:
-            _check_database(report, toc)
-            _check_tables(report, toc)
-            for entry in report.checks[-2:]:
-                entry["seconds"] = round(entry["seconds"] + toc_seconds / 2, 4)
-    elif kind == "redis":
+    if kind == "redis":
         _check_rdb(report)
-    elif kind == "mongodb":
-        _check_collections(report)
+        return report
+    content_checks = _CONTENT_CHECKS[kind]
+    if read_error:
+        with report.check(content_checks[0]):
+            raise read_error
+        report.skip(content_checks[1:], "the archive's contents cannot be read")
+        return report
+    if kind == "postgresql":
+        _check_database(report, contents)
+        _check_tables(report, contents)
+    else:
+        _check_collections(report, contents)
+    # The reading ran beside the hashing; its time is shared by the checks that used it.
+    for entry in report.checks[-len(content_checks):]:
+        entry["seconds"] = round(entry["seconds"] + read_seconds / len(content_checks), 4)
     return report
 
 

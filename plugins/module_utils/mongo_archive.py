@@ -66,51 +66,72 @@ def _fields(document: bytes) -> dict:
 
 
 class _Stream:
-    """Exact reads from the (decompressed) archive, naming the structure a short read broke."""
+    """Exact reads from the (decompressed) archive through a buffer, naming the structure a short read broke.
+
+    Documents are walked in the buffer by their length prefixes: one read call per megabyte rather
+    than two per document keeps an archive of small documents fast.
+    """
 
     def __init__(self, handle):
         self.handle = handle
-        self.offset = 0
+        self.buffer = b""
+        self.position = 0
+        self.consumed = 0
+
+    @property
+    def offset(self) -> int:
+        return self.consumed + self.position
+
+    def _available(self, size: int) -> bool:
+        while len(self.buffer) - self.position < size:
+            chunk = self.handle.read(max(_READ_CHUNK, size))
+            if not chunk:
+                return False
+            self.consumed += self.position
+            self.buffer = self.buffer[self.position:] + chunk
+            self.position = 0
+        return True
+
+    def _truncated(self, within: str) -> ArchiveError:
+        return ArchiveError(f"the archive ends inside {within} at byte {self.consumed + len(self.buffer)}: it is truncated")
 
     def exactly(self, size: int, within: str) -> bytes:
-        data = self.handle.read(size)
-        self.offset += len(data)
-        if len(data) != size:
-            raise ArchiveError(f"the archive ends inside {within} at byte {self.offset}: it is truncated")
+        if not self._available(size):
+            raise self._truncated(within)
+        data = self.buffer[self.position:self.position + size]
+        self.position += size
         return data
+
+    def _length(self, within: str) -> int:
+        """The next document's length prefix, not consumed; TERMINATOR for a terminator."""
+        if not self._available(4):
+            raise self._truncated(within)
+        length = _INT32.unpack_from(self.buffer, self.position)[0]
+        if length != TERMINATOR and length < 5:
+            raise ArchiveError(f"a document of {length} bytes in {within} at byte {self.offset}: the archive is corrupt")
+        return length
 
     def document(self, within: str, *, at_end_ok: bool = False) -> bytes | None:
         """One BSON document; None for a terminator, b"" at a clean end of the archive if allowed."""
-        head = self.handle.read(4)
-        self.offset += len(head)
-        if not head and at_end_ok:
+        if at_end_ok and not self._available(1):
             return b""
-        if len(head) != 4:
-            raise ArchiveError(f"the archive ends inside {within} at byte {self.offset}: it is truncated")
-        length = _INT32.unpack(head)[0]
+        length = self._length(within)
         if length == TERMINATOR:
+            self.position += 4
             return None
-        if length < 5:
-            raise ArchiveError(f"a document of {length} bytes in {within} at byte {self.offset - 4}: "
-                               "the archive is corrupt")
-        return head + self.exactly(length - 4, within)
+        return self.exactly(length, within)
 
     def skip_document_bodies(self, within: str) -> tuple[int, int]:
         """Count and skip the documents of a segment up to its terminator: (documents, bytes)."""
         documents = size = 0
-        while True:
-            head = self.exactly(4, within)
-            length = _INT32.unpack(head)[0]
-            if length == TERMINATOR:
-                return documents, size
-            if length < 5:
-                raise ArchiveError(f"a document of {length} bytes in {within} at byte {self.offset - 4}: "
-                                   "the archive is corrupt")
-            remaining = length - 4
-            while remaining:
-                remaining -= len(self.exactly(min(remaining, _READ_CHUNK), within))
+        while (length := self._length(within)) != TERMINATOR:
+            if not self._available(length):
+                raise self._truncated(within)
+            self.position += length
             documents += 1
             size += length
+        self.position += 4
+        return documents, size
 
 
 def _namespace(fields: dict) -> tuple[str, str]:

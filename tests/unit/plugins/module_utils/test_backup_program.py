@@ -158,3 +158,19 @@ def test_quick_check_names_a_collection_whose_count_differs_from_the_manifest(mo
     failure = report.failure_message()
     assert report.status("collections in archive") == "failed"
     assert "chajipoa.payments" in failure and "chajipoa.rentals (40, 41)" in failure
+
+
+@pytest.mark.parametrize("damage, failed", [
+    (lambda data: data[: len(data) // 2], {"size", "sha256", "collections in archive"}),
+    (lambda data: data[: len(data) // 2] + bytes(b ^ 0xFF for b in data[len(data) // 2:][:16]) + data[len(data) // 2 + 16:],
+     {"sha256", "collections in archive"}),
+], ids=["truncated", "bytes flipped in the middle"])
+def test_quick_check_names_a_damaged_mongodb_archive(mongodb_config, damage, failed):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4000, "chajipoa.stations": 60}})
+    manifest, _ = backup_program.take_backup(config, "mongodb", "mongodb-rs0", "daily")
+    path = config.directory("mongodb", "mongodb-rs0") / manifest["file"]
+    path.write_bytes(damage(path.read_bytes()))
+    report = backup_program.verify_one(config, path, "quick")
+    assert {entry["name"] for entry in report.failed} == failed
+    assert "compressed archive is damaged" in report.failure_message()
