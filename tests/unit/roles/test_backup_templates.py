@@ -13,13 +13,16 @@ from ansible_collections.chajipoa.platform.plugins.module_utils import backup_pr
 from tests.unit.roles import rendering
 
 
-def render(template: str, mongodb_hosts: list[str], **overrides):
-    hostvars = {name: {"private_address": f"10.20.3.{index + 11}"} for index, name in enumerate(mongodb_hosts)}
+def render(template: str, mongodb_hosts: list[str], mongodb_vars: dict | None = None, **overrides):
+    """Render for db1 in group postgres; mongodb_vars are the MongoDB members' own variables."""
+    hostvars = {name: {"private_address": f"10.20.3.{index + 11}", **(mongodb_vars or {})}
+                for index, name in enumerate(mongodb_hosts)}
     variables = {
         **rendering.role_variables("backup"),
         "inventory_hostname": "db1",
-        "groups": {"all": ["db1", *mongodb_hosts], "postgres": ["db1"], "mongodb": mongodb_hosts, "redis": []},
-        "hostvars": {"db1": {}, **hostvars},
+        "groups": {"all": ["db1", "cache1", *mongodb_hosts], "postgres": ["db1"], "mongodb": mongodb_hosts,
+                   "redis": ["cache1"]},
+        "hostvars": {"db1": {}, "cache1": {"private_address": "10.20.2.11", "redis_port": 6380}, **hostvars},
         "mongodb_backup_password": "mongodb-backup-secret",
         "redis_replication_password": "unused",
         **overrides,
@@ -27,21 +30,35 @@ def render(template: str, mongodb_hosts: list[str], **overrides):
     return rendering.render("backup", template, variables)
 
 
-def program_config(mongodb_hosts: list[str], **overrides) -> backup_program.Config:
-    return backup_program.Config(json.loads(render("etc/chajipoa/backup.json.j2", mongodb_hosts, **overrides)))
+def program_config(mongodb_hosts: list[str], mongodb_vars: dict | None = None, **overrides) -> backup_program.Config:
+    return backup_program.Config(json.loads(render("etc/chajipoa/backup.json.j2", mongodb_hosts, mongodb_vars, **overrides)))
 
 
 def test_replica_set_of_group_mongodb_is_backed_up_as_the_backup_user():
-    config = program_config(["mongo1", "mongo2", "mongo3"], mongodb_replica_set="rs-dar")
-    assert backup_program.targets(config) == [("postgresql", "chajipoa"), ("mongodb", "mongodb-rs-dar")]
+    config = program_config(["mongo1", "mongo2", "mongo3"])
+    assert backup_program.targets(config) == [("postgresql", "chajipoa"), ("redis", "redis-cache1"),
+                                              ("mongodb", "mongodb-rs0")]
     assert backup_program.mongodb_uri(config.mongodb, "pw") == (
         "mongodb://backup:pw@10.20.3.11:27017,10.20.3.12:27017,10.20.3.13:27017/"
-        "?authSource=admin&replicaSet=rs-dar&readPreference=secondaryPreferred")
+        "?authSource=admin&replicaSet=rs0&readPreference=secondaryPreferred")
     assert config.mongodb["oplog"] is True
+
+
+def test_port_replica_set_and_user_come_from_the_members_own_variables():
+    config = program_config(["mongo1"], {"mongodb_port": 27018, "mongodb_replica_set": "rs-dar",
+                                         "mongodb_backup_user": "nightly"})
+    assert config.mongodb["hosts"] == ["10.20.3.11:27018"]
+    assert backup_program.targets(config)[-1] == ("mongodb", "mongodb-rs-dar")
+    assert backup_program.mongodb_uri(config.mongodb, "pw").startswith("mongodb://nightly:pw@10.20.3.11:27018/")
+
+
+def test_redis_address_and_port_come_from_the_redis_hosts_own_variables():
+    config = program_config([])
+    assert (config.redis["host"], config.redis["port"], config.redis["user"]) == ("10.20.2.11", 6380, "replication")
 
 
 def test_no_mongodb_hosts_no_mongodb_backup_and_no_password_on_disk():
     config = program_config([])
-    assert [kind for kind, _ in backup_program.targets(config)] == ["postgresql"]
+    assert [kind for kind, _ in backup_program.targets(config)] == ["postgresql", "redis"]
     assert "MONGODB_PASSWORD" not in render("etc/chajipoa/backup.env.j2", [])
     assert "MONGODB_PASSWORD=mongodb-backup-secret" in render("etc/chajipoa/backup.env.j2", ["mongo1"]).splitlines()
