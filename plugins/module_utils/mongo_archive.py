@@ -146,12 +146,12 @@ def read(path: str | Path) -> dict:
     """
     with open(path, "rb") as raw:
         compressed = raw.read(2) == _GZIP_MAGIC
-    opener = gzip.open if compressed else open
+    # gzip reports a cut-off stream as EOFError and a damaged one as BadGzipFile or zlib.error.
+    damaged = (EOFError, gzip.BadGzipFile, zlib.error) if compressed else ()
     try:
-        with opener(path, "rb") as handle:
+        with (gzip.open if compressed else open)(path, "rb") as handle:
             return _walk(_Stream(handle), compressed)
-    except (EOFError, OSError, zlib.error) as error:
-        # gzip reports a cut-off stream as EOFError and a damaged one as BadGzipFile/zlib.error.
+    except damaged as error:
         raise ArchiveError(f"the compressed archive is damaged: {error}") from error
 
 
@@ -167,10 +167,11 @@ def _walk(stream: _Stream, compressed: bool) -> dict:
 
     def entry(key):
         return namespaces.setdefault(key, {"database": key[0], "name": key[1], "documents": 0, "bytes": 0,
-                                           "metadata": False, "data": False, "closed": False})
+                                           "data": False, "closed": False})
 
+    # A collection with metadata and no documents has no data segment: it is listed from here.
     while (metadata := stream.document("the collection metadata")) is not None:
-        entry(_namespace(_decode(metadata, "a collection's metadata")))["metadata"] = True
+        entry(_namespace(_decode(metadata, "a collection's metadata")))
     while (segment_header := stream.document("a namespace header", at_end_ok=True)) != b"":
         if segment_header is None:
             raise ArchiveError(f"a terminator where a namespace header belongs, at byte {stream.offset - 4}")
