@@ -9,6 +9,8 @@ import gzip
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import mongo_archive
 from tests import mongo_archives
@@ -94,3 +96,28 @@ def test_corrupt_document_length_is_named(tmp_path):
 def test_empty_archive_of_a_server_without_collections(tmp_path):
     path = mongo_archives.write(tmp_path / "a.archive", {})
     assert mongo_archive.read(path)["collections"] == []
+
+
+# Collections that each hold documents: every namespace then has data and an end marker, so no
+# prefix of the archive is itself a complete archive.
+ARCHIVES = st.fixed_dictionaries({
+    "collections": st.dictionaries(st.tuples(st.sampled_from(["chajipoa", "zemo"]), st.text("abcdef", min_size=1, max_size=6)),
+                                   st.integers(1, 30), min_size=1, max_size=4),
+    "segment": st.integers(1, 7),
+    "oplog_entries": st.one_of(st.none(), st.integers(1, 5)),
+})
+
+
+@settings(max_examples=150, deadline=None)
+@given(ARCHIVES, st.floats(0, 1, exclude_max=True))
+def test_every_strict_prefix_of_an_archive_is_refused_and_the_whole_one_read_exactly(tmp_path_factory, spec, cut):
+    data = mongo_archives.archive(spec["collections"], segment=spec["segment"], oplog_entries=spec["oplog_entries"])
+    path = tmp_path_factory.mktemp("archive") / "a.archive"
+    path.write_bytes(data)
+    expected = dict(spec["collections"])
+    if spec["oplog_entries"] is not None:
+        expected[("", "oplog")] = spec["oplog_entries"]
+    assert counts(mongo_archive.read(path)) == expected
+    path.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(mongo_archive.ArchiveError):
+        mongo_archive.read(path)
