@@ -83,13 +83,12 @@ def write(path: Path, collections: dict[tuple[str, str], int], *, compress: bool
 STAND_IN = '''#!{python}
 # Stand-in for mongodump in the backup program's tests (a mock, named as such): records its
 # arguments and its options file, then writes an archive or fails as its plan file says.
-import json, sys
+import gzip, json, os, stat, sys
 sys.path.insert(0, {tests!r})
 import mongo_archives
 plan = json.load(open({plan!r}))
 arguments = sys.argv[1:]
 options = next(a.split("=", 1)[1] for a in arguments if a.startswith("--config="))
-import os, stat
 json.dump({{"argv": arguments, "options": open(options).read(),
            "options_mode": stat.S_IMODE(os.stat(options).st_mode)}}, open({record!r}, "w"))
 if plan.get("exit"):
@@ -100,7 +99,7 @@ data = mongo_archives.archive({{tuple(k.split(".", 1)): v for k, v in plan["coll
                               oplog_entries=2 if "--oplog" in arguments else None)
 if plan.get("truncate"):
     data = data[: len(data) // 2]
-open(target, "wb").write(mongo_archives.gzip.compress(data) if "--gzip" in arguments else data)
+open(target, "wb").write(gzip.compress(data) if "--gzip" in arguments else data)
 '''
 
 

@@ -285,7 +285,8 @@ def _dump_mongodb(config: Config, database: str, path: Path) -> dict:
     """
     mongodb = config.mongodb
     # mongodump's options file keeps the password off the command line, where ps would show it;
-    # created 0600 beside the partial archive, and removed with it.
+    # created 0600 beside the partial archive, removed once mongodump has read it (and in any case
+    # with the partial directory).
     options = path.with_name("mongodump.yaml")
     with os.fdopen(os.open(options, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
         # A JSON string is a YAML double-quoted scalar: any character of the password is safe.

@@ -138,6 +138,11 @@ def _namespace(fields: dict) -> tuple[str, str]:
     return fields.get("db", ""), fields.get("collection", "")
 
 
+def _label(namespace: tuple[str, str]) -> str:
+    """database.collection, or the bare name of the oplog (whose database is empty)."""
+    return ".".join(part for part in namespace if part)
+
+
 def read(path: str | Path) -> dict:
     """The archive's header and, per namespace, its document count and bytes.
 
@@ -176,8 +181,8 @@ def _walk(stream: _Stream, compressed: bool) -> dict:
         if segment_header is None:
             raise ArchiveError(f"a terminator where a namespace header belongs, at byte {stream.offset - 4}")
         fields = _decode(segment_header, "a namespace header")
-        namespace = entry(_namespace(fields))
-        label = ".".join(part for part in _namespace(fields) if part)
+        key = _namespace(fields)
+        namespace, label = entry(key), _label(key)
         if fields.get("EOF"):
             if stream.document(f"the end marker of {label}") is not None:
                 raise ArchiveError(f"the end marker of {label} is not followed by a terminator")
@@ -187,7 +192,7 @@ def _walk(stream: _Stream, compressed: bool) -> dict:
         documents, size = stream.skip_document_bodies(f"the data of {label}")
         namespace["documents"] += documents
         namespace["bytes"] += size
-    unclosed = [".".join(part for part in key if part) for key, n in namespaces.items() if n["data"] and not n["closed"]]
+    unclosed = [_label(key) for key, n in namespaces.items() if n["data"] and not n["closed"]]
     if unclosed:
         raise ArchiveError(f"the archive ends before the end marker of {', '.join(sorted(unclosed))}: it is truncated")
     return {
