@@ -10,11 +10,18 @@ Format versions (docs/backups.md):
   2  adds "catalogue", the schema catalogue of pg_catalogue.py taken in the dump's snapshot
 A reader accepts every version up to CURRENT_VERSION; what an older manifest lacks is reported
 by the verifier as a skipped check, never guessed.
+
+Signing: "signature" holds an HMAC-SHA256, under the environment's secret backup_manifest_key, of
+the manifest's canonical JSON without that field. The manifest carries the dump's SHA-256, so a
+valid signature vouches for the dump too: whoever can write to the bucket but lacks the key can
+neither forge a backup nor swap a dump and its manifest.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -101,16 +108,69 @@ def load(path: Path | str) -> dict:
     return manifest
 
 
+def atomic_write(path: Path | str, text: str, mode: int | None = None) -> None:
+    """Temporary file, fsync, rename, fsync of the directory: a reader (or the next run after a
+    crash or a power cut) sees the old content or the whole new one, never an empty or torn file.
+    A full disk raises OSError before the old file is touched."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with open(partial, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(partial, mode)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
 def write(path: Path | str, manifest: dict) -> None:
     """Write atomically: a reader sees the old manifest or the whole new one, never a torn file."""
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=1, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    atomic_write(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+SIGNATURE_ALGORITHM = "hmac-sha256"
+
+
+def _key_bytes(key: str | bytes) -> bytes:
+    if not key:
+        raise ValueError("Cannot sign or authenticate a manifest: the manifest key is empty")
+    return key.encode() if isinstance(key, str) else key
+
+
+def _signed_bytes(manifest: dict) -> bytes:
+    unsigned = {name: value for name, value in manifest.items() if name != "signature"}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def sign(manifest: dict, key: str | bytes) -> dict:
+    """A copy of the manifest carrying its signature."""
+    digest = hmac.new(_key_bytes(key), _signed_bytes(manifest), hashlib.sha256).hexdigest()
+    return {**manifest, "signature": {"algorithm": SIGNATURE_ALGORITHM, "value": digest}}
+
+
+def signature_status(manifest: dict, key: str | bytes) -> str:
+    """"valid" or "unsigned"; raises ManifestError, naming the backup, when the signature does not match."""
+    signature = manifest.get("signature")
+    if signature is None:
+        return "unsigned"
+    label = manifest.get("name", "?")
+    if not isinstance(signature, dict) or signature.get("algorithm") != SIGNATURE_ALGORITHM:
+        raise ManifestError(f"Cannot trust backup {label}: its manifest's signature is not {SIGNATURE_ALGORITHM}")
+    expected = hmac.new(_key_bytes(key), _signed_bytes(manifest), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, str(signature.get("value", ""))):
+        raise ManifestError(f"Cannot trust backup {label}: its manifest's HMAC does not match the environment's "
+                            "backup_manifest_key (the manifest or its dump was altered, or signed with another key)")
+    return "valid"
 
 
 def table_key(schema: str, name: str) -> str:
