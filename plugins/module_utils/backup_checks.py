@@ -10,9 +10,15 @@ quick     the file exists and is not empty, its size and SHA-256 match the manif
           table of contents names the manifest's database and has data for every table it lists
           (PostgreSQL), the RDB file is well formed (Redis), the archive is complete and holds the
           manifest's collections with their document counts (MongoDB).
-thorough  quick, then a restore into a throwaway database (always dropped, also on failure) that
-          must log no error, per-table row counts equal to the manifest's, the restored schema
-          catalogue equal to the manifest's, and every owned sequence ahead of its column's data.
+          With a manifest key, the manifest's signature is checked too (an unsigned manifest is
+          reported as such, a mismatch fails).
+thorough  quick, then a restore into a throwaway cluster of its own (pg_scratch.py; always removed,
+          also on failure) as a role that is no superuser, that must log no error; per-table row
+          counts equal to the manifest's, the restored schema catalogue equal to the manifest's,
+          every sequence at least at the value the manifest recorded and ahead of the data of the
+          columns that draw from it.
+A check that raises anything fails with the error in the report: an unexpected error is a failed
+verification, never a passed check or a traceback instead of a report.
 """
 from __future__ import annotations
 
@@ -20,15 +26,15 @@ import concurrent.futures
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_manifest, mongo_archive, pg_catalogue
+from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_manifest, mongo_archive, pg_catalogue,
+                                                                         pg_scratch)
 
-_FILE_CHECKS = ("manifest", "file", "size", "sha256")
+_FILE_CHECKS = ("manifest", "signature", "file", "size", "sha256")
 # What each kind's quick mode checks of the contents, after the file checks.
 _CONTENT_CHECKS = {
     "postgresql": ("database", "tables in archive"),
@@ -39,8 +45,16 @@ QUICK_CHECKS = {kind: _FILE_CHECKS + checks for kind, checks in _CONTENT_CHECKS.
 THOROUGH_CHECKS = ("restore", "row counts", "schema", "sequences")
 # How many restore errors a report carries; the first ones name the cause, the rest repeat it.
 MAX_RESTORE_ERRORS = 5
+DEFAULT_RESTORE_ROLE = "chajipoa_restore"
 _TOC_DBNAME = re.compile(r"^;\s+dbname:\s(.*)$", re.MULTILINE)
 _TOC_TABLE_DATA = re.compile(r"^\d+; \d+ \d+ TABLE DATA (.*)$", re.MULTILINE)
+# A table of contents line: "<id>; <catalog oid> <oid> <description> <schema> <name> <owner>".
+_TOC_LINE = re.compile(r"^\d+; \d+ \d+ (?P<rest>.*)$")
+# pg_dump writes a policy as CREATE POLICY <name> ON <table> [AS ...] [FOR ...] [TO <roles>] [USING ...]
+# [WITH CHECK ...]; the roles are identifiers as quote_ident() writes them, separated by ", ".
+_IDENTIFIER = r'(?:"(?:[^"]|"")*"|[^\s,"]+)'
+_POLICY_ROLES = re.compile(rf"^CREATE POLICY .* TO ({_IDENTIFIER}(?:, {_IDENTIFIER})*)(?: USING \(| WITH CHECK \(|;)",
+                           re.MULTILINE)
 
 
 class CheckFailed(Exception):
@@ -65,6 +79,8 @@ class Report:
         self.manifest: dict = {}
         self.checks: list[dict] = []
         self.restored_database: str | None = None
+        # Where a kept restore can be reached: the scratch cluster's directory, socket, port, role.
+        self.restored_cluster: dict | None = None
         self.started = time.perf_counter()
 
     @contextlib.contextmanager
@@ -77,6 +93,9 @@ class Report:
             entry.update(failure.details, status="failed", message=str(failure))
         except CheckSkipped as skipped:
             entry.update(status="skipped", message=str(skipped))
+        except Exception as error:  # noqa: BLE001 - an unexpected error fails its check, with the error
+            entry.update(status="failed", message=f"unexpected error: {type(error).__name__}: {error}",
+                         error=type(error).__name__)
         finally:
             entry["seconds"] = round(time.perf_counter() - start, 4)
             self.checks.append(entry)
@@ -105,7 +124,7 @@ class Report:
             "backup": str(self.backup_path), "manifest": str(self.manifest_path), "mode": self.mode,
             "name": self.manifest.get("name"), "kind": self.manifest.get("kind"),
             "database": self.manifest.get("database"), "format_version": self.manifest.get("format_version"),
-            "restored_database": self.restored_database, "passed": self.passed, "seconds": round(time.perf_counter() - self.started, 3),
+            "restored_database": self.restored_database, "restored_cluster": self.restored_cluster, "passed": self.passed, "seconds": round(time.perf_counter() - self.started, 3),
             "checks": self.checks,
         }
 
@@ -151,14 +170,32 @@ def _check_database(report: Report, toc: str) -> None:
                               f"{report.manifest['database']!r}")
 
 
+def _claim_table_data(toc: str, tables: list[dict]) -> list[dict]:
+    """The manifest's tables that have no TABLE DATA entry of their own in the archive.
+
+    An entry reads "<schema> <table> <owner>", and names may hold spaces, so a line cannot be split
+    into its parts. Each line is claimed by the longest "<schema> <table> " of the manifest that
+    begins it, and by one table only: "public rentals archive app" belongs to `rentals archive`
+    when the manifest lists that table, and never also counts for `rentals`.
+    """
+    unclaimed = _TOC_TABLE_DATA.findall(toc)
+    missing = []
+    for table in sorted(tables, key=lambda t: len(t["schema"]) + len(t["name"]), reverse=True):
+        prefix = f"{table['schema']} {table['name']} "
+        found = next((line for line in unclaimed if line.startswith(prefix)), None)
+        if found is None:
+            missing.append(table)
+        else:
+            unclaimed.remove(found)
+    return missing
+
+
 def _check_tables(report: Report, toc: str) -> None:
     with report.check("tables in archive") as entry:
-        # An entry reads "<schema> <table> <owner>"; names may hold spaces, so match each expected
-        # table as a prefix rather than splitting the line.
-        entries = _TOC_TABLE_DATA.findall(toc)
-        missing = [backup_manifest.table_key(t["schema"], t["name"]) for t in report.manifest["tables"]
-                   if not any(e.startswith(f"{t['schema']} {t['name']} ") for e in entries)]
-        entry["tables"] = len(report.manifest["tables"])
+        tables = report.manifest["tables"]
+        missing_tables = _claim_table_data(toc, tables)
+        missing = [backup_manifest.table_key(t["schema"], t["name"]) for t in tables if t in missing_tables]
+        entry["tables"] = len(tables)
         if missing:
             raise CheckFailed(f"{len(missing)} table(s) of the manifest have no data in the archive: "
                               f"{', '.join(missing)}", missing_tables=missing)
@@ -198,7 +235,21 @@ def _check_collections(report: Report, contents: dict) -> None:
             raise CheckFailed("; ".join(problems), missing_collections=missing, differences=differing)
 
 
-def quick(report: Report, *, pg_bindir: str | None = None) -> Report:
+def _check_signature(report: Report, manifest_key: str | bytes | None) -> None:
+    with report.check("signature") as entry:
+        if not manifest_key:
+            raise CheckSkipped("no manifest key given")
+        try:
+            status = backup_manifest.signature_status(report.manifest, manifest_key)
+        except backup_manifest.ManifestError as error:
+            raise CheckFailed(str(error)) from error
+        entry["signature"] = status
+        if status == "unsigned":
+            raise CheckSkipped(f"the manifest of backup {report.manifest['name']} is unsigned: its HMAC cannot be "
+                               "checked (written before manifests were signed, or by a program without the key)")
+
+
+def quick(report: Report, *, pg_bindir: str | None = None, manifest_key: str | bytes | None = None) -> Report:
     """Run the quick checks into report; later checks are skipped when an earlier one makes them moot."""
     with report.check("manifest") as entry:
         try:
@@ -211,6 +262,7 @@ def quick(report: Report, *, pg_bindir: str | None = None) -> Report:
         return report
     manifest, path = report.manifest, report.backup_path
     kind = manifest["kind"]
+    _check_signature(report, manifest_key)
 
     with report.check("file") as entry:
         if not path.is_file():
@@ -218,8 +270,8 @@ def quick(report: Report, *, pg_bindir: str | None = None) -> Report:
         entry["bytes"] = size = path.stat().st_size
         if size == 0:
             raise CheckFailed(f"{path} is empty")
-    if report.failed:
-        report.skip(QUICK_CHECKS[kind][2:], "there is no file to check")
+    if report.status("file") == "failed":
+        report.skip(QUICK_CHECKS[kind][QUICK_CHECKS[kind].index("file") + 1:], "there is no file to check")
         return report
 
     with report.check("size") as entry:
@@ -240,7 +292,7 @@ def quick(report: Report, *, pg_bindir: str | None = None) -> Report:
         if kind in readers:
             try:
                 contents = readers[kind]()
-            except CheckFailed as failure:
+            except Exception as failure:  # noqa: BLE001 - reported by the first content check below
                 read_error = failure
         read_seconds = time.perf_counter() - read_started
         with report.check("sha256") as entry:
@@ -273,7 +325,10 @@ def quick(report: Report, *, pg_bindir: str | None = None) -> Report:
 # --- thorough ----------------------------------------------------------------------------------
 
 class Target:
-    """Where thorough mode restores: a PostgreSQL server reached with libpq parameters."""
+    """A PostgreSQL server reached with libpq parameters: the server the backup program dumps from.
+
+    Verification never connects to it: thorough mode restores into a scratch cluster of its own.
+    """
 
     def __init__(self, host: str = "", port: int = 5432, user: str = "postgres", password: str | None = None,
                  maintenance_db: str = "postgres", sslmode: str | None = None, sslrootcert: str | None = None):
@@ -297,12 +352,6 @@ class Target:
         return psycopg.connect(self.conninfo(dbname), password=self.password, autocommit=autocommit)
 
 
-def scratch_name(prefix: str, database: str) -> str:
-    """A fresh database name no run shares: prefix_database_random, within PostgreSQL's 63 bytes."""
-    suffix = secrets.token_hex(4)
-    return f"{prefix}_{database}"[: 63 - len(suffix) - 1] + f"_{suffix}"
-
-
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -312,34 +361,141 @@ def qualified(table: dict) -> str:
     return f"{quote_ident(table['schema'])}.{quote_ident(table['name'])}"
 
 
-def _restore(report: Report, target: Target, database: str, jobs: int, pg_bindir: str | None) -> None:
-    pg_restore = pg_tool("pg_restore", pg_bindir, report.manifest.get("server_version_num"))
+def _unquote(identifier: str) -> str:
+    return identifier[1:-1].replace('""', '"') if identifier.startswith('"') else identifier
+
+
+def _pg_restore(pg_restore: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([pg_restore, *args], capture_output=True, text=True, check=False)
+
+
+def _restore_errors(stderr: str) -> list[str]:
+    """Each error pg_restore logged, with the archive entry it came from and its context lines."""
+    errors, source = [], ""
+    for line in stderr.splitlines():
+        if line.startswith("pg_restore: from TOC entry"):
+            source = f" ({line[len('pg_restore: '):]})"
+        elif line.startswith("pg_restore: error:"):
+            errors.append(line + source)
+            source = ""
+        elif errors and line.startswith(("CONTEXT:", "DETAIL:", "Command was:", "PL/pgSQL", "SQL ")):
+            errors[-1] += " | " + line.strip()
+    return errors
+
+
+def _extensions(manifest: dict) -> list[tuple[str, str, str]]:
+    """(name, version, schema) of each extension the manifest's catalogue lists, unquoted."""
+    found = []
+    for entry in (manifest.get("catalogue") or {}).get("objects", []):
+        if entry["kind"] == "extension":
+            match = re.fullmatch(rf"version (.*) schema ({_IDENTIFIER})", entry["definition"])
+            found.append((_unquote(entry["name"]), match.group(1), _unquote(match.group(2))))
+    return found
+
+
+def _prepare(cluster: pg_scratch.ScratchCluster, pg_restore: str, report: Report, database: str, role: str,
+             toc: str) -> Path:
+    """Make the scratch database ready for the restore role; returns the list of entries it restores.
+
+    The cluster's superuser runs only SQL of this program and extension scripts installed on this
+    host, never text from the archive: it creates the restore role (no superuser; BYPASSRLS so that
+    counting sees every row, not the rows a policy shows), the database the role owns, the roles
+    policies name (without login or rights), and the manifest's extensions, in the schemas the
+    archive creates, which the restore role creates first. The archive's own extension entries are
+    left out of the restore.
+    """
+    lines = toc.splitlines()
+    work = Path(cluster.directory)
+
+    def entries(*descriptions: str) -> list[str]:
+        return [line for line in lines if (m := _TOC_LINE.match(line)) and m.group("rest").startswith(descriptions)]
+
+    policies = work / "policies.list"
+    policies.write_text("\n".join(entries("POLICY ")) + "\n")
+    sql = _pg_restore(pg_restore, "--use-list", str(policies), "--file=-", str(report.backup_path)).stdout
+    roles = {_unquote(name) for listed in _POLICY_ROLES.findall(sql)
+             for name in re.findall(_IDENTIFIER, listed)}
+    with cluster.connect("postgres") as admin:
+        admin.execute(f"CREATE ROLE {quote_ident(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                      "BYPASSRLS")
+        existing = {name for (name,) in admin.execute("SELECT rolname FROM pg_catalog.pg_roles")}
+        for name in sorted(roles - existing):
+            admin.execute(f"CREATE ROLE {quote_ident(name)} NOLOGIN")
+        # template0: whatever an operator added to template1 would show up as extra objects.
+        admin.execute(f"CREATE DATABASE {quote_ident(database)} OWNER {quote_ident(role)} TEMPLATE template0")
+    schemas = work / "schemas.list"
+    schemas.write_text("\n".join(entries("SCHEMA ")) + "\n")
+    _run_restore(pg_restore, cluster.conninfo(database, role), "--use-list", str(schemas), str(report.backup_path))
+    extensions = _extensions(report.manifest)
+    with cluster.connect(database) as superuser:
+        for name, version, schema in extensions:
+            superuser.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} WITH SCHEMA {quote_ident(schema)} "
+                              f"VERSION {_literal(version)} CASCADE")
+    created = {name for name, _, _ in extensions}
+    restore = work / "restore.list"
+    restore.write_text("\n".join(
+        line for line in lines
+        if not ((m := _TOC_LINE.match(line)) and (m.group("rest").startswith("SCHEMA ") or any(
+            m.group("rest") in (f"EXTENSION - {name} ", f"COMMENT - EXTENSION {name} ") for name in created))))
+        + "\n")
+    return restore
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class _RestoreError(Exception):
+    def __init__(self, returncode: int, errors: list[str], stderr: str):
+        super().__init__(f"pg_restore logged errors (exit {returncode}): "
+                         + (" || ".join(errors[:MAX_RESTORE_ERRORS]) or stderr.strip()[-500:]))
+        self.errors = errors
+
+
+def _run_restore(pg_restore: str, conninfo: str, *args: str) -> None:
+    # Without --exit-on-error pg_restore carries on and lists every error; each one fails the check.
+    # --no-owner/--no-privileges: the restore role owns everything and no production role is needed.
+    # Publications, subscriptions, security labels and tablespaces belong to the production cluster.
+    result = _pg_restore(pg_restore, "--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions",
+                         "--no-security-labels", "--no-tablespaces", f"--dbname={conninfo}", *args)
+    errors = _restore_errors(result.stderr)
+    if result.returncode != 0 or errors:
+        raise _RestoreError(result.returncode, errors, result.stderr)
+
+
+def _restore(report: Report, scratch_dir, pg_bindir: str | None, database: str, role: str,
+             jobs: int) -> pg_scratch.ScratchCluster | None:
+    """The restore check: a scratch cluster of the dump's major version, the database, the restore."""
+    cluster = None
     with report.check("restore") as entry:
-        entry["database"] = database
-        # --no-owner/--no-privileges: a drill host need not have the production roles. Without
-        # --exit-on-error pg_restore carries on and lists every error, and each one fails the check.
-        command = [pg_restore, "--no-owner", "--no-privileges", f"--jobs={jobs}",
-                   f"--dbname={target.conninfo(database)}", str(report.backup_path)]
-        result = subprocess.run(command, capture_output=True, text=True, env=target.env(), check=False)
-        errors = [line for line in result.stderr.splitlines() if line.startswith("pg_restore: error:")
-                  or line.startswith("Command was:")]
-        entry["errors"] = errors[: MAX_RESTORE_ERRORS * 2]
-        if result.returncode != 0 or errors:
-            first = [line for line in errors if line.startswith("pg_restore: error:")][:MAX_RESTORE_ERRORS]
-            raise CheckFailed(f"pg_restore logged errors (exit {result.returncode}): "
-                              + (" | ".join(first) or result.stderr.strip()[-500:]))
+        entry.update(database=database, role=role)
+        cluster = pg_scratch.ScratchCluster(
+            scratch_dir, pg_scratch.server_bindir(report.manifest["server_version_num"] // 10000, pg_bindir))
+        started = time.perf_counter()
+        cluster.start()
+        entry.update(cluster=cluster.socket_dir, cluster_start_seconds=round(time.perf_counter() - started, 3))
+        pg_restore = str(cluster.bindir / "pg_restore")
+        toc = _pg_restore(pg_restore, "--list", str(report.backup_path)).stdout
+        try:
+            restore_list = _prepare(cluster, pg_restore, report, database, role, toc)
+            _run_restore(pg_restore, cluster.conninfo(database, role), f"--jobs={jobs}", "--use-list",
+                         str(restore_list), str(report.backup_path))
+        except _RestoreError as error:
+            entry["errors"] = error.errors[: MAX_RESTORE_ERRORS * 2]
+            raise CheckFailed(str(error)) from error
+    return cluster
 
 
-def _count(target: Target, database: str, table: dict) -> int:
-    with target.connect(database) as connection:
+def _count(cluster: pg_scratch.ScratchCluster, database: str, role: str, table: dict) -> int:
+    with cluster.connect(database, role) as connection:
         return connection.execute(f"SELECT count(*) FROM {qualified(table)}").fetchone()[0]
 
 
-def _check_counts(report: Report, target: Target, database: str, jobs: int) -> None:
+def _check_counts(report: Report, cluster: pg_scratch.ScratchCluster, database: str, role: str, jobs: int) -> None:
     with report.check("row counts") as entry:
         tables = report.manifest["tables"]
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            counts = list(pool.map(lambda table: _count(target, database, table), tables))
+            counts = list(pool.map(lambda table: _count(cluster, database, role, table), tables))
         differences = [{"table": backup_manifest.table_key(t["schema"], t["name"]), "expected": t["rows"],
                         "actual": actual} for t, actual in zip(tables, counts) if actual != t["rows"]]
         entry["tables"] = len(tables)
@@ -350,56 +506,74 @@ def _check_counts(report: Report, target: Target, database: str, jobs: int) -> N
             raise CheckFailed(f"{len(differences)} table(s) differ: {listed}")
 
 
-def _check_schema_and_sequences(report: Report, target: Target, database: str, ignore_kinds, exclude) -> None:
-    with target.connect(database, autocommit=False) as connection, connection.cursor() as cursor:
+def _check_schema(report: Report, cluster: pg_scratch.ScratchCluster, database: str, role: str,
+                  ignore_kinds, exclude) -> None:
+    with report.check("schema") as entry:
         expected = report.manifest.get("catalogue")
-        with report.check("schema") as entry:
-            if not expected:
-                raise CheckSkipped(f"manifest format {report.manifest['format_version']} has no schema catalogue")
+        if not expected:
+            raise CheckSkipped(f"manifest format {report.manifest['format_version']} has no schema catalogue")
+        with cluster.connect(database, role, autocommit=False) as connection, connection.cursor() as cursor:
             restored = pg_catalogue.read_objects(cursor)
-            differences = pg_catalogue.compare(expected, restored, ignore_kinds, exclude)
-            entry["objects"] = len(expected["objects"])
-            entry["digest_equal"] = expected["digest"] == restored["digest"]
-            if differences:
-                entry["differences"] = differences
-                raise CheckFailed(f"{len(differences)} difference(s): "
-                                  + ", ".join(pg_catalogue.describe(d) for d in differences))
-        with report.check("sequences") as entry:
-            sequences = pg_catalogue.read_sequences(cursor)
-            problems = [p for p in pg_catalogue.sequence_problems(sequences)
-                        if not pg_catalogue.excluded(p, ignore_kinds, exclude)]
-            entry["sequences"] = len(sequences)
-            if problems:
-                entry["differences"] = problems
-                raise CheckFailed(f"{len(problems)} sequence(s) behind their column's data: "
-                                  + ", ".join(f"{p['name']} ({p['actual']}, {p['expected']})" for p in problems))
-        connection.rollback()
+        differences = pg_catalogue.compare(expected, restored, ignore_kinds, exclude)
+        entry["objects"] = len(expected["objects"])
+        entry["digest_equal"] = expected["digest"] == restored["digest"]
+        if differences:
+            entry["differences"] = differences
+            raise CheckFailed(f"{len(differences)} difference(s): "
+                              + ", ".join(pg_catalogue.describe(d) for d in differences))
 
 
-def thorough(report: Report, target: Target, *, jobs: int = 2, scratch_prefix: str = "chajipoa_verify",
-             restore_database: str | None = None, keep_restored: bool = False, ignore_kinds=(), exclude=(),
-             pg_bindir: str | None = None) -> Report:
-    """Quick checks, then restore, count and compare; the scratch database is dropped unless kept."""
-    quick(report, pg_bindir=pg_bindir)
+def _check_sequences(report: Report, cluster: pg_scratch.ScratchCluster, database: str, role: str,
+                     ignore_kinds, exclude) -> None:
+    with report.check("sequences") as entry:
+        with cluster.connect(database, role, autocommit=False) as connection, connection.cursor() as cursor:
+            values = pg_catalogue.read_sequence_values(cursor)
+            behind_data = pg_catalogue.sequence_problems(pg_catalogue.read_sequences(cursor))
+        recorded = report.manifest.get("sequence_values")
+        if recorded is None:
+            entry["note"] = (f"manifest format {report.manifest['format_version']} records no sequence values: "
+                             "only the data drawn from sequences is compared")
+        problems = [p for p in pg_catalogue.sequence_value_problems(recorded or [], values) + behind_data
+                    if not pg_catalogue.excluded(p, ignore_kinds, exclude)]
+        entry["sequences"] = len(values)
+        if problems:
+            entry["differences"] = problems
+            raise CheckFailed(f"{len(problems)} sequence(s) behind: "
+                              + ", ".join(f"{p['name']} ({p['actual']}; {p['expected']})" for p in problems))
+
+
+def thorough(report: Report, *, scratch_dir, jobs: int = 2, ignore_kinds=(), exclude=(), pg_bindir: str | None = None,
+             manifest_key: str | bytes | None = None, keep_restored: bool = False,
+             restore_role: str = DEFAULT_RESTORE_ROLE) -> Report:
+    """Quick checks, then restore into a scratch cluster, count and compare.
+
+    The cluster (pg_scratch.py, under scratch_dir) runs the server programs of the dump's major
+    version (pg_bindir overrides where they are) and is removed at the end, also on failure. With
+    keep_restored it keeps running for a drill to inspect, and report.restored_cluster says where;
+    the first run of the program after this process has ended removes it (cleanup_stale).
+    """
+    quick(report, pg_bindir=pg_bindir, manifest_key=manifest_key)
     if report.failed:
         report.skip(THOROUGH_CHECKS, "the quick checks failed")
         return report
     if report.manifest["kind"] != "postgresql":
         report.skip(THOROUGH_CHECKS, f"a {report.manifest['kind']} backup has no restore check")
         return report
-    database = restore_database or scratch_name(scratch_prefix, report.manifest["database"])
+    database = report.manifest["database"]
     report.restored_database = database
-    with target.connect(target.maintenance_db) as admin:
-        # template0: whatever an operator added to template1 would show up as extra objects.
-        admin.execute(f"CREATE DATABASE {quote_ident(database)} TEMPLATE template0")
-        try:
-            _restore(report, target, database, jobs, pg_bindir)
-            if report.failed:
-                report.skip(THOROUGH_CHECKS[1:], "the restore failed")
-            else:
-                _check_counts(report, target, database, jobs)
-                _check_schema_and_sequences(report, target, database, ignore_kinds, exclude)
-        finally:
-            if not keep_restored:
-                admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
+    cluster = None
+    try:
+        cluster = _restore(report, scratch_dir, pg_bindir, database, restore_role, jobs)
+        if report.failed:
+            report.skip(THOROUGH_CHECKS[1:], "the restore failed")
+            return report
+        _check_counts(report, cluster, database, restore_role, jobs)
+        _check_schema(report, cluster, database, restore_role, ignore_kinds, exclude)
+        _check_sequences(report, cluster, database, restore_role, ignore_kinds, exclude)
+        if keep_restored:
+            report.restored_cluster = {"directory": str(cluster.directory), "socket_dir": cluster.socket_dir,
+                                       "port": pg_scratch.PORT, "database": database, "user": restore_role}
+    finally:
+        if cluster is not None and report.restored_cluster is None:
+            cluster.remove()
     return report

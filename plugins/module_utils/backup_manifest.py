@@ -8,6 +8,7 @@ backup_verify module, so both read and write exactly one format.
 Format versions (docs/backups.md):
   1  file, bytes, sha256, per-table row counts, server version, times, database, reason
   2  adds "catalogue", the schema catalogue of pg_catalogue.py taken in the dump's snapshot
+  3  adds "sequence_values" (PostgreSQL): every sequence's next value, read before pg_dump started
 A reader accepts every version up to CURRENT_VERSION; what an older manifest lacks is reported
 by the verifier as a skipped check, never guessed.
 
@@ -28,7 +29,7 @@ import re
 from pathlib import Path
 
 FORMAT = "chajipoa-backup-manifest"
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 DUMP_SUFFIX = {"postgresql": ".dump", "redis": ".rdb", "mongodb": ".archive"}
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -36,8 +37,10 @@ _REQUIRED = {
     1: ("format", "format_version", "kind", "name", "database", "reason", "file", "bytes", "sha256",
         "started_at", "finished_at", "server_version"),
 }
-_REQUIRED[2] = _REQUIRED[1]
+_REQUIRED[2] = _REQUIRED[3] = _REQUIRED[1]
 _REQUIRED_BY_KIND = {"postgresql": ("tables",), "mongodb": ("collections",)}
+# What a kind's manifest holds from a format version on.
+_REQUIRED_SINCE = {("postgresql", 3): ("sequence_values",)}
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 # 4 MiB reads keep hashing near the speed of SHA-256 itself; hashlib releases the GIL on large
 # buffers, so a hash can run in a thread beside a subprocess.
@@ -101,7 +104,10 @@ def load(path: Path | str) -> dict:
             f"Cannot read manifest {path}: format_version {version!r} is not one of {sorted(_REQUIRED)}")
     if manifest.get("kind") not in DUMP_SUFFIX:
         raise ManifestError(f"Cannot read manifest {path}: kind {manifest.get('kind')!r} is not one of {sorted(DUMP_SUFFIX)}")
-    missing = [key for key in _REQUIRED[version] + _REQUIRED_BY_KIND.get(manifest.get("kind"), ())
+    kind = manifest.get("kind")
+    since = [key for (of_kind, first), keys in _REQUIRED_SINCE.items() if of_kind == kind and version >= first
+             for key in keys]
+    missing = [key for key in _REQUIRED[version] + _REQUIRED_BY_KIND.get(kind, ()) + tuple(since)
                if key not in manifest]
     if missing:
         raise ManifestError(f"Cannot read manifest {path}: missing {', '.join(missing)}")

@@ -215,6 +215,9 @@ def _dump_postgresql(config: Config, database: str, path: Path) -> dict:
         pg_dump = backup_checks.pg_tool("pg_dump", config.postgresql.get("bindir"), version_num)
         command = [pg_dump, "--format=custom", f"--compress={int(config.postgresql.get('compress', 6))}",
                    f"--snapshot={snapshot}", f"--file={path}", f"--dbname={target.conninfo(database)}"]
+        # Before pg_dump reads anything: sequences only move forward, so the dump holds at least these.
+        with connection.cursor() as cursor:
+            sequence_values = pg_catalogue.read_sequence_values(cursor)
         dump_started = time.perf_counter()
         # pg_dump works in the exported snapshot while this transaction, which must stay open until
         # pg_dump has imported it, counts rows and reads the catalogue in the very same snapshot.
@@ -236,7 +239,7 @@ def _dump_postgresql(config: Config, database: str, path: Path) -> dict:
     if dump.returncode != 0:
         raise BackupFailed(f"Cannot dump database {database}: pg_dump exited {dump.returncode}: {errors.strip()}")
     return {"server_version": version, "server_version_num": version_num, "tables": tables, "catalogue": catalogue,
-            "timings": timings}
+            "sequence_values": sequence_values, "timings": timings}
 
 
 def _dump_redis(config: Config, database: str, path: Path) -> dict:
@@ -504,10 +507,10 @@ def verify_one(config: Config, backup_path: Path, mode: str) -> backup_checks.Re
     report = backup_checks.Report(mode, backup_path, backup_manifest.manifest_path(backup_path))
     verify = config.verify
     if mode == "thorough":
-        return backup_checks.thorough(report, config.pg_target(), jobs=int(verify.get("jobs", 2)),
-                                      scratch_prefix=verify.get("scratch_prefix", "chajipoa_verify"),
-                                      ignore_kinds=verify.get("ignore_kinds", []), exclude=verify.get("exclude", []),
-                                      pg_bindir=config.postgresql.get("bindir"))
+        return backup_checks.thorough(report, scratch_dir=config.data.get("scratch_dir") or config.state_dir / "scratch",
+                                      jobs=int(verify.get("jobs", 2)), ignore_kinds=verify.get("ignore_kinds", []),
+                                      exclude=verify.get("exclude", []), pg_bindir=config.postgresql.get("bindir"),
+                                      restore_role=verify.get("restore_role", backup_checks.DEFAULT_RESTORE_ROLE))
     return backup_checks.quick(report, pg_bindir=config.postgresql.get("bindir"))
 
 

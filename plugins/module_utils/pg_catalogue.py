@@ -22,11 +22,13 @@ import fnmatch
 import hashlib
 import json
 
-CATALOGUE_VERSION = 1
+CATALOGUE_VERSION = 2
 
 # Every kind an entry can have; backup_verify's ignore_kinds option accepts these.
 KINDS = ("extension", "schema", "type", "table", "column", "constraint", "index", "sequence", "view",
-         "materialized view", "function", "trigger", "large objects")
+         "materialized view", "function", "trigger", "large objects", "row security", "policy")
+# The catalogue version that first lists a kind; older catalogues are not compared in it.
+_KIND_SINCE = {"row security": 2, "policy": 2}
 
 _USER_NAMESPACES = """
     SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace n
@@ -111,7 +113,8 @@ _QUERIES = {
         JOIN ({_USER_NAMESPACES}) ns ON ns.oid = k.connamespace
         LEFT JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
         LEFT JOIN pg_catalog.pg_type t ON t.oid = k.contypid
-        WHERE k.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_constraint'")})
+        WHERE k.conparentid = 0
+          AND k.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_constraint'")})
           AND coalesce(k.conrelid, 0) NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})
           AND coalesce(k.contypid, 0) NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_type'")})""",
     "index": f"""
@@ -119,7 +122,7 @@ _QUERIES = {
         FROM pg_catalog.pg_index i
         JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
         JOIN ({_USER_NAMESPACES}) ns ON ns.oid = c.relnamespace
-        WHERE i.indrelid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})""",
+        WHERE NOT c.relispartition AND i.indrelid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})""",
     "function": f"""
         SELECT 'function',
                quote_ident(ns.nspname) || '.' || quote_ident(p.proname) || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')',
@@ -134,26 +137,66 @@ _QUERIES = {
         FROM pg_catalog.pg_trigger g
         JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
         JOIN ({_USER_NAMESPACES}) ns ON ns.oid = c.relnamespace
-        WHERE NOT g.tgisinternal AND c.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})""",
+        WHERE NOT g.tgisinternal AND g.tgparentid = 0 AND c.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})""",
+    "row security": f"""
+        SELECT 'row security', quote_ident(ns.nspname) || '.' || quote_ident(c.relname),
+               concat_ws(', ', CASE WHEN c.relrowsecurity THEN 'enabled' ELSE 'disabled' END,
+                         CASE WHEN c.relforcerowsecurity THEN 'forced' END)
+        FROM pg_catalog.pg_class c JOIN ({_USER_NAMESPACES}) ns ON ns.oid = c.relnamespace
+        WHERE (c.relrowsecurity OR c.relforcerowsecurity)
+          AND c.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})""",
+    "policy": f"""
+        SELECT 'policy', quote_ident(ns.nspname) || '.' || quote_ident(c.relname) || '.' || quote_ident(p.polname),
+               concat_ws(' ', CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END,
+                         'for ' || CASE p.polcmd WHEN 'r' THEN 'select' WHEN 'a' THEN 'insert' WHEN 'w' THEN 'update'
+                                                 WHEN 'd' THEN 'delete' ELSE 'all' END,
+                         'to ' || CASE WHEN p.polroles = '{{0}}' THEN 'public'
+                                       ELSE (SELECT string_agg(quote_ident(r.rolname), ', ' ORDER BY r.rolname)
+                                             FROM pg_catalog.pg_roles r WHERE r.oid = ANY (p.polroles)) END,
+                         'using (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')',
+                         'with check (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')')
+        FROM pg_catalog.pg_policy p
+        JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+        JOIN ({_USER_NAMESPACES}) ns ON ns.oid = c.relnamespace
+        WHERE c.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})""",
     "large objects": """
         SELECT 'large objects', 'pg_largeobject', count(*)::text FROM pg_catalog.pg_largeobject_metadata""",
 }
 
-# Sequences owned by a column (serial, identity): each must be ahead of its column's data.
-_OWNED_SEQUENCES = f"""
+# The columns each sequence gives values to: those owning it (serial, identity), and those whose
+# default is nextval() of it without owning it. Each must be ahead of its columns' data.
+_SEQUENCE_COLUMNS = f"""
     SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
            quote_ident(tn.nspname) || '.' || quote_ident(t.relname),
            quote_ident(a.attname), q.seqincrement
-    FROM pg_catalog.pg_depend d
-    JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+    FROM pg_catalog.pg_class s
     JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
     JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid
-    JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+    JOIN (SELECT d.objid AS seq, d.refobjid AS rel, d.refobjsubid AS attnum
+          FROM pg_catalog.pg_depend d
+          WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+            AND d.deptype IN ('a', 'i')
+          UNION
+          SELECT d.refobjid, ad.adrelid, ad.adnum
+          FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad ON ad.oid = d.objid
+          WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+            AND pg_catalog.pg_get_expr(ad.adbin, ad.adrelid)
+                = 'nextval(' || quote_literal(d.refobjid::regclass::text) || '::regclass)') u ON u.seq = s.oid
+    JOIN pg_catalog.pg_class t ON t.oid = u.rel
     JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
-    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
-      AND d.deptype IN ('a', 'i') AND t.relkind IN ('r', 'p')
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = u.attnum
+    WHERE s.relkind = 'S' AND t.relkind IN ('r', 'p') AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
       AND s.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})
+    ORDER BY 1, 2, 3"""
+
+# Every sequence's position, in one statement: pg_sequence_last_value() is NULL before the first
+# nextval(). Cycling sequences may legitimately come round lower, so they are marked.
+_SEQUENCE_VALUES = f"""
+    SELECT quote_ident(ns.nspname) || '.' || quote_ident(c.relname), pg_catalog.pg_sequence_last_value(c.oid),
+           q.seqstart, q.seqincrement, q.seqcycle
+    FROM pg_catalog.pg_class c JOIN ({_USER_NAMESPACES}) ns ON ns.oid = c.relnamespace
+    JOIN pg_catalog.pg_sequence q ON q.seqrelid = c.oid
+    WHERE c.relkind = 'S' AND c.oid NOT IN ({_EXTENSION_MEMBERS.format("'pg_catalog.pg_class'")})
     ORDER BY 1"""
 
 _ALL_SEQUENCES = f"""
@@ -196,45 +239,81 @@ def read_objects(cursor) -> dict:
 
 
 def read_sequences(cursor) -> list[dict]:
-    """Every sequence's value and, for those a column owns, the column and its highest value."""
+    """Every sequence's value and, for those giving values to columns, each column and its extreme."""
     cursor.execute("SELECT pg_catalog.set_config('search_path', '', true)")
-    cursor.execute(_OWNED_SEQUENCES)
-    owners = {row[0]: row[1:] for row in cursor.fetchall()}
+    cursor.execute(_SEQUENCE_COLUMNS)
+    columns: dict[str, list] = {}
+    for name, table, column, increment in cursor.fetchall():
+        columns.setdefault(name, []).append((table, column, increment))
     cursor.execute(_ALL_SEQUENCES)
     sequences = []
     for (name,) in cursor.fetchall():
         cursor.execute(f"SELECT last_value, is_called FROM {name}")
         last_value, is_called = cursor.fetchone()
         entry = {"name": name, "last_value": last_value, "is_called": is_called}
-        if name in owners:
-            table, column, increment = owners[name]
-            extreme = "max" if increment > 0 else "min"
-            cursor.execute(f"SELECT {extreme}({column}) FROM {table}")
-            entry.update(table=table, column=column, increment=increment, data_extreme=cursor.fetchone()[0])
+        if name in columns:
+            entry["increment"] = columns[name][0][2]
+            entry["columns"] = []
+            for table, column, increment in columns[name]:
+                cursor.execute(f"SELECT {'max' if increment > 0 else 'min'}({column}) FROM {table}")
+                entry["columns"].append({"table": table, "column": column, "data_extreme": cursor.fetchone()[0]})
         sequences.append(entry)
     return sequences
 
 
+def read_sequence_values(cursor) -> list[dict]:
+    """Every sequence's next value (what nextval() would return), in one statement.
+
+    The backup reads these before pg_dump starts: sequences only move forward (unless set back or
+    cycling), so the values pg_dump then records, and a restore sets, are at least these.
+    """
+    cursor.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+    cursor.execute(_SEQUENCE_VALUES)
+    return [{"name": name, "next_value": start if last is None else last + increment, "increment": increment,
+             "cycle": cycle}
+            for name, last, start, increment, cycle in cursor.fetchall()]
+
+
+def sequence_value_problems(recorded: list[dict], restored: list[dict]) -> list[dict]:
+    """Restored sequences behind the value the manifest recorded: they would hand out IDs again.
+
+    Sequences missing from the restore are the schema check's to report; cycling ones are skipped.
+    """
+    now = {entry["name"]: entry["next_value"] for entry in restored}
+    problems = []
+    for entry in recorded:
+        actual = now.get(entry["name"])
+        if actual is None or entry["cycle"]:
+            continue
+        behind = actual < entry["next_value"] if entry["increment"] > 0 else actual > entry["next_value"]
+        if behind:
+            problems.append({"kind": "sequence", "name": entry["name"], "change": "behind manifest",
+                             "expected": f"next value at least {entry['next_value']} as recorded before the dump",
+                             "actual": f"next value {actual}"})
+    return problems
+
+
 def sequence_problems(sequences: list[dict]) -> list[dict]:
-    """Owned sequences whose next value collides with data already in the column.
+    """Sequences whose next value collides with data already in a column they give values to.
 
     A restored sequence behind its column makes the first insert after a restore fail with a
     duplicate key; nextval() returns last_value + increment once called, last_value before.
     """
     problems = []
     for entry in sequences:
-        extreme = entry.get("data_extreme")
-        if extreme is None:
-            continue
-        increment = entry["increment"]
-        next_value = entry["last_value"] + increment if entry["is_called"] else entry["last_value"]
-        behind = next_value <= extreme if increment > 0 else next_value >= extreme
-        if behind:
-            problems.append({
-                "kind": "sequence", "name": entry["name"], "change": "behind data",
-                "expected": f"next value beyond {entry['table']}.{entry['column']} = {extreme}",
-                "actual": f"next value {next_value}",
-            })
+        for column in entry.get("columns", []):
+            extreme = column["data_extreme"]
+            if extreme is None:
+                continue
+            increment = entry["increment"]
+            next_value = entry["last_value"] + increment if entry["is_called"] else entry["last_value"]
+            behind = next_value <= extreme if increment > 0 else next_value >= extreme
+            if behind:
+                problems.append({
+                    "kind": "sequence", "name": entry["name"], "change": "behind data",
+                    "expected": f"next value beyond {column['table']}.{column['column']} = {extreme}",
+                    "actual": f"next value {next_value}",
+                })
     return problems
 
 
@@ -253,6 +332,9 @@ def compare(expected: dict, actual: dict, ignore_kinds=(), exclude=()) -> list[d
     unknown = ignore_kinds - set(KINDS)
     if unknown:
         raise ValueError(f"unknown object kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+
+    # Kinds the source's catalogue version did not record cannot be missing from it.
+    ignore_kinds |= {kind for kind, since in _KIND_SINCE.items() if expected.get("version", 1) < since}
 
     def index(catalogue):
         return {(o["kind"], o["name"]): o["definition"] for o in catalogue["objects"]

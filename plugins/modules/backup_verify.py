@@ -14,12 +14,15 @@ description:
     manifest, and, for PostgreSQL, that the archive's table of contents names the manifest's database
     and holds data for every table the manifest lists. Hashing runs in the module (about three times
     the speed of the C(sha256sum) program), beside C(pg_restore --list).
-  - C(thorough) mode (PostgreSQL) also restores the archive into a throwaway database, always dropped
-    afterwards (also when a check fails), and fails when C(pg_restore) logged any error, when a table's
-    row count differs from the manifest, when the restored schema differs from the catalogue the
-    manifest recorded in the dump's snapshot (every relation, column, index, constraint, sequence,
-    function, trigger, view and extension, reported as missing, extra or changed with both
-    definitions), or when a sequence owned by a column is not ahead of that column's data.
+  - C(thorough) mode (PostgreSQL) also restores the archive into a throwaway PostgreSQL cluster of its
+    own (initdb under O(scratch_dir), Unix socket only, removed afterwards, also when a check fails),
+    never into a production server, as the role O(restore_role), which is no superuser and owns the
+    scratch database, so that code in the dump runs with that role's rights only. It fails when
+    C(pg_restore) logged any error, when a table's row count differs from the manifest, when the
+    restored schema differs from the catalogue the manifest recorded in the dump's snapshot (every
+    relation, column, index, constraint, sequence, function, trigger, view, extension, policy and row
+    security flag, reported as missing, extra or changed with both definitions), or when a sequence is
+    behind the value the manifest recorded or behind the data of a column it gives values to.
   - Manifests of format 1 (no catalogue) are accepted; the schema check is then reported as skipped.
   - Written because no collection verifies backups; C(community.postgresql.postgresql_db) with
     C(state=restore) restores but checks nothing, and pg_verifybackup's own manual says verification
@@ -43,16 +46,20 @@ options:
     description: Parallel jobs of C(pg_restore) and connections counting rows in thorough mode.
     type: int
     default: 2
-  scratch_prefix:
-    description: Name prefix of the throwaway database; a random suffix makes each run's own.
-    type: str
-    default: chajipoa_verify
-  restore_database:
+  scratch_dir:
     description:
-      - Restore into this new database instead of a throwaway one (a restore drill). It must not exist.
+      - Directory for the throwaway clusters of thorough mode, one private subdirectory per run.
+      - Run as root, the cluster runs as the OS user C(postgres), which must be able to enter this path.
+    type: path
+    default: /var/lib/chajipoa-backup/scratch
+  restore_role:
+    description: The role, no superuser, that restores and owns the scratch database.
     type: str
+    default: chajipoa_restore
   keep_restored:
-    description: Keep the restored database (drills that hand it over for inspection).
+    description:
+      - Keep the scratch cluster running (drills that hand it over for inspection); C(report.restored_cluster)
+        says where. The next run of the backup program removes it.
     type: bool
     default: false
   ignore_kinds:
@@ -71,34 +78,8 @@ options:
     default: []
   pg_bindir:
     description:
-      - Directory of C(pg_restore). By default the one of the dump's server version under
-        C(/usr/lib/postgresql), else the first on C(PATH).
-    type: path
-  login_host:
-    description: Server for thorough mode; empty uses the local Unix socket.
-    type: str
-    default: ""
-  port:
-    description: Its port.
-    type: int
-    default: 5432
-  login_user:
-    description: Login with the right to create databases and extensions (a superuser restores everything).
-    type: str
-    default: postgres
-  login_password:
-    description: Its password; empty for peer authentication over the socket.
-    type: str
-  maintenance_db:
-    description: Database to connect to while creating and dropping the throwaway one.
-    type: str
-    default: postgres
-  ssl_mode:
-    description: libpq C(sslmode) for the connections.
-    type: str
-    choices: [disable, allow, prefer, require, verify-ca, verify-full]
-  ca_cert:
-    description: CA certificate for C(verify-ca) and C(verify-full).
+      - Directory of C(pg_restore) and, in thorough mode, of the server programs. By default the one of
+        the dump's server version under C(/usr/lib/postgresql), else (quick mode) the first on C(PATH).
     type: path
 attributes:
   check_mode:
@@ -108,6 +89,8 @@ attributes:
     support: none
 requirements:
   - psycopg 3 on the target for thorough mode (Debian package python3-psycopg)
+  - for thorough mode the server package of the dump's major version (C(initdb), C(pg_ctl) under
+    C(/usr/lib/postgresql/<major>/bin)) or O(pg_bindir)
   - pg_restore for PostgreSQL backups, redis-check-rdb for Redis ones; MongoDB archives are read by
     the collection's own code (no MongoDB tools needed)
 notes:
@@ -159,8 +142,11 @@ report:
       description: The manifest's format version.
       type: int
     restored_database:
-      description: The database thorough mode restored into (dropped unless kept).
+      description: The database thorough mode restored into, in the scratch cluster.
       type: str
+    restored_cluster:
+      description: With O(keep_restored), where the kept cluster answers (directory, socket_dir, port, database, user).
+      type: dict
     seconds:
       description: Time the whole verification took.
       type: float
@@ -189,19 +175,12 @@ ARGUMENT_SPEC = dict(
     manifest=dict(type="path"),
     mode=dict(type="str", choices=["quick", "thorough"], default="quick"),
     jobs=dict(type="int", default=2),
-    scratch_prefix=dict(type="str", default="chajipoa_verify"),
-    restore_database=dict(type="str"),
+    scratch_dir=dict(type="path", default="/var/lib/chajipoa-backup/scratch"),
+    restore_role=dict(type="str", default=backup_checks.DEFAULT_RESTORE_ROLE),
     keep_restored=dict(type="bool", default=False),
     ignore_kinds=dict(type="list", elements="str", default=[], choices=list(backup_checks.pg_catalogue.KINDS)),
     exclude_objects=dict(type="list", elements="str", default=[]),
     pg_bindir=dict(type="path"),
-    login_host=dict(type="str", default=""),
-    port=dict(type="int", default=5432),
-    login_user=dict(type="str", default="postgres"),
-    login_password=dict(type="str", no_log=True),
-    maintenance_db=dict(type="str", default="postgres"),
-    ssl_mode=dict(type="str", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
-    ca_cert=dict(type="path"),
 )
 
 
@@ -227,20 +206,17 @@ def main() -> None:
             import psycopg  # noqa: F401 - only thorough mode connects
         except ImportError:
             module.fail_json(msg=missing_required_lib("psycopg (python3-psycopg)"))
-        target = backup_checks.Target(host=params["login_host"], port=params["port"], user=params["login_user"],
-                                      password=params["login_password"], maintenance_db=params["maintenance_db"],
-                                      sslmode=params["ssl_mode"], sslrootcert=params["ca_cert"])
         try:
-            backup_checks.thorough(report, target, jobs=params["jobs"], scratch_prefix=params["scratch_prefix"],
-                                   restore_database=params["restore_database"], keep_restored=params["keep_restored"],
-                                   ignore_kinds=params["ignore_kinds"], exclude=params["exclude_objects"],
-                                   pg_bindir=params["pg_bindir"])
+            backup_checks.thorough(report, scratch_dir=params["scratch_dir"], jobs=params["jobs"],
+                                   keep_restored=params["keep_restored"], ignore_kinds=params["ignore_kinds"],
+                                   exclude=params["exclude_objects"], pg_bindir=params["pg_bindir"],
+                                   restore_role=params["restore_role"])
         except Exception as error:  # noqa: BLE001 - a server or tool error is a failed verification, reported as such
             module.fail_json(msg=f"Cannot verify backup {path}: {error}", report=report.as_dict())
     else:
         backup_checks.quick(report, pg_bindir=params["pg_bindir"])
     result = report.as_dict()
-    changed = bool(params["keep_restored"] and report.restored_database)
+    changed = bool(report.restored_cluster)
     if not report.passed:
         module.fail_json(msg=report.failure_message(), report=result, changed=changed)
     module.exit_json(changed=changed, report=result)

@@ -12,13 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, backup_manifest,
-                                                                         backup_program)
+                                                                         backup_program, pg_scratch)
 
 
 @pytest.fixture
@@ -38,8 +39,16 @@ def make_config(tmp_path, pg_server, monkeypatch):
 
 
 @pytest.fixture
-def target(pg_server) -> backup_checks.Target:
-    return backup_checks.Target(host=pg_server.host, port=pg_server.port, user=pg_server.user, password=pg_server.password)
+def scratch_dir():
+    """Where thorough verification makes its throwaway clusters: under /tmp, short enough for a
+    socket path and reachable by the postgres user the cluster runs as; must be empty afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="chajipoa-scratch-", dir="/tmp"))
+    yield directory
+    left = list(directory.iterdir())
+    for path in left:
+        pg_scratch.remove_cluster(path)
+    directory.rmdir()
+    assert not left, f"verification left {left} behind"
 
 
 @pytest.fixture
@@ -60,10 +69,10 @@ def backup(config: backup_program.Config, reason: str = "daily") -> tuple[dict, 
     return manifest, report.backup_path
 
 
-def verify(path: Path, mode: str, target=None, manifest: Path | None = None, **options) -> backup_checks.Report:
+def verify(path: Path, mode: str, scratch_dir=None, manifest: Path | None = None, **options) -> backup_checks.Report:
     report = backup_checks.Report(mode, path, manifest or backup_manifest.manifest_path(path))
     if mode == "thorough":
-        return backup_checks.thorough(report, target, **options)
+        return backup_checks.thorough(report, scratch_dir=scratch_dir, **options)
     return backup_checks.quick(report)
 
 
@@ -270,33 +279,27 @@ def test_unreadable_manifest_is_named(good_backup, tmp_path):
 
 # --- thorough mode --------------------------------------------------------------------------------
 
-def scratch_databases(pg_server) -> list[str]:
-    return [row[0] for row in pg_server.execute("SELECT datname FROM pg_database WHERE datname LIKE 'chajipoa_verify%'")]
-
-
-def test_good_backup_passes_thorough_mode_repeatedly(good_backup, target, pg_server):
+def test_good_backup_passes_thorough_mode_repeatedly(good_backup, scratch_dir):
     for _ in range(2):
-        report = verify(good_backup, "thorough", target)
+        report = verify(good_backup, "thorough", scratch_dir)
         assert report.passed, report.failure_message()
         statuses = {c["name"]: c["status"] for c in report.checks}
         assert all(statuses[name] == "passed" for name in backup_checks.THOROUGH_CHECKS), statuses
         assert next(c for c in report.checks if c["name"] == "schema")["digest_equal"]
-    assert scratch_databases(pg_server) == []
 
 
-def test_row_count_mismatch_fails_the_count_check(good_backup, target, tmp_path, pg_server):
+def test_row_count_mismatch_fails_the_count_check(good_backup, scratch_dir, tmp_path):
     path, manifest_path = damaged_copy(tmp_path, good_backup)
     manifest = backup_manifest.load(manifest_path)
     table = next(t for t in manifest["tables"] if t["name"] == "rentals")
     table["rows"] += 1
     backup_manifest.write(manifest_path, manifest)
-    report = verify(path, "thorough", target)
+    report = verify(path, "thorough", scratch_dir)
     assert failed(report) == ["row counts"]
     assert f"tz_power.rentals has {table['rows'] - 1} rows, the manifest {table['rows']}" in report.failure_message()
-    assert scratch_databases(pg_server) == []
 
 
-def test_restore_error_fails_with_the_first_errors(good_backup, target, tmp_path, pg_server):
+def test_restore_error_fails_with_the_first_errors(good_backup, scratch_dir, tmp_path):
     """A dump damaged before its manifest was written: the checksum agrees, the restore must not."""
     path, _ = damaged_copy(tmp_path, good_backup)
     data = bytearray(path.read_bytes())
@@ -304,12 +307,11 @@ def test_restore_error_fails_with_the_first_errors(good_backup, target, tmp_path
         data[offset] ^= 0x5A
     path.write_bytes(bytes(data))
     pair_with_manifest(path, backup_manifest.load(backup_manifest.manifest_path(good_backup)))
-    report = verify(path, "thorough", target)
+    report = verify(path, "thorough", scratch_dir)
     assert failed(report)[0] == "restore"
     restore = next(c for c in report.checks if c["name"] == "restore")
     assert restore["errors"] and restore["errors"][0].startswith("pg_restore: error:")
     assert "pg_restore: error:" in report.failure_message()
-    assert scratch_databases(pg_server) == []
 
 
 @pytest.mark.parametrize("damage, kind, name", [
@@ -318,12 +320,12 @@ def test_restore_error_fails_with_the_first_errors(good_backup, target, tmp_path
      "tz_power.payments.payments_rental_id_fkey"),
     ("DROP FUNCTION tz_power.rental_fee_tzs(integer)", "function", "tz_power.rental_fee_tzs("),
 ], ids=["index", "foreign-key", "function"])
-def test_dump_without_an_object_fails_the_schema_check(make_config, fault_db, pg_server, target, tmp_path,
+def test_dump_without_an_object_fails_the_schema_check(make_config, fault_db, pg_server, scratch_dir, tmp_path,
                                                        damage, kind, name):
     manifest, _ = backup(make_config(fault_db))
     pg_server.execute(damage, dbname=fault_db)
     dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / f"{fault_db}.dump"), manifest)
-    report = verify(dump, "thorough", target)
+    report = verify(dump, "thorough", scratch_dir)
     assert failed(report) == ["schema"]
     schema = next(c for c in report.checks if c["name"] == "schema")
     missing = [d for d in schema["differences"] if d["change"] == "missing"]
@@ -332,22 +334,22 @@ def test_dump_without_an_object_fails_the_schema_check(make_config, fault_db, pg
     assert missing[0]["name"] in report.failure_message()
 
 
-def test_sequence_reset_below_the_data_fails_the_sequence_check(make_config, fault_db, pg_server, target, tmp_path):
+def test_sequence_reset_below_the_data_fails_the_sequence_check(make_config, fault_db, pg_server, scratch_dir, tmp_path):
     manifest, _ = backup(make_config(fault_db))
     pg_server.execute("SELECT setval('tz_power.rentals_id_seq', 1)", dbname=fault_db)
     dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / f"{fault_db}.dump"), manifest)
-    report = verify(dump, "thorough", target)
+    report = verify(dump, "thorough", scratch_dir)
     assert failed(report) == ["sequences"]
     assert "tz_power.rentals_id_seq" in report.failure_message()
 
 
-def test_changed_definition_is_reported_with_both_versions(make_config, fault_db, pg_server, target, tmp_path):
+def test_changed_definition_is_reported_with_both_versions(make_config, fault_db, pg_server, scratch_dir, tmp_path):
     manifest, _ = backup(make_config(fault_db))
     view = pg_server.execute("SELECT pg_get_viewdef('tz_power.station_utilisation')", dbname=fault_db)[0][0]
     pg_server.execute(f"CREATE OR REPLACE VIEW tz_power.station_utilisation AS {view.rstrip().rstrip(';')} LIMIT 1",
                       dbname=fault_db)
     dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / f"{fault_db}.dump"), manifest)
-    report = verify(dump, "thorough", target)
+    report = verify(dump, "thorough", scratch_dir)
     schema = next(c for c in report.checks if c["name"] == "schema")
     assert [(d["kind"], d["name"], d["change"]) for d in schema["differences"]] == [
         ("view", "tz_power.station_utilisation", "changed")]
@@ -355,34 +357,40 @@ def test_changed_definition_is_reported_with_both_versions(make_config, fault_db
     assert "LIMIT 1" not in schema["differences"][0]["expected"]
 
 
-def test_ignored_kinds_and_excluded_names_are_left_out(make_config, fault_db, pg_server, target, tmp_path):
+def test_ignored_kinds_and_excluded_names_are_left_out(make_config, fault_db, pg_server, scratch_dir, tmp_path):
     manifest, _ = backup(make_config(fault_db))
     pg_server.execute("DROP INDEX tz_power.rentals_customer_started", dbname=fault_db)
     dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / f"{fault_db}.dump"), manifest)
-    assert verify(dump, "thorough", target, ignore_kinds=["index"]).passed
-    assert verify(dump, "thorough", target, exclude=["tz_power.rentals_*"]).passed
+    assert verify(dump, "thorough", scratch_dir, ignore_kinds=["index"]).passed
+    assert verify(dump, "thorough", scratch_dir, exclude=["tz_power.rentals_*"]).passed
 
 
-def test_old_format_manifest_is_accepted_with_the_schema_check_skipped(good_backup, target, tmp_path):
+def test_old_format_manifest_is_accepted_with_the_schema_check_skipped(good_backup, scratch_dir, tmp_path):
     path, manifest_path = damaged_copy(tmp_path, good_backup)
     manifest = backup_manifest.load(manifest_path)
     del manifest["catalogue"]
     manifest["format_version"] = 1
     backup_manifest.write(manifest_path, manifest)
-    report = verify(path, "thorough", target)
+    report = verify(path, "thorough", scratch_dir)
     assert report.passed, report.failure_message()
     schema = next(c for c in report.checks if c["name"] == "schema")
     assert schema["status"] == "skipped" and "format 1" in schema["message"]
     assert next(c for c in report.checks if c["name"] == "sequences")["status"] == "passed"
 
 
-def test_restore_into_a_named_database_can_be_kept(good_backup, target, pg_server):
-    report = verify(good_backup, "thorough", target, restore_database="drill_kept", keep_restored=True)
+def test_a_kept_restore_answers_on_its_socket_until_removed(good_backup, scratch_dir):
+    report = verify(good_backup, "thorough", scratch_dir, keep_restored=True)
+    kept = report.restored_cluster
     try:
-        assert report.passed
-        assert pg_server.execute("SELECT count(*) FROM tz_power.rentals", dbname="drill_kept")[0][0] > 0
+        assert report.passed, report.failure_message()
+        assert kept["directory"].startswith(str(scratch_dir)) and kept["user"] == backup_checks.DEFAULT_RESTORE_ROLE
+        import psycopg
+        with psycopg.connect(host=kept["socket_dir"], port=kept["port"], user=kept["user"],
+                             dbname=kept["database"]) as connection:
+            assert connection.execute("SELECT count(*) FROM tz_power.rentals").fetchone()[0] > 0
     finally:
-        pg_server.drop_database("drill_kept")
+        pg_scratch.remove_cluster(kept["directory"])
+    assert not Path(kept["directory"]).exists()
 
 
 # --- the module, as a playbook runs it ------------------------------------------------------------
@@ -396,20 +404,17 @@ def run_module(params: dict, *options: str) -> dict:
     return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
-def test_module_plans_in_check_mode_then_verifies_and_reruns_unchanged(good_backup, pg_server):
-    params = {"path": str(good_backup), "mode": "thorough", "login_host": pg_server.host, "port": pg_server.port,
-              "login_user": pg_server.user, "login_password": pg_server.password}
+def test_module_plans_in_check_mode_then_verifies_and_reruns_unchanged(good_backup, scratch_dir):
+    params = {"path": str(good_backup), "mode": "thorough", "scratch_dir": str(scratch_dir)}
     planned = run_module(params, "--check")
     assert not planned.get("failed") and not planned["changed"]
     assert {c["status"] for c in planned["report"]["checks"]} == {"planned"}
-    assert scratch_databases(pg_server) == []
+    assert not list(scratch_dir.iterdir())
     for _ in range(2):
         result = run_module(params)
         assert not result.get("failed"), result.get("msg")
         assert not result["changed"] and result["report"]["passed"]
         assert [c["name"] for c in result["report"]["checks"]][-4:] == list(backup_checks.THOROUGH_CHECKS)
-    assert pg_server.password not in json.dumps(result)
-    assert scratch_databases(pg_server) == []
 
 
 def test_module_failure_names_the_check(good_backup, tmp_path):

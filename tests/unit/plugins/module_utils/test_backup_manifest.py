@@ -44,6 +44,15 @@ def test_written_manifest_reads_back(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.manifest.json"]
 
 
+def test_format_3_carries_sequence_values_that_format_2_lacks(tmp_path):
+    path = tmp_path / "new.manifest.json"
+    values = [{"name": "public.s", "next_value": 2, "increment": 1, "cycle": False}]
+    path.write_text(json.dumps(manifest(format_version=3, sequence_values=values)))
+    assert backup_manifest.load(path)["sequence_values"] == values
+    path.write_text(json.dumps(manifest()))
+    assert "sequence_values" not in backup_manifest.load(path)
+
+
 def test_format_1_without_catalogue_is_read(tmp_path):
     path = tmp_path / "old.manifest.json"
     path.write_text(json.dumps(manifest(format_version=1, catalogue=None)))
@@ -54,10 +63,12 @@ def test_format_1_without_catalogue_is_read(tmp_path):
     (None, "does not exist"),
     ("{", "Expecting"),
     (json.dumps({"format": "other"}), "not a chajipoa-backup-manifest document"),
-    (json.dumps(manifest(format_version=3)), "format_version 3 is not one of"),
+    (json.dumps(manifest(format_version=4)), "format_version 4 is not one of"),
+    (json.dumps(manifest(format_version=3)), "missing sequence_values"),
     (json.dumps(manifest(kind="oracle")), "kind 'oracle'"),
     (json.dumps(manifest(sha256=None, tables=None)), "missing sha256, tables"),
-], ids=["absent", "not-json", "other-format", "future-version", "unknown-kind", "missing-keys"])
+], ids=["absent", "not-json", "other-format", "future-version", "v3-without-sequence-values", "unknown-kind",
+        "missing-keys"])
 def test_bad_manifests_are_refused_naming_file_and_problem(tmp_path, content, message):
     path = tmp_path / "bad.manifest.json"
     if content is not None:

@@ -58,8 +58,8 @@ def test_an_unknown_kind_is_refused_by_name():
 
 
 def sequence(last_value, is_called, data_extreme, increment=1):
-    return {"name": "public.rentals_id_seq", "last_value": last_value, "is_called": is_called,
-            "table": "public.rentals", "column": "id", "increment": increment, "data_extreme": data_extreme}
+    return {"name": "public.rentals_id_seq", "last_value": last_value, "is_called": is_called, "increment": increment,
+            "columns": [{"table": "public.rentals", "column": "id", "data_extreme": data_extreme}]}
 
 
 @pytest.mark.parametrize(("entry", "behind"), [
@@ -78,5 +78,42 @@ def test_a_sequence_must_be_ahead_of_its_column(entry, behind):
         assert problems[0]["name"] == "public.rentals_id_seq" and "public.rentals.id" in problems[0]["expected"]
 
 
-def test_sequences_no_column_owns_are_not_judged():
+def test_sequences_giving_values_to_no_column_are_not_judged_against_data():
     assert pg_catalogue.sequence_problems([{"name": "public.receipt_no", "last_value": 1, "is_called": False}]) == []
+
+
+def test_every_column_a_sequence_gives_values_to_is_judged():
+    entry = sequence(150, True, 100)
+    entry["columns"].append({"table": "public.payments", "column": "receipt_no", "data_extreme": 200})
+    problems = pg_catalogue.sequence_problems([entry])
+    assert [p["expected"] for p in problems] == ["next value beyond public.payments.receipt_no = 200"]
+
+
+def value(next_value, increment=1, cycle=False, name="public.receipt_no"):
+    return {"name": name, "next_value": next_value, "increment": increment, "cycle": cycle}
+
+
+@pytest.mark.parametrize(("recorded", "restored", "behind"), [
+    (value(100), value(100), False),
+    (value(100), value(250), False),          # pg_dump read later than the manifest: only ahead
+    (value(100), value(99), True),
+    (value(-100, -1), value(-99, -1), True),
+    (value(-100, -1), value(-150, -1), False),
+    (value(100, cycle=True), value(1, cycle=True), False),  # a cycling sequence may come round
+    (value(100), value(1, name="public.other"), False),     # missing: the schema check names it
+], ids=["equal", "ahead", "behind", "descending-behind", "descending-ahead", "cycling", "missing"])
+def test_a_sequence_must_be_at_least_where_the_manifest_recorded_it(recorded, restored, behind):
+    problems = pg_catalogue.sequence_value_problems([recorded], [restored])
+    assert bool(problems) is behind
+    if behind:
+        assert problems[0]["name"] == "public.receipt_no" and problems[0]["change"] == "behind manifest"
+
+
+def test_kinds_newer_than_the_source_catalogue_are_not_compared():
+    old = dict(SOURCE, version=1)
+    restored = catalogue(*[(o["kind"], o["name"], o["definition"]) for o in SOURCE["objects"]],
+                         ("policy", "public.rentals.own", "permissive for all to public using (true)"),
+                         ("row security", "public.rentals", "enabled"))
+    assert pg_catalogue.compare(old, restored) == []
+    assert [(d["kind"], d["change"]) for d in pg_catalogue.compare(SOURCE | {"version": 2}, restored)] == [
+        ("policy", "extra"), ("row security", "extra")]

@@ -14,7 +14,7 @@ from ansible_collections.chajipoa.platform.plugins.modules import backup_verify
     ("/b/x.dump", "quick", list(backup_checks.QUICK_CHECKS["postgresql"])),
     ("/b/x.dump", "thorough", list(backup_checks.QUICK_CHECKS["postgresql"]) + list(backup_checks.THOROUGH_CHECKS)),
     ("/b/x.rdb", "thorough", list(backup_checks.QUICK_CHECKS["redis"])),
-    ("/b/x.archive", "thorough", ["manifest", "file", "size", "sha256", "collections in archive"]),
+    ("/b/x.archive", "thorough", ["manifest", "signature", "file", "size", "sha256", "collections in archive"]),
 ])
 def test_check_mode_lists_what_would_be_checked(path, mode, expected):
     report = backup_verify.planned_report(Path(path), Path("/b/x.manifest.json"), mode)
@@ -24,4 +24,3 @@ def test_check_mode_lists_what_would_be_checked(path, mode, expected):
 
 def test_ignore_kinds_choices_are_the_catalogue_kinds():
     assert backup_verify.ARGUMENT_SPEC["ignore_kinds"]["choices"] == list(backup_checks.pg_catalogue.KINDS)
-    assert backup_verify.ARGUMENT_SPEC["login_password"]["no_log"] is True
