@@ -8,7 +8,7 @@ No pytest in here, so a benchmark script can use it too:
         subprocess.run(["pg_dump", "-Fc", "rental"], env={**os.environ, **pg.env()}, ...)
 
 The cluster lives in a fresh temporary directory, owned by the OS user `postgres` when run as root
-(initdb refuses to run as root), listens on 127.0.0.1 only, on a free port, and is thrown away whole
+(initdb refuses to run as root; plugins/module_utils/pg_scratch.py's helpers do that), listens on 127.0.0.1 only, on a free port, and is thrown away whole
 by stop(). Logins over TCP need the generated password (scram-sha-256), the way the production
 servers are set up, so the tests see the same authentication as a real backup does.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import pwd
 import secrets
 import shutil
 import socket
@@ -24,8 +23,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ansible_collections.chajipoa.platform.plugins.module_utils.pg_scratch import as_server_user, give_to_server_user
+
 BINDIR = Path("/usr/lib/postgresql/15/bin")
-OS_USER = "postgres"
 
 
 class PostgresNotInstalled(RuntimeError):
@@ -78,14 +78,9 @@ class PostgresServer:
         return self.dir
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def _as_postgres(self, args: list[str]) -> list[str]:
-        # initdb and pg_ctl refuse to run as root; any other user runs them as itself.
-        if os.geteuid() == 0:
-            return ["runuser", "-u", OS_USER, "--", *args]
-        return args
-
     def _run(self, *args: str | os.PathLike, check: bool = True) -> subprocess.CompletedProcess:
-        cmd = self._as_postgres([str(a) for a in args])
+        # initdb and pg_ctl refuse to run as root: the verification's scratch clusters solve the same.
+        cmd = as_server_user([str(a) for a in args])
         result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.dir, env=self._tool_env())
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
@@ -114,9 +109,7 @@ class PostgresServer:
                 "as root (or `make unit`, which runs it)")
         self.dir = Path(tempfile.mkdtemp(prefix="chajipoa-pg-", dir=self.base_dir))
         try:
-            if os.geteuid() == 0:
-                owner = pwd.getpwnam(OS_USER)
-                os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+            give_to_server_user(self.dir)
             self._initdb()
             for attempt in range(5):
                 self.port = _free_port()
@@ -139,9 +132,7 @@ class PostgresServer:
         pwfile = self.dir / "pwfile"
         pwfile.write_text(self.password + "\n")
         pwfile.chmod(0o600)
-        if os.geteuid() == 0:
-            owner = pwd.getpwnam(OS_USER)
-            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+        give_to_server_user(pwfile)
         try:
             # C collation and UTF-8 whatever locales the machine has, so the same data sorts the
             # same everywhere; peer for the socket, a password for TCP, as on the real servers.

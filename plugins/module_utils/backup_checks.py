@@ -370,14 +370,12 @@ def _pg_restore(pg_restore: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def _restore_errors(stderr: str) -> list[str]:
-    """Each error pg_restore logged, with the archive entry it came from and its context lines."""
-    errors, source = [], ""
+    """Each error pg_restore logged, with the lines after it that name the object and the code that
+    ran: the statement ("Command was:") and the context (a function called by a constraint, say)."""
+    errors = []
     for line in stderr.splitlines():
-        if line.startswith("pg_restore: from TOC entry"):
-            source = f" ({line[len('pg_restore: '):]})"
-        elif line.startswith("pg_restore: error:"):
-            errors.append(line + source)
-            source = ""
+        if line.startswith("pg_restore: error:"):
+            errors.append(line)
         elif errors and line.startswith(("CONTEXT:", "DETAIL:", "Command was:", "PL/pgSQL", "SQL ")):
             errors[-1] += " | " + line.strip()
     return errors
@@ -427,10 +425,15 @@ def _prepare(cluster: pg_scratch.ScratchCluster, pg_restore: str, report: Report
     schemas.write_text("\n".join(entries("SCHEMA ")) + "\n")
     _run_restore(pg_restore, cluster.conninfo(database, role), "--use-list", str(schemas), str(report.backup_path))
     extensions = _extensions(report.manifest)
+    import psycopg
     with cluster.connect(database) as superuser:
         for name, version, schema in extensions:
-            superuser.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} WITH SCHEMA {quote_ident(schema)} "
-                              f"VERSION {_literal(version)} CASCADE")
+            try:
+                superuser.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} WITH SCHEMA "
+                                  f"{quote_ident(schema)} VERSION {_literal(version)} CASCADE")
+            except psycopg.Error as error:
+                raise CheckFailed(f"cannot create extension {name} {version} in schema {schema} of the scratch "
+                                  f"cluster (is its package installed where verification runs?): {error}") from error
     created = {name for name, _, _ in extensions}
     restore = work / "restore.list"
     restore.write_text("\n".join(

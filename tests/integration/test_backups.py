@@ -73,7 +73,7 @@ def verify(path: Path, mode: str, scratch_dir=None, manifest: Path | None = None
     report = backup_checks.Report(mode, path, manifest or backup_manifest.manifest_path(path))
     if mode == "thorough":
         return backup_checks.thorough(report, scratch_dir=scratch_dir, **options)
-    return backup_checks.quick(report)
+    return backup_checks.quick(report, **options)
 
 
 def failed(report: backup_checks.Report) -> list[str]:

@@ -1,0 +1,387 @@
+"""Verification against backups with faults of its own making (issue 14), on a real PostgreSQL 15.
+
+Each test builds the dump its fault needs: a table whose name begins another's, a foreign key to a
+partitioned table, row-level security, sequences set back, a function that would run a shell
+command during the restore. Thorough verification restores into a scratch cluster of its own
+(pg_scratch.py) as a role that is no superuser; the production server only ever serves the dump.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_scratch
+from tests.integration.test_backups import (  # noqa: F401 - fixtures
+    backup, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump, scratch_dir, verify)
+
+KEY = "test-manifest-key"
+
+
+def check(report: backup_checks.Report, name: str) -> dict:
+    return next(entry for entry in report.checks if entry["name"] == name)
+
+
+@pytest.fixture
+def database(pg_server):
+    """A fresh, empty database on the production stand-in, dropped afterwards."""
+    name = f"fault_{uuid.uuid4().hex[:8]}"
+    pg_server.create_database(name)
+    yield name
+    pg_server.drop_database(name)
+
+
+# --- an unexpected error in any check -------------------------------------------------------------
+
+class FaultyReport(backup_checks.Report):
+    """A report whose check `fault` raises an error no check expects, after the check's own work."""
+
+    fault = ""
+
+    @contextlib.contextmanager
+    def check(self, name: str):
+        with super().check(name) as entry:
+            yield entry
+            if name == self.fault:
+                raise OSError(f"injected failure in {name}")
+
+
+@pytest.fixture(scope="module")
+def signed_backup(good_backup, tmp_path_factory) -> Path:
+    path, manifest_path = damaged_copy(tmp_path_factory.mktemp("signed"), good_backup, "signed")
+    backup_manifest.write(manifest_path, backup_manifest.sign(backup_manifest.load(manifest_path), KEY))
+    return path
+
+
+@pytest.mark.parametrize("fault", backup_checks.planned_checks("thorough"))
+def test_an_error_inside_any_check_fails_that_check_with_the_error(signed_backup, scratch_dir, fault):
+    report = FaultyReport("thorough", signed_backup, backup_manifest.manifest_path(signed_backup))
+    report.fault = fault
+    backup_checks.thorough(report, scratch_dir=scratch_dir, manifest_key=KEY)
+    assert not report.passed
+    assert failed(report) == [fault]
+    assert check(report, fault)["message"] == f"unexpected error: OSError: injected failure in {fault}"
+    assert f"{fault}: unexpected error: OSError" in report.failure_message()
+
+
+def test_a_manifest_table_without_its_row_count_fails_the_count_check(good_backup, scratch_dir, tmp_path):
+    path, manifest_path = damaged_copy(tmp_path, good_backup)
+    manifest = backup_manifest.load(manifest_path)
+    del next(t for t in manifest["tables"] if t["name"] == "payments")["rows"]
+    backup_manifest.write(manifest_path, manifest)
+    report = verify(path, "thorough", scratch_dir)
+    assert failed(report) == ["row counts"]
+    assert "unexpected error: KeyError: 'rows'" in report.failure_message()
+    assert check(report, "schema")["status"] == "passed"
+
+
+# --- the signature -----------------------------------------------------------------------------------
+
+def test_signature_valid_unsigned_mismatched_or_unchecked(good_backup, signed_backup, tmp_path):
+    valid = backup_checks.quick(backup_checks.Report("quick", signed_backup, backup_manifest.manifest_path(signed_backup)),
+                                manifest_key=KEY)
+    assert valid.passed and check(valid, "signature") == {**check(valid, "signature"), "status": "passed",
+                                                          "signature": "valid"}
+    unsigned = verify(good_backup, "quick", manifest_key=KEY)
+    assert unsigned.passed and check(unsigned, "signature")["status"] == "skipped"
+    assert "is unsigned" in check(unsigned, "signature")["message"]
+    unchecked = verify(signed_backup, "quick")
+    assert check(unchecked, "signature")["status"] == "skipped"
+    assert check(unchecked, "signature")["message"] == "no manifest key given"
+    wrong_key = verify(signed_backup, "quick", manifest_key="another environment's key")
+    assert failed(wrong_key) == ["signature"]
+    assert f"Cannot trust backup {wrong_key.manifest['name']}" in wrong_key.failure_message()
+
+
+def test_a_tampered_signed_manifest_is_refused_before_anything_is_restored(signed_backup, scratch_dir, tmp_path):
+    path, manifest_path = damaged_copy(tmp_path, signed_backup)
+    manifest = backup_manifest.load(manifest_path)
+    manifest["tables"][0]["rows"] += 1
+    backup_manifest.write(manifest_path, manifest)
+    report = verify(path, "thorough", scratch_dir, manifest_key=KEY)
+    assert failed(report) == ["signature"]
+    assert {check(report, name)["status"] for name in backup_checks.THOROUGH_CHECKS} == {"skipped"}
+
+
+# --- archive entries matched exactly ------------------------------------------------------------------
+
+def test_a_table_is_not_found_under_a_longer_name_beginning_with_it(make_config, database, pg_server, tmp_path):
+    pg_server.execute('CREATE TABLE rentals (id int); CREATE TABLE "rentals archive" (id int);'
+                      'INSERT INTO rentals VALUES (1); INSERT INTO "rentals archive" VALUES (1), (2);', dbname=database)
+    manifest, path = backup(make_config(database))
+    assert verify(path, "quick").passed
+    dump = pair_with_manifest(pg_dump(pg_server, database, tmp_path / "without_rentals.dump",
+                                      "--exclude-table=public.rentals"), manifest)
+    report = verify(dump, "quick")
+    assert failed(report) == ["tables in archive"]
+    assert check(report, "tables in archive")["missing_tables"] == ["public.rentals"]
+
+
+# --- what the catalogue covers -----------------------------------------------------------------------
+
+PARTITIONED = """
+CREATE TABLE stations (region int, id int, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+CREATE TABLE stations_dar PARTITION OF stations FOR VALUES IN (1);
+CREATE TABLE rentals (id int PRIMARY KEY, region int, station int,
+                      FOREIGN KEY (region, station) REFERENCES stations) PARTITION BY RANGE (id);
+CREATE TABLE rentals_1 PARTITION OF rentals FOR VALUES FROM (0) TO (1000);
+CREATE INDEX rentals_station ON rentals (station);
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER rentals_touch BEFORE INSERT ON rentals FOR EACH ROW EXECUTE FUNCTION touch();
+-- Partitions made after the foreign key: the server names their clones of it in creation order.
+CREATE TABLE stations_arusha PARTITION OF stations FOR VALUES IN (2);
+CREATE TABLE rentals_2 PARTITION OF rentals FOR VALUES FROM (1000) TO (2000);
+INSERT INTO stations VALUES (1, 1), (2, 1);
+INSERT INTO rentals VALUES (1, 1, 1), (1500, 2, 1);
+"""
+
+
+def test_a_foreign_key_to_a_partitioned_table_passes_thorough(make_config, database, pg_server, scratch_dir):
+    pg_server.execute(PARTITIONED, dbname=database)
+    manifest, path = backup(make_config(database))
+    names = {o["name"] for o in manifest["catalogue"]["objects"] if o["kind"] in ("constraint", "index", "trigger")}
+    # The parent's objects are compared; the per-partition clones the server derives are not.
+    assert {"public.rentals.rentals_region_station_fkey", "public.rentals_station", "public.rentals.rentals_touch"} <= names
+    assert not any(name.startswith("public.rentals_1") or name.startswith("public.rentals_2") for name in names)
+    report = verify(path, "thorough", scratch_dir)
+    assert report.passed, report.failure_message()
+
+
+def test_a_lost_foreign_key_to_a_partitioned_table_is_named(make_config, database, pg_server, scratch_dir, tmp_path):
+    pg_server.execute(PARTITIONED, dbname=database)
+    manifest, _ = backup(make_config(database))
+    pg_server.execute("ALTER TABLE rentals DROP CONSTRAINT rentals_region_station_fkey", dbname=database)
+    dump = pair_with_manifest(pg_dump(pg_server, database, tmp_path / "no_fk.dump"), manifest)
+    report = verify(dump, "thorough", scratch_dir)
+    assert failed(report) == ["schema"]
+    assert [(d["kind"], d["name"], d["change"]) for d in check(report, "schema")["differences"]] == [
+        ("constraint", "public.rentals.rentals_region_station_fkey", "missing")]
+
+
+RLS = """
+CREATE ROLE chajipoa_test_app NOLOGIN;
+CREATE TABLE accounts (id int PRIMARY KEY, msisdn text NOT NULL, agent text NOT NULL);
+INSERT INTO accounts SELECT i, '+2557' || lpad(i::text, 8, '0'), 'agent' || i % 3 FROM generate_series(1, 30) i;
+ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE accounts FORCE ROW LEVEL SECURITY;
+CREATE POLICY agent_reads ON accounts FOR SELECT TO chajipoa_test_app USING (agent = current_user);
+CREATE POLICY agent_writes ON accounts AS RESTRICTIVE FOR INSERT TO chajipoa_test_app WITH CHECK (agent = current_user);
+"""
+
+
+@pytest.fixture
+def rls_database(database, pg_server):
+    pg_server.execute("DROP ROLE IF EXISTS chajipoa_test_app")
+    pg_server.execute(RLS, dbname=database)
+    yield database
+    pg_server.drop_database(database)
+    pg_server.execute("DROP ROLE chajipoa_test_app")
+
+
+def test_row_level_security_is_catalogued_and_restores_with_every_row(make_config, rls_database, scratch_dir):
+    manifest, path = backup(make_config(rls_database))
+    objects = {(o["kind"], o["name"]): o["definition"] for o in manifest["catalogue"]["objects"]}
+    assert objects[("row security", "public.accounts")] == "enabled, forced"
+    assert objects[("policy", "public.accounts.agent_reads")] == (
+        "permissive for select to chajipoa_test_app using ((agent = CURRENT_USER))")
+    assert objects[("policy", "public.accounts.agent_writes")].startswith("restrictive for insert")
+    report = verify(path, "thorough", scratch_dir)
+    assert report.passed, report.failure_message()
+    assert check(report, "row counts")["rows"] == 30
+
+
+@pytest.mark.parametrize(("damage", "kind", "name", "change"), [
+    ("DROP POLICY agent_reads ON accounts", "policy", "public.accounts.agent_reads", "missing"),
+    ("ALTER TABLE accounts NO FORCE ROW LEVEL SECURITY", "row security", "public.accounts", "changed"),
+    ("ALTER TABLE accounts DISABLE ROW LEVEL SECURITY; ALTER TABLE accounts NO FORCE ROW LEVEL SECURITY",
+     "row security", "public.accounts", "missing"),
+], ids=["lost-policy", "lost-force", "lost-rls"])
+def test_a_dump_that_lost_row_level_security_fails_naming_it(make_config, rls_database, pg_server, scratch_dir,
+                                                             tmp_path, damage, kind, name, change):
+    manifest, _ = backup(make_config(rls_database))
+    pg_server.execute(damage, dbname=rls_database)
+    dump = pair_with_manifest(pg_dump(pg_server, rls_database, tmp_path / "rls.dump"), manifest)
+    report = verify(dump, "thorough", scratch_dir)
+    assert failed(report) == ["schema"]
+    assert [(d["kind"], d["name"], d["change"]) for d in check(report, "schema")["differences"]] == [(kind, name, change)]
+    assert f"{kind} {name} {change}" in report.failure_message()
+
+
+# --- sequences --------------------------------------------------------------------------------------
+
+def test_the_manifest_records_every_sequence_before_the_dump(make_config, fault_db, pg_server):
+    pg_server.execute("CREATE SEQUENCE tz_power.invoice_no; SELECT nextval('tz_power.invoice_no')", dbname=fault_db)
+    manifest, _ = backup(make_config(fault_db))
+    assert manifest["format_version"] == 3
+    values = {v["name"]: v for v in manifest["sequence_values"]}
+    assert values["tz_power.invoice_no"] == {"name": "tz_power.invoice_no", "next_value": 2, "increment": 1,
+                                             "cycle": False}
+    receipt = pg_server.execute("SELECT last_value + 1 FROM tz_power.receipt_no", dbname=fault_db)[0][0]
+    assert values["tz_power.receipt_no"]["next_value"] == receipt
+    assert set(values) == {f"tz_power.{name}" for name in (
+        "invoice_no", "receipt_no", "stations_id_seq", "power_banks_id_seq", "customers_id_seq", "rentals_id_seq",
+        "payments_id_seq")} | {'"Zemo Ops".vehicles_id_seq', '"Zemo Ops".bookings_id_seq',
+                               '"Zemo Ops"."Vehicle Photos_id_seq"'}
+
+
+def test_a_sequence_restored_below_the_manifest_fails_even_if_no_column_uses_it(make_config, fault_db, pg_server,
+                                                                                 scratch_dir, tmp_path):
+    pg_server.execute("CREATE SEQUENCE tz_power.invoice_no; SELECT setval('tz_power.invoice_no', 5000)", dbname=fault_db)
+    manifest, _ = backup(make_config(fault_db))
+    pg_server.execute("SELECT setval('tz_power.invoice_no', 4000)", dbname=fault_db)
+    dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / "set_back.dump"), manifest)
+    report = verify(dump, "thorough", scratch_dir)
+    assert failed(report) == ["sequences"]
+    assert [(d["name"], d["change"]) for d in check(report, "sequences")["differences"]] == [
+        ("tz_power.invoice_no", "behind manifest")]
+    assert "next value at least 5001" in report.failure_message()
+
+
+def test_a_sequence_a_default_draws_from_is_judged_against_the_data(make_config, fault_db, pg_server, scratch_dir,
+                                                                    tmp_path):
+    """tz_power.receipt_no is owned by no column; payments.receipt_no takes nextval() of it as default.
+    Judged by the data alone (a format 2 manifest records no values): set back, it would issue
+    receipt numbers already printed."""
+    manifest, _ = backup(make_config(fault_db))
+    del manifest["sequence_values"]
+    manifest["format_version"] = 2
+    pg_server.execute("SELECT setval('tz_power.receipt_no', 100001)", dbname=fault_db)
+    dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / "receipts.dump"), manifest)
+    report = verify(dump, "thorough", scratch_dir)
+    assert failed(report) == ["sequences"]
+    problems = check(report, "sequences")["differences"]
+    assert [(d["name"], d["change"]) for d in problems] == [("tz_power.receipt_no", "behind data")]
+    assert "tz_power.payments.receipt_no" in problems[0]["expected"]
+    assert "records no sequence values" in check(report, "sequences")["note"]
+
+
+# --- code in the dump runs without superuser rights, outside the production server ----------------------
+
+# pwned() runs a shell command by COPY ... TO PROGRAM, which only a superuser (or a member of
+# pg_execute_server_program) may do; it stays quiet while the test builds its data.
+MALICIOUS = """
+CREATE FUNCTION pwned(i int) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+    IF current_setting('chajipoa.building', true) IS DISTINCT FROM 'yes' THEN
+        COPY (SELECT 1) TO PROGRAM 'touch {marker}';
+    END IF;
+    RETURN true;
+END $f$;
+CREATE FUNCTION looks_pure(i int) RETURNS int LANGUAGE sql IMMUTABLE AS $f$ SELECT CASE WHEN public.pwned(i) THEN i END $f$;
+CREATE TABLE victims (i int);
+"""
+USES = {
+    "check-constraint": ("ALTER TABLE victims ADD CONSTRAINT victims_checked CHECK (pwned(i))", "victims"),
+    "index-expression": ("CREATE INDEX victims_pwned_idx ON victims (looks_pure(i))", "victims_pwned_idx"),
+    "generated-column": ("ALTER TABLE victims ADD COLUMN j int GENERATED ALWAYS AS (looks_pure(i)) STORED", "victims"),
+    "materialized-view": ("CREATE MATERIALIZED VIEW victims_seen AS SELECT looks_pure(i) FROM victims", "victims_seen"),
+}
+
+
+@pytest.mark.parametrize("use", sorted(USES))
+def test_code_in_the_dump_runs_without_superuser_rights(make_config, database, pg_server, scratch_dir, use):
+    marker = Path(f"/tmp/chajipoa-pwned-{uuid.uuid4().hex}")
+    statement, named = USES[use]
+    with pg_server.connect(database) as connection:
+        connection.execute("SET chajipoa.building = 'yes'")
+        connection.execute(MALICIOUS.format(marker=marker))
+        connection.execute("INSERT INTO victims VALUES (1), (2)")
+        connection.execute(statement)
+    _, path = backup(make_config(database))
+    try:
+        report = verify(path, "thorough", scratch_dir)
+        assert not marker.exists(), f"the dump's shell command ran during verification ({marker} exists)"
+    finally:
+        marker.unlink(missing_ok=True)
+    assert failed(report) == ["restore"]
+    message = report.failure_message()
+    assert "pg_execute_server_program role to COPY to or from an external program" in message
+    assert named in message and "pwned" in message
+
+
+def test_the_restore_role_is_no_superuser_and_the_cluster_has_no_tcp_port(good_backup, scratch_dir):
+    report = verify(good_backup, "thorough", scratch_dir, keep_restored=True)
+    kept = report.restored_cluster
+    try:
+        directory = Path(kept["directory"])
+        assert directory.stat().st_mode & 0o777 == 0o700
+        pid, started = (directory / pg_scratch.OWNER_FILE).read_text().split()
+        assert int(pid) == os.getpid() and directory.name.startswith(f"{pid}-")
+        with psycopg.connect(host=kept["socket_dir"], port=kept["port"], user=kept["user"],
+                             dbname=kept["database"]) as connection:
+            role = connection.execute("SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles "
+                                      "WHERE rolname = current_user").fetchone()
+            assert role == (False, False, False, True)
+            owner = connection.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                                       "WHERE datname = current_database()").fetchone()[0]
+            assert owner == kept["user"]
+            assert not connection.execute("SELECT pg_has_role('pg_execute_server_program', 'MEMBER')").fetchone()[0]
+            settings = dict(connection.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('listen_addresses', 'fsync', 'wal_level', "
+                "'max_wal_senders', 'autovacuum', 'full_page_writes', 'synchronous_commit')").fetchall())
+        assert settings == {"listen_addresses": "", "fsync": "off", "wal_level": "minimal", "max_wal_senders": "0",
+                            "autovacuum": "off", "full_page_writes": "off", "synchronous_commit": "off"}
+    finally:
+        pg_scratch.remove_cluster(kept["directory"])
+
+
+def test_verification_adds_no_wal_on_the_production_server(good_backup, pg_server, rental_db, scratch_dir):
+    def lsn():
+        return pg_server.execute("SELECT pg_current_wal_lsn()")[0][0]
+
+    before = lsn()
+    report = verify(good_backup, "thorough", scratch_dir)
+    after = lsn()
+    assert report.passed, report.failure_message()
+    written = pg_server.execute("SELECT pg_wal_lsn_diff(%s, %s)::bigint", params=[after, before])[0][0]
+    # A restore into the production server writes about the database's size (tens of MB here).
+    assert written < 256 * 1024 < rental_db["size_bytes"] / 20, f"{written} bytes of WAL during verification"
+
+
+# --- the scratch cluster's life ----------------------------------------------------------------------
+
+def test_a_killed_run_leaves_a_cluster_that_the_next_run_removes(scratch_dir, tmp_path):
+    """A child starts a scratch cluster, then dies by SIGKILL: its postmaster runs on, its directory
+    stays. cleanup_stale() stops that postmaster and removes the directory, and leaves a live run's."""
+    child = subprocess.run(
+        [sys.executable, "-c", "import os, signal, sys; sys.path[:0] = ['collections']\n"
+         "from ansible_collections.chajipoa.platform.plugins.module_utils import pg_scratch\n"
+         f"cluster = pg_scratch.ScratchCluster({str(scratch_dir)!r}, pg_scratch.server_bindir(15))\n"
+         "cluster.start(); print(cluster.directory, flush=True); os.kill(os.getpid(), signal.SIGKILL)"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, check=False)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    dead = Path(child.stdout.strip())
+    postmaster = int((dead / "data" / "postmaster.pid").read_text().split()[0])
+    os.kill(postmaster, 0)
+    with pg_scratch.ScratchCluster(scratch_dir, pg_scratch.server_bindir(15)) as live:
+        assert pg_scratch.cleanup_stale(scratch_dir) == [str(dead)]
+        assert not dead.exists() and live.directory.exists()
+        with pytest.raises(ProcessLookupError):
+            os.kill(postmaster, 0)
+        with live.connect("postgres") as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
+    assert list(scratch_dir.iterdir()) == []
+
+
+def test_without_the_server_programs_the_restore_fails_saying_what_to_install(good_backup, scratch_dir, tmp_path):
+    report = verify(good_backup, "thorough", scratch_dir, pg_bindir=str(tmp_path / "no-postgres"))
+    assert failed(report) == ["restore"]
+    assert f"{tmp_path}/no-postgres/initdb does not exist" in report.failure_message()
+    assert "set pg_bindir" in report.failure_message()
+
+
+def test_an_extension_the_host_lacks_fails_the_restore_naming_it(good_backup, scratch_dir, tmp_path):
+    path, manifest_path = damaged_copy(tmp_path, good_backup)
+    manifest = backup_manifest.load(manifest_path)
+    manifest["catalogue"]["objects"].append({"kind": "extension", "name": "postgis", "definition": "version 3.3.2 schema public"})
+    backup_manifest.write(manifest_path, manifest)
+    report = verify(path, "thorough", scratch_dir)
+    assert failed(report) == ["restore"]
+    assert "cannot create extension postgis 3.3.2 in schema public" in report.failure_message()
