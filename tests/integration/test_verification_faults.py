@@ -128,15 +128,16 @@ def test_a_table_is_not_found_under_a_longer_name_beginning_with_it(make_config,
 
 PARTITIONED = """
 CREATE TABLE stations (region int, id int, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
-CREATE TABLE stations_dar PARTITION OF stations FOR VALUES IN (1);
+CREATE TABLE stations_arusha PARTITION OF stations FOR VALUES IN (2);
 CREATE TABLE rentals (id int PRIMARY KEY, region int, station int,
                       FOREIGN KEY (region, station) REFERENCES stations) PARTITION BY RANGE (id);
 CREATE TABLE rentals_1 PARTITION OF rentals FOR VALUES FROM (0) TO (1000);
 CREATE INDEX rentals_station ON rentals (station);
 CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
 CREATE TRIGGER rentals_touch BEFORE INSERT ON rentals FOR EACH ROW EXECUTE FUNCTION touch();
--- Partitions made after the foreign key: the server names their clones of it in creation order.
-CREATE TABLE stations_arusha PARTITION OF stations FOR VALUES IN (2);
+-- A partition made after the foreign key: the server names its clone of the key after the
+-- existing ones, while a restore, which makes every partition first, names them in bound order.
+CREATE TABLE stations_dar PARTITION OF stations FOR VALUES IN (1);
 CREATE TABLE rentals_2 PARTITION OF rentals FOR VALUES FROM (1000) TO (2000);
 INSERT INTO stations VALUES (1, 1), (2, 1);
 INSERT INTO rentals VALUES (1, 1, 1), (1500, 2, 1);
