@@ -34,7 +34,7 @@ import urllib.parse
 from pathlib import Path
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import (
-    backup_checks, backup_manifest, mongo_archive, pg_catalogue)
+    backup_checks, backup_manifest, mongo_archive, pg_catalogue, pg_scratch)
 from ansible_collections.chajipoa.platform.plugins.module_utils.gfs_retention import plan as retention_plan
 
 DEFAULT_CONFIG = "/etc/chajipoa/backup.json"
@@ -503,11 +503,15 @@ def command_run(config: Config, args) -> int:
     return 1 if failures else 0
 
 
+def scratch_dir(config: Config) -> Path:
+    return Path(config.data.get("scratch_dir") or config.state_dir / "scratch")
+
+
 def verify_one(config: Config, backup_path: Path, mode: str) -> backup_checks.Report:
     report = backup_checks.Report(mode, backup_path, backup_manifest.manifest_path(backup_path))
     verify = config.verify
     if mode == "thorough":
-        return backup_checks.thorough(report, scratch_dir=config.data.get("scratch_dir") or config.state_dir / "scratch",
+        return backup_checks.thorough(report, scratch_dir=scratch_dir(config),
                                       jobs=int(verify.get("jobs", 2)), ignore_kinds=verify.get("ignore_kinds", []),
                                       exclude=verify.get("exclude", []), pg_bindir=config.postgresql.get("bindir"),
                                       restore_role=verify.get("restore_role", backup_checks.DEFAULT_RESTORE_ROLE))
@@ -580,4 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     # One run at a time per host: the timer and an on-demand backup.yml wait for each other.
     with open(config.state_dir / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # A killed verification's cluster holds a full copy of the data: it goes before anything else runs.
+        for directory in pg_scratch.cleanup_stale(scratch_dir(config)):
+            log(f"removed the scratch cluster of a run that is gone: {directory}")
         return handler(config, args)

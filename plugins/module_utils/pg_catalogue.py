@@ -333,7 +333,7 @@ def compare(expected: dict, actual: dict, ignore_kinds=(), exclude=()) -> list[d
     if unknown:
         raise ValueError(f"unknown object kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
 
-    # Kinds the source's catalogue version did not record cannot be missing from it.
+    # A catalogue older than a kind does not list it: the restored side's entries of it are no extras.
     ignore_kinds |= {kind for kind, since in _KIND_SINCE.items() if expected.get("version", 1) < since}
 
     def index(catalogue):
