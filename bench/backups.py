@@ -76,6 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     stamp = dt.datetime.now(dt.timezone.utc)
     log = results_log("backups", stamp)
+    load_at_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="chajipoa-bench-"))
     os.chmod(work, 0o755)
     with PostgresServer() as server:
@@ -127,8 +128,10 @@ def main() -> None:
         size = manifest["bytes"]
         median = {name: statistics.median(values) for name, values in times.items()}
     mb = size / 1e6
+    # Other work on a shared machine slows every contender; the ratios compare them side by side.
+    load = f"load average (1 min) {load_at_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end"
     text = f"""Measured {stamp:%Y-%m-%d} with `python3 bench/backups.py --gigabytes {args.gigabytes} --rounds {args.rounds} --compress {args.compress}`
-(medians of {args.rounds} alternating rounds; 2 cores). Database {dataset['size_bytes'] / 1e9:.2f} GB,
+(medians of {args.rounds} alternating rounds; 2 cores, {load}). Database {dataset['size_bytes'] / 1e9:.2f} GB,
 {sum(dataset['tables'].values()):,} rows in {len(dataset['tables'])} tables; dump {mb:,.0f} MB (pg_dump -Fc, compression {args.compress}).
 
 | What | Time | Against | Ratio |
