@@ -222,7 +222,10 @@ def main() -> None:
     manifest_path = Path(params["manifest"]) if params["manifest"] else backup_manifest.manifest_path(path)
     if module.check_mode:
         module.exit_json(changed=False, report=planned_report(path, manifest_path, params["mode"]))
-    config = Config.load(params["config"]) if os.path.exists(params["config"]) else None
+    try:
+        config = Config.load(params["config"]) if os.path.exists(params["config"]) else None
+    except (OSError, ValueError, KeyError) as error:
+        module.fail_json(msg=f"Cannot read the backup program's configuration {params['config']}: {error}")
     key = manifest_key(params, config)
     if not key:
         module.fail_json(msg=f"Cannot verify backup {path}: no manifest key (set manifest_key, or {MANIFEST_KEY_ENV} in "

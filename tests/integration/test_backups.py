@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.pgserver import PostgresServer
 from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, backup_config, backup_manifest,
                                                                          backup_program, backup_state, backup_store)
 
@@ -549,6 +548,27 @@ def running(pid: int) -> bool:
         return False
 
 
+def as_postgres(*args: str | Path) -> list[str]:
+    # initdb and pg_ctl refuse to run as root.
+    return (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) + [str(arg) for arg in args]
+
+
+def start_stale_cluster(directory: Path, bindir: Path) -> int:
+    """What a thorough verification killed mid-restore leaves in scratch_dir: its own cluster, still
+    running (pg_scratch's layout: <pid>-<8 hex>/data, owner.pid naming the dead run). Returns the
+    postmaster's pid."""
+    directory.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+    pid = directory.name.split("-")[0]
+    (directory / "owner.pid").write_text(f"{pid} 0\n")
+    subprocess.run(as_postgres(bindir / "initdb", "-D", directory / "data", "-U", "postgres", "--auth=trust"),
+                   check=True, capture_output=True)
+    subprocess.run(as_postgres(bindir / "pg_ctl", "-D", directory / "data", "-l", directory / "server.log", "-w",
+                               "-o", f"-c listen_addresses='' -k {directory}", "start"), check=True, capture_output=True)
+    return int((directory / "data/postmaster.pid").read_text().split()[0])
+
+
 def test_a_verification_killed_mid_way_shows_as_failed_and_the_next_one_removes_its_cluster(make_config, rental_db,
                                                                                             pg_server, tmp_path):
     config = make_config("rental")
@@ -565,30 +585,26 @@ def test_a_verification_killed_mid_way_shows_as_failed_and_the_next_one_removes_
     (hanging / "pg_restore").chmod(0o755)
     config.data["postgresql"]["bindir"] = str(hanging)
     verify = start_program(write_config(config, tmp_path), "verify")
-    stale = PostgresServer(base_dir=scratch)
+    stale = scratch / f"{verify.pid}-0badc0de"
     try:
         deadline = time.monotonic() + 30
         while not (started.exists() and started.read_text().strip()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        # What a thorough verification killed at this point leaves: its throwaway cluster, running.
-        stale.start()
+        postmaster = start_stale_cluster(stale, pg_server.bindir)
         verify.send_signal(signal.SIGKILL)
         verify.wait()
-    finally:
         os.kill(int(started.read_text()), signal.SIGKILL)
-    postmaster = int((stale.datadir / "postmaster.pid").read_text().split()[0])
-    assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_verify_last_success", mode="quick") == "0"
-    config.data["postgresql"]["bindir"] = str(pg_server.bindir)
-    result = run_program(write_config(config, tmp_path), "verify")
-    try:
+        assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_verify_last_success", mode="quick") == "0"
+        config.data["postgresql"]["bindir"] = str(pg_server.bindir)
+        result = run_program(write_config(config, tmp_path), "verify")
         assert result.returncode == 0, result.stderr
-        assert f"removed {stale.dir}, left by a run that did not finish" in result.stderr
+        assert f"removed {stale}, left by a run that did not finish" in result.stderr
         assert list(scratch.iterdir()) == [] and not running(postmaster)
         assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_verify_last_success", mode="quick") == "1"
     finally:
-        if stale.dir and not stale.dir.exists():
-            stale._running = False  # the program stopped and removed it, as asserted
-        stale.stop()
+        if (stale / "data").exists():
+            subprocess.run(as_postgres(pg_server.bindir / "pg_ctl", "-D", stale / "data", "-m", "immediate", "stop"),
+                           capture_output=True)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -668,3 +684,25 @@ def test_with_object_lock_nothing_is_deleted_and_every_object_is_locked(make_con
         head = s3.head_object(Bucket=bucket, Key=key)
         assert head["ObjectLockMode"] == "COMPLIANCE"
         assert head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=23)
+
+
+def test_a_backup_that_failed_verification_or_lost_its_signature_is_not_sent_off_site(make_config, rental_db, moto_s3,
+                                                                                      s3_bucket, aws_env, tmp_path):
+    failed_verification, _ = backup(make_config("rental"), reason="pre-deploy")
+    altered, _ = backup(make_config("rental"), reason="manual")
+    directory = tmp_path / "backups/postgresql/rental"
+    record = directory / (failed_verification["name"] + ".verify.json")
+    record.write_text(json.dumps(dict(json.loads(record.read_text()), passed=False, failed=["restore: pg_restore logged errors"])))
+    manifest = directory / (altered["name"] + ".manifest.json")
+    manifest.write_text(json.dumps(dict(json.loads(manifest.read_text()), host="elsewhere")))
+    config = make_config("rental", s3=s3_section(moto_s3, s3_bucket))
+    result = run_program(write_config(config, tmp_path), "run")
+    assert result.returncode == 1
+    assert f"Cannot upload 2 backup(s) to s3://{s3_bucket}: {failed_verification['name']} (its last verification " \
+           "failed: restore: pg_restore logged errors)" in result.stderr
+    assert f"{altered['name']} (Cannot trust backup {altered['name']}" in result.stderr
+    uploaded = {item["Key"].rsplit("/", 1)[1].split(".")[0] for item in
+                moto_s3.client().list_objects_v2(Bucket=s3_bucket)["Contents"]}
+    assert len(uploaded) == 1 and not uploaded & {failed_verification["name"], altered["name"]}
+    assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
+    assert len(list(directory.glob("*.manifest.json"))) == 3, "a failed run prunes nothing"

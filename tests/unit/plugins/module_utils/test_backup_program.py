@@ -374,3 +374,20 @@ def test_redis_snapshot_goes_over_tls_when_configured(tmp_path, monkeypatch, tls
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     assert [call[4:4 + len(expected)] for call in calls] == [expected, expected]
     assert all(("--tls" in call) == bool(expected) for call in calls)
+
+
+def test_fetch_from_local_copies_refuses_a_manifest_whose_signature_does_not_match(mongodb_config, tmp_path, capfd):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    good, _ = backup_program.take_backup(config, "mongodb", MONGO_DB, "daily")
+    altered, _ = backup_program.take_backup(config, "mongodb", MONGO_DB, "manual")
+    path = config.directory("mongodb", MONGO_DB) / (altered["name"] + ".manifest.json")
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), reason="daily")))
+    destination = tmp_path / "fetched"
+    argv = ["--config", str(config_file(config)), "fetch", "--from", "local", "--latest", "2", "--to", str(destination)]
+    assert backup_program.main(argv) == 1
+    out, err = capfd.readouterr()
+    assert f"FAILED: Cannot fetch backup {altered['name']}: Cannot trust backup {altered['name']}" in err
+    assert json.loads(out) == [str(destination / "mongodb" / MONGO_DB / good["file"])]
+    assert sorted(p.name for p in (destination / "mongodb" / MONGO_DB).iterdir()) == sorted(
+        [good["file"], good["name"] + ".manifest.json"])
