@@ -331,9 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as error:
         log(f"Cannot read the configuration {args.config}: {error}")
         return 1
-    load_env_file(config.env_file)
     timeout = config.lock_timeout if args.lock_timeout is None else args.lock_timeout
     try:
+        load_env_file(config.env_file)
         # One run at a time per host: the timers, an on-demand backup.yml and the backup_verify
         # module wait for each other, each at most timeout seconds.
         with RunLock(config.lock_path, timeout, shlex.join(["chajipoa-backup", *argv])):
