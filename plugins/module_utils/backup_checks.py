@@ -198,7 +198,7 @@ def _check_collections(report: Report, contents: dict) -> None:
             raise CheckFailed("; ".join(problems), missing_collections=missing, differences=differing)
 
 
-def quick(report: Report, *, pg_bindir: str | None = None) -> Report:
+def quick(report: Report, *, pg_bindir: str | None = None, manifest_key: str | None = None) -> Report:
     """Run the quick checks into report; later checks are skipped when an earlier one makes them moot."""
     with report.check("manifest") as entry:
         try:
