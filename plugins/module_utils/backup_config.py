@@ -25,7 +25,8 @@ class BackupFailed(RuntimeError):
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def read_env_file(path: str | Path | None) -> dict[str, str]:

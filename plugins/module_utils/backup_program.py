@@ -39,8 +39,7 @@ from pathlib import Path
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import (
     DEFAULT_CONFIG, KINDS, BackupFailed, Config, load_env_file, log, targets)
-# mongodb_uri stays importable from the program, like Config and targets, for the role's template tests.
-from ansible_collections.chajipoa.platform.plugins.module_utils.backup_sources import DUMPERS, mongodb_uri  # noqa: F401
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_sources import DUMPERS
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import (
     RunLock, State, StateNotSaved, remove_stale_scratch, remove_state_leftovers)
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_store import (
@@ -48,6 +47,11 @@ from ansible_collections.chajipoa.platform.plugins.module_utils.backup_store imp
 
 
 # --- taking and verifying one backup ------------------------------------------------------------
+
+def _print_json(value) -> None:
+    """The command's result on stdout, for playbooks and operators; messages go to stderr."""
+    sys.stdout.write(json.dumps(value, indent=1) + "\n")
+
 
 def take_backup(config: Config, kind: str, database: str, reason: str) -> tuple[dict, backup_checks.Report]:
     """Dump, write the signed manifest, verify quickly, then move both into place; partial files never stay."""
@@ -236,7 +240,7 @@ def command_verify(config: Config, args) -> int:
             log(f"{kind} {database}: {backup['name']} {args.mode} "
                 + ("passed" if report.passed else "FAILED: " + report.failure_message()))
     if args.json:
-        print(json.dumps(reports, indent=1))
+        _print_json(reports)
     return 1 if failures else 0
 
 
@@ -248,7 +252,7 @@ def command_list(config: Config, args) -> int:
         for backup in backups:
             if backup["error"]:
                 log(f"backup {backup['name']} is unusable: {backup['error']}")
-    print(json.dumps(listing, indent=1))
+    _print_json(listing)
     return 0
 
 
@@ -280,7 +284,7 @@ def command_fetch(config: Config, args) -> int:
                 log(f"{kind} {database}: backup {backup['name']} has an unsigned manifest (written before manifests "
                     "were signed): it cannot be authenticated")
             fetched += [str(path) for path in paths[:-1]]
-    print(json.dumps(fetched, indent=1))
+    _print_json(fetched)
     return 1 if failures else 0
 
 
@@ -301,7 +305,7 @@ def record_failure(config: Config, args) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chajipoa-backup", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="chajipoa-backup", description=__doc__.partition("\n\n")[0])
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--only", choices=KINDS, help="one kind of backup only")
     parser.add_argument("--lock-timeout", type=float, help="seconds to wait for another run's lock (default: "

@@ -51,7 +51,7 @@ def dump_postgresql(config: Config, database: str, path: Path) -> dict:
                 catalogued = time.perf_counter()
                 catalogue = pg_catalogue.read(cursor)
                 timings["catalogue"] = round(time.perf_counter() - catalogued, 3)
-            _, errors = dump.communicate()
+            _output, errors = dump.communicate()
         timings["pg_dump"] = round(time.perf_counter() - dump_started, 3)
         connection.execute("ROLLBACK")
     if dump.returncode != 0:

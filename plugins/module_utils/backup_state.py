@@ -134,7 +134,7 @@ def render_metrics(data: dict) -> str:
     """node_exporter textfile format, one gauge family per fact."""
     lines = []
     for metric, section, field, help_text in _METRICS:
-        samples = [entry for _, entry in sorted(data[section].items()) if field in entry]
+        samples = [entry for _key, entry in sorted(data[section].items()) if field in entry]
         if not samples:
             continue
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]

@@ -217,7 +217,7 @@ class S3Store:
             path = source / filename
             key = self.prefix(kind, database) + filename
             if sha256 is None:
-                sha256, _ = backup_manifest.sha256_file(path)
+                sha256, _size = backup_manifest.sha256_file(path)
             checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
             if path.stat().st_size < SINGLE_PUT_LIMIT:
                 # The hash the manifest already holds: S3 refuses the object (BadDigest) unless the bytes

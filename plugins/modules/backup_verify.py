@@ -28,7 +28,7 @@ description:
     C(state=restore) restores but checks nothing, and pg_verifybackup's own manual says verification
     cannot replace a test restore.
 version_added: 0.2.0
-author: ChajiPoa Infrastructure engineers
+author: ChajiPoa Infrastructure engineers (!UNKNOWN)
 options:
   path:
     description: The backup file on the target host.
@@ -85,12 +85,16 @@ options:
   lock_timeout:
     description: Seconds to wait for the per-host lock; by default the configuration's C(lock_timeout) (3600).
     type: float
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: In check mode nothing is read or restored; the result lists the checks that would run.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 requirements:
   - PostgreSQL server binaries (C(initdb), C(pg_ctl)) on the target for thorough mode
   - pg_restore for PostgreSQL backups, redis-check-rdb for Redis ones; MongoDB archives are read by

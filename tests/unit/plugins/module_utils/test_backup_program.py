@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_config, backup_manifest, backup_program,
-                                                                         backup_sources, backup_state, backup_store)
+from ansible_collections.chajipoa.platform.plugins.module_utils import (
+    backup_config, backup_manifest, backup_program, backup_sources, backup_state, backup_store)
 from tests import mongo_archives
 from tests.conftest import ROOT
 
@@ -45,8 +45,8 @@ def test_metrics_are_node_exporter_textfile_gauges():
 
 
 def test_label_values_are_escaped():
-    text = backup_state.render_metrics({"backups": {"x": {"kind": "postgresql", "database": 'we"ird\\db',
-                                                            "last_run": 1}}, "verifications": {}})
+    entry = {"kind": "postgresql", "database": 'we"ird\\db', "last_run": 1}
+    text = backup_state.render_metrics({"backups": {"x": entry}, "verifications": {}})
     assert 'database="we\\"ird\\\\db"' in text
 
 
@@ -117,7 +117,7 @@ def mongodb_config(tmp_path, monkeypatch):
 
 
 def test_mongodb_uri_escapes_credentials_and_names_the_replica_set():
-    uri = backup_program.mongodb_uri(MONGODB, "p@ss:w/rd")
+    uri = backup_sources.mongodb_uri(MONGODB, "p@ss:w/rd")
     assert uri == ("mongodb://backup:p%40ss%3Aw%2Frd@10.0.3.11:27017,10.0.3.12:27017/"
                    "?authSource=admin&replicaSet=rs0&readPreference=secondaryPreferred")
 
@@ -137,7 +137,7 @@ def test_mongodb_backup_records_the_archives_collections_and_keeps_the_password_
     assert "--oplog" in called["argv"] and "--gzip" in called["argv"]
     assert not any("p@ss" in argument or "p%40ss" in argument for argument in called["argv"])
     assert called["options_mode"] == 0o600
-    assert yaml.safe_load(called["options"])["uri"] == backup_program.mongodb_uri(MONGODB, "p@ss:w/rd\"'")
+    assert yaml.safe_load(called["options"])["uri"] == backup_sources.mongodb_uri(MONGODB, "p@ss:w/rd\"'")
     directory = config.directory("mongodb", "mongodb-rs0")
     assert sorted(p.name for p in directory.iterdir()) == sorted(
         [manifest["file"], manifest["name"] + ".manifest.json", manifest["name"] + ".verify.json"])
@@ -368,8 +368,8 @@ def test_redis_snapshot_goes_over_tls_when_configured(tmp_path, monkeypatch, tls
     (tmp_path / "redis-cli").write_text(STAND_IN_REDIS_CLI.format(python=sys.executable, record=str(record)))
     (tmp_path / "redis-cli").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    config = backup_program.Config({"backup_dir": str(tmp_path), "redis": {"enabled": True, "host": "10.0.2.11",
-                                                                            "port": 6380, **tls}})
+    redis = {"enabled": True, "host": "10.0.2.11", "port": 6380, **tls}
+    config = backup_program.Config({"backup_dir": str(tmp_path), "redis": redis})
     backup_sources.dump_redis(config, "redis-cache1", tmp_path / "snapshot.rdb")
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     assert [call[4:4 + len(expected)] for call in calls] == [expected, expected]
