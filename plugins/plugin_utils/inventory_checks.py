@@ -197,8 +197,8 @@ def _host(value: Any) -> str | None:
 
 
 def _host_port(value: Any) -> str | None:
-    host, _, port = str(value).rpartition(":")
-    if _host(host.strip("[]")) or _int_range(1, 65535, "a port")(port):
+    host, colon, port = str(value).rpartition(":")
+    if not colon or _host(host.strip("[]")) or _int_range(1, 65535, "a port")(port):
         return "is not host:port"
     return None
 
