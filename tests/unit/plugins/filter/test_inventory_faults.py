@@ -21,8 +21,11 @@ RULES = {
     "group_roles": VARS["_validate_inventory_group_roles"],
 }
 ROLES_DIR = str(ROOT / "roles")
-SECRETS = {entry["name"]: f"secret-{entry['name']}" for entry in VARS["_validate_inventory_secrets"]}
-SECRETS["mongodb_keyfile"] = "c2VjcmV0LWtleWZpbGUtY29udGVudHM=\nbW9yZQ=="
+SECRETS = {
+    **{entry["name"]: f"secret-{entry['name']}" for entry in VARS["_validate_inventory_secrets"]},
+    # Wrapped, as openssl rand -base64 prints it.
+    "mongodb_keyfile": "c2VjcmV0LWtleWZpbGUtY29udGVudHM=\nbW9yZQ==",
+}
 GROUPS = {"postgres": ["db1"], "postgres_replica": ["db2"], "redis": ["cache1", "cache2"], "mongodb": ["mongo1"], "app": ["app1"]}
 HOSTS = {
     "db1": {"private_address": "10.20.2.11"},
