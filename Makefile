@@ -16,7 +16,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 help:
 	@echo "make dev       bring up the development platform (lab containers + site.yml)"
 	@echo "make dev-down  remove every lab container and the lab network"
-	@echo "make test      yamllint, ansible-lint, pytest, every molecule scenario ($(SCENARIOS))"
+	@echo "make test      yamllint, ansible-lint, ansible-test sanity, pytest, every molecule scenario ($(SCENARIOS))"
 	@echo "make lint | unit | molecule SCENARIOS=common | bench | bench-backups | lab-image | venv"
 
 # The venv is rebuilt when a requirements file changes.
@@ -49,9 +49,12 @@ dev: lab
 dev-down: venv
 	ansible-playbook playbooks/lab.yml -e lab_state=absent
 
+# ansible-test sanity skips its shellcheck test, with a mere warning, where shellcheck is missing.
 lint: venv
 	yamllint --strict .
 	ansible-lint
+	@command -v shellcheck >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck; }
+	tests/sanity/run.sh
 
 # tests/integration includes the lab playbook's own lifecycle (engine and image) and the backup tests
 # (a throwaway PostgreSQL cluster on loopback, moto's S3 in the test process).

@@ -7,7 +7,8 @@ DOCUMENTATION = r"""
 name: gfs_retention
 short_description: Plan grandfather-father-son backup retention
 version_added: 0.1.0
-author: ChajiPoa Infrastructure engineers
+# The form validate-modules accepts without a GitHub handle; the team's address is in galaxy.yml.
+author: ChajiPoa Infrastructure engineers (!UNKNOWN)
 description:
   - Splits a list of backups into those a grandfather-father-son (daily/weekly/monthly) policy keeps
     and those it deletes, and says for every kept backup which rules keep it.

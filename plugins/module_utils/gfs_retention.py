@@ -129,7 +129,7 @@ def plan(backups: list[dict], policy: dict, now: datetime | None = None) -> dict
 
     # (time, name) is a total order since names are unique: the plan never depends on input order.
     entries.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
-    rules: dict[str, list[str]] = {name: [] for _, name, _ in entries}
+    rules: dict[str, list[str]] = {name: [] for _moment, name, _backup in entries}
 
     if entries:
         rules[entries[0][1]].append("newest")
@@ -146,7 +146,7 @@ def plan(backups: list[dict], policy: dict, now: datetime | None = None) -> dict
         for name in _newest_per_period(scheduled, period, timedelta(days=days), now):
             rules[name].append(rule)
 
-    pre_deploy = [name for _, name, backup in entries if backup["reason"] == PRE_DEPLOY]
+    pre_deploy = [name for _moment, name, backup in entries if backup["reason"] == PRE_DEPLOY]
     for name in pre_deploy[: checked_policy["pre_deploy_keep"]]:
         rules[name].append(PRE_DEPLOY)
 

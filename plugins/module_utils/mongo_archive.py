@@ -201,5 +201,5 @@ def _walk(stream: _Stream, compressed: bool) -> dict:
         "server_version": header.get("server_version"),
         "tool_version": header.get("tool_version"),
         "collections": [{"database": n["database"], "name": n["name"], "documents": n["documents"], "bytes": n["bytes"]}
-                        for _, n in sorted(namespaces.items())],
+                        for _key, n in sorted(namespaces.items())],
     }

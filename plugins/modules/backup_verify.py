@@ -15,20 +15,20 @@ description:
     and holds data for every table the manifest lists. Hashing runs in the module (about three times
     the speed of the C(sha256sum) program), beside C(pg_restore --list).
   - C(thorough) mode (PostgreSQL) also restores the archive into a throwaway PostgreSQL cluster of its
-    own (initdb under O(scratch_dir), Unix socket only, removed afterwards, also when a check fails),
-    never into a production server, as the role O(restore_role), which is no superuser and owns the
-    scratch database, so that code in the dump runs with that role's rights only. It fails when
-    C(pg_restore) logged any error, when a table's row count differs from the manifest, when the
-    restored schema differs from the catalogue the manifest recorded in the dump's snapshot (every
-    relation, column, index, constraint, sequence, function, trigger, view, extension, policy and row
-    security flag, reported as missing, extra or changed with both definitions), or when a sequence is
-    behind the value the manifest recorded or behind the data of a column it gives values to.
+    own (under the configuration's C(scratch_dir); never the production server), as a non-superuser,
+    removed afterwards also when a check fails, and fails when C(pg_restore) logged any error, when a
+    table's row count differs from the manifest, when the restored schema differs from the catalogue
+    the manifest recorded in the dump's snapshot, or when a sequence is behind the manifest's value.
+  - The manifest's signature (HMAC under the environment's C(backup_manifest_key)) is checked; a
+    mismatch fails the verification naming the backup, an unsigned (older) manifest is reported as such.
+  - While it works the module holds the backup program's per-host lock (C(<state_dir>/lock)), waiting
+    at most C(lock_timeout) seconds, and first removes throwaway clusters that killed runs left behind.
   - Manifests of format 1 (no catalogue) are accepted; the schema check is then reported as skipped.
   - Written because no collection verifies backups; C(community.postgresql.postgresql_db) with
     C(state=restore) restores but checks nothing, and pg_verifybackup's own manual says verification
     cannot replace a test restore.
 version_added: 0.2.0
-author: ChajiPoa Infrastructure engineers
+author: ChajiPoa Infrastructure engineers (!UNKNOWN)
 options:
   path:
     description: The backup file on the target host.
@@ -46,20 +46,8 @@ options:
     description: Parallel jobs of C(pg_restore) and connections counting rows in thorough mode.
     type: int
     default: 2
-  scratch_dir:
-    description:
-      - Directory for the throwaway clusters of thorough mode, one private subdirectory per run.
-      - Run as root, the cluster runs as the OS user C(postgres), which must be able to enter this path.
-    type: path
-    default: /var/lib/chajipoa-backup/scratch
-  restore_role:
-    description: The role, no superuser, that restores and owns the scratch database.
-    type: str
-    default: chajipoa_restore
   keep_restored:
-    description:
-      - Keep the scratch cluster running (drills that hand it over for inspection); C(report.restored_cluster)
-        says where. The next run of the backup program removes it.
+    description: Keep the throwaway cluster with the restored database (drills that hand it over for inspection).
     type: bool
     default: false
   ignore_kinds:
@@ -78,19 +66,38 @@ options:
     default: []
   pg_bindir:
     description:
-      - Directory of C(pg_restore) and, in thorough mode, of the server programs. By default the one of
-        the dump's server version under C(/usr/lib/postgresql), else (quick mode) the first on C(PATH).
+      - Directory of C(pg_restore) and, in thorough mode, of the server programs (C(initdb), C(pg_ctl)).
+        By default the one of the dump's server version under C(/usr/lib/postgresql), else (quick mode)
+        the first C(pg_restore) on C(PATH).
     type: path
+  config:
+    description:
+      - The backup program's configuration. When it exists, its C(state_dir) (the lock), C(scratch_dir)
+        (throwaway clusters), C(lock_timeout) and C(env_file) (the manifest key) are used; when it does
+        not (a host without the backup role), no lock is taken and the scratch directory is a private
+        temporary one.
+    type: path
+    default: /etc/chajipoa/backup.json
+  manifest_key:
+    description:
+      - The environment's C(backup_manifest_key). By default C(CHAJIPOA_BACKUP_MANIFEST_KEY) from the
+        configuration's env file, else from the module's environment; without a key the module fails.
+    type: str
+  lock_timeout:
+    description: Seconds to wait for the per-host lock; by default the configuration's C(lock_timeout) (3600).
+    type: float
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: In check mode nothing is read or restored; the result lists the checks that would run.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 requirements:
-  - psycopg 3 on the target for thorough mode (Debian package python3-psycopg)
-  - for thorough mode the server package of the dump's major version (C(initdb), C(pg_ctl) under
-    C(/usr/lib/postgresql/<major>/bin)) or O(pg_bindir)
+  - PostgreSQL server binaries (C(initdb), C(pg_ctl)) on the target for thorough mode
   - pg_restore for PostgreSQL backups, redis-check-rdb for Redis ones; MongoDB archives are read by
     the collection's own code (no MongoDB tools needed)
 notes:
@@ -103,13 +110,14 @@ EXAMPLES = r"""
   chajipoa.platform.backup_verify:
     path: /var/backups/chajipoa/postgresql/chajipoa/chajipoa-20261123T020000Z-daily.dump
 
-- name: Restore it into a throwaway database and compare rows, schema and sequences
+- name: Restore it into a throwaway cluster and compare rows, schema and sequences
   chajipoa.platform.backup_verify:
     path: /var/backups/chajipoa/postgresql/chajipoa/chajipoa-20261123T020000Z-daily.dump
     mode: thorough
     jobs: 4
     ignore_kinds: [large objects]
     exclude_objects: ["public.tmp_*"]
+    lock_timeout: 600
   become: true
   become_user: postgres
   register: verification
@@ -142,7 +150,7 @@ report:
       description: The manifest's format version.
       type: int
     restored_database:
-      description: The database thorough mode restored into, in the scratch cluster.
+      description: The database thorough mode restored into (removed with its cluster unless kept).
       type: str
     restored_cluster:
       description: With O(keep_restored), where the kept cluster answers (directory, socket_dir, port, database, user).
@@ -164,23 +172,30 @@ report:
                           actual: null}]}
 """
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import (
+    DEFAULT_CONFIG, MANIFEST_KEY_ENV, BackupFailed, Config, read_env_file)
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import RunLock, remove_stale_scratch
 
 ARGUMENT_SPEC = dict(
     path=dict(type="path", required=True),
     manifest=dict(type="path"),
     mode=dict(type="str", choices=["quick", "thorough"], default="quick"),
     jobs=dict(type="int", default=2),
-    scratch_dir=dict(type="path", default="/var/lib/chajipoa-backup/scratch"),
-    restore_role=dict(type="str", default=backup_checks.DEFAULT_RESTORE_ROLE),
     keep_restored=dict(type="bool", default=False),
     ignore_kinds=dict(type="list", elements="str", default=[], choices=list(backup_checks.pg_catalogue.KINDS)),
     exclude_objects=dict(type="list", elements="str", default=[]),
     pg_bindir=dict(type="path"),
+    config=dict(type="path", default=DEFAULT_CONFIG),
+    manifest_key=dict(type="str", no_log=True),
+    lock_timeout=dict(type="float"),
 )
 
 
@@ -193,6 +208,22 @@ def planned_report(path: Path, manifest_path: Path, mode: str) -> dict:
             "checks": checks, "seconds": 0.0}
 
 
+def manifest_key(params: dict, config: Config | None) -> str | None:
+    """The option, else the program's env file, else the module's environment."""
+    return (params["manifest_key"] or read_env_file(config.env_file if config else None).get(MANIFEST_KEY_ENV)
+            or os.environ.get(MANIFEST_KEY_ENV))
+
+
+def verify(report: backup_checks.Report, params: dict, scratch_dir: Path, key: str, restore_role: str) -> None:
+    if params["mode"] == "thorough":
+        backup_checks.thorough(report, scratch_dir=str(scratch_dir), jobs=params["jobs"],
+                               ignore_kinds=params["ignore_kinds"], exclude=params["exclude_objects"],
+                               pg_bindir=params["pg_bindir"], manifest_key=key, keep_restored=params["keep_restored"],
+                               restore_role=restore_role)
+    else:
+        backup_checks.quick(report, pg_bindir=params["pg_bindir"], manifest_key=key)
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
@@ -200,21 +231,32 @@ def main() -> None:
     manifest_path = Path(params["manifest"]) if params["manifest"] else backup_manifest.manifest_path(path)
     if module.check_mode:
         module.exit_json(changed=False, report=planned_report(path, manifest_path, params["mode"]))
+    try:
+        config = Config.load(params["config"]) if os.path.exists(params["config"]) else None
+    except (OSError, ValueError, KeyError) as error:
+        module.fail_json(msg=f"Cannot read the backup program's configuration {params['config']}: {error}")
+    key = manifest_key(params, config)
+    if not key:
+        module.fail_json(msg=f"Cannot verify backup {path}: no manifest key (set manifest_key, or {MANIFEST_KEY_ENV} in "
+                             "the backup program's env file from the secret backup_manifest_key)")
     report = backup_checks.Report(params["mode"], path, manifest_path)
-    if params["mode"] == "thorough":
-        try:
-            import psycopg  # noqa: F401 - only thorough mode connects
-        except ImportError:
-            module.fail_json(msg=missing_required_lib("psycopg (python3-psycopg)"))
-        try:
-            backup_checks.thorough(report, scratch_dir=params["scratch_dir"], jobs=params["jobs"],
-                                   keep_restored=params["keep_restored"], ignore_kinds=params["ignore_kinds"],
-                                   exclude=params["exclude_objects"], pg_bindir=params["pg_bindir"],
-                                   restore_role=params["restore_role"])
-        except Exception as error:  # noqa: BLE001 - a server or tool error is a failed verification, reported as such
-            module.fail_json(msg=f"Cannot verify backup {path}: {error}", report=report.as_dict())
-    else:
-        backup_checks.quick(report, pg_bindir=params["pg_bindir"])
+    try:
+        if config:
+            timeout = config.lock_timeout if params["lock_timeout"] is None else params["lock_timeout"]
+            with RunLock(config.lock_path, timeout, f"backup_verify module ({path})"):
+                remove_stale_scratch(config)
+                verify(report, params, config.scratch_dir, key,
+                       config.verify.get("restore_role", backup_checks.DEFAULT_RESTORE_ROLE))
+        else:
+            scratch_dir = Path(tempfile.mkdtemp(prefix="chajipoa-scratch-"))
+            try:
+                verify(report, params, scratch_dir, key, backup_checks.DEFAULT_RESTORE_ROLE)
+            finally:
+                if not params["keep_restored"]:
+                    shutil.rmtree(scratch_dir, ignore_errors=True)
+    except Exception as error:  # noqa: BLE001 - a lock, cluster or tool error is a failed verification, reported as such
+        module.fail_json(msg=f"Cannot verify backup {path}: {error}" if not isinstance(error, BackupFailed) else str(error),
+                         report=report.as_dict())
     result = report.as_dict()
     changed = bool(report.restored_cluster)
     if not report.passed:

@@ -7,25 +7,34 @@ no false alarm on good backups.
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, backup_manifest,
-                                                                         backup_program, pg_scratch)
+from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, backup_config, backup_manifest,
+                                                                         backup_program, backup_state, backup_store,
+                                                                         pg_scratch)
+
+MANIFEST_KEY = "integration-test-manifest-key"
 
 
 @pytest.fixture
 def make_config(tmp_path, pg_server, monkeypatch):
     """A backup program configuration for databases on pg_server, backups under tmp_path."""
     monkeypatch.setenv("PGPASSWORD", pg_server.password)
+    monkeypatch.setenv(backup_config.MANIFEST_KEY_ENV, MANIFEST_KEY)
 
     def make(*databases: str, **sections) -> backup_program.Config:
         data = {"host": "test", "backup_dir": str(tmp_path / "backups"), "metrics_file": str(tmp_path / "metrics.prom"),
@@ -152,8 +161,8 @@ def test_failed_backup_keeps_earlier_backups_and_exits_non_zero(make_config, ren
 def test_upload_to_s3_is_encrypted_and_checksummed_by_s3(make_config, rental_db, moto_s3, s3_bucket, aws_env):
     config = make_config("rental", s3={"bucket": s3_bucket, "prefix": "test/db1/", "endpoint_url": moto_s3.endpoint_url,
                                        "region": moto_s3.region, "storage_class": "STANDARD_IA", "sse": "AES256"})
-    manifest, _ = backup(config)
-    keys = backup_program.upload(config, backup_program.s3_client(config), "postgresql", "rental", manifest)
+    manifest, path = backup(config)
+    keys = backup_store.S3Store(config).put("postgresql", "rental", manifest, path.parent)
     s3 = moto_s3.client()
     head = s3.head_object(Bucket=s3_bucket, Key=keys[0], ChecksumMode="ENABLED")
     assert head["ChecksumSHA256"] == base64.b64encode(bytes.fromhex(manifest["sha256"])).decode()
@@ -178,7 +187,7 @@ def test_a_run_uploads_what_an_earlier_run_could_not(make_config, rental_db, mot
 def test_fetch_brings_back_what_was_uploaded(make_config, rental_db, moto_s3, s3_bucket, aws_env, tmp_path, capsys):
     config = make_config("rental", s3={"bucket": s3_bucket, "endpoint_url": moto_s3.endpoint_url, "region": moto_s3.region})
     manifest, path = backup(config)
-    backup_program.upload(config, backup_program.s3_client(config), "postgresql", "rental", manifest)
+    backup_store.S3Store(config).put("postgresql", "rental", manifest, path.parent)
     config_file = tmp_path / "backup.json"
     config_file.write_text(json.dumps(config.data))
     assert backup_program.main(["--config", str(config_file), "fetch", "--to", str(tmp_path / "fetched")]) == 0
@@ -194,6 +203,7 @@ def good_backup(tmp_path_factory, pg_server, rental_db):
     directory = tmp_path_factory.mktemp("good")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PGPASSWORD", pg_server.password)
+        patch.setenv(backup_config.MANIFEST_KEY_ENV, MANIFEST_KEY)
         config = backup_program.Config({"backup_dir": str(directory), "postgresql": {
             "databases": ["rental"], "host": pg_server.host, "port": pg_server.port, "user": pg_server.user}})
         manifest, report = backup_program.take_backup(config, "postgresql", "rental", "daily")
@@ -404,21 +414,303 @@ def run_module(params: dict, *options: str) -> dict:
     return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
-def test_module_plans_in_check_mode_then_verifies_and_reruns_unchanged(good_backup, scratch_dir):
-    params = {"path": str(good_backup), "mode": "thorough", "scratch_dir": str(scratch_dir)}
+def test_module_plans_in_check_mode_then_verifies_and_reruns_unchanged(good_backup):
+    # No configuration: the module restores in a private temporary scratch directory of its own.
+    params = {"path": str(good_backup), "mode": "thorough", "manifest_key": MANIFEST_KEY,
+              "config": "/nonexistent/backup.json"}
     planned = run_module(params, "--check")
     assert not planned.get("failed") and not planned["changed"]
     assert {c["status"] for c in planned["report"]["checks"]} == {"planned"}
-    assert not list(scratch_dir.iterdir())
     for _ in range(2):
         result = run_module(params)
         assert not result.get("failed"), result.get("msg")
         assert not result["changed"] and result["report"]["passed"]
         assert [c["name"] for c in result["report"]["checks"]][-4:] == list(backup_checks.THOROUGH_CHECKS)
+    assert MANIFEST_KEY not in json.dumps(result)
 
 
 def test_module_failure_names_the_check(good_backup, tmp_path):
     path, _ = damaged_copy(tmp_path, good_backup)
     path.write_bytes(b"")
-    result = run_module({"path": str(path)})
+    result = run_module({"path": str(path), "manifest_key": MANIFEST_KEY})
     assert result["failed"] and "file:" in result["msg"] and "is empty" in result["msg"]
+
+
+def test_module_takes_the_programs_lock_and_key(good_backup, tmp_path):
+    state_dir, env_file = tmp_path / "state", tmp_path / "backup.env"
+    env_file.write_text(f"{backup_config.MANIFEST_KEY_ENV}={MANIFEST_KEY}\n")
+    config = tmp_path / "backup.json"
+    config.write_text(json.dumps({"backup_dir": str(tmp_path / "backups"), "state_dir": str(state_dir),
+                                  "env_file": str(env_file), "lock_timeout": 3600}))
+    params = {"path": str(good_backup), "config": str(config), "lock_timeout": 0.5}
+    with backup_state.RunLock(state_dir / "lock", 1, "chajipoa-backup run --reason daily"):
+        held = run_module(params)
+    assert held["failed"]
+    assert held["msg"].startswith(f"Cannot start backup_verify module ({good_backup}): another chajipoa-backup run (pid ")
+    assert "command 'chajipoa-backup run --reason daily')" in held["msg"] and "; waited 0.5 s (lock_timeout 0.5 s)" in held["msg"]
+    result = run_module(params)
+    assert not result.get("failed"), result.get("msg")
+    assert json.loads((state_dir / "lock").read_text())["command"] == f"backup_verify module ({good_backup})"
+
+
+# --- failures always show: the program as the timer runs it ---------------------------------------
+
+PROGRAM = ("import sys; from ansible_collections.chajipoa.platform.plugins.module_utils.backup_program import main; "
+           "sys.exit(main())")
+
+
+def write_config(config: backup_program.Config, tmp_path: Path) -> Path:
+    path = tmp_path / "backup.json"
+    path.write_text(json.dumps(config.data))
+    return path
+
+
+def start_program(config_file: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", PROGRAM, "--config", str(config_file), *args],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT / "collections")), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def run_program(config_file: Path, *args: str) -> subprocess.CompletedProcess:
+    process = start_program(config_file, *args)
+    out, err = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def gauge(metrics_file: Path, metric: str, database: str = "rental", mode: str | None = None) -> str | None:
+    labels = f'kind="postgresql",database="{database}"' + (f',mode="{mode}"' if mode else "")
+    return next((line.rsplit(" ", 1)[1] for line in metrics_file.read_text().splitlines()
+                 if line.startswith(f"{metric}{{{labels}}} ")), None)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_run_against_an_unreachable_server_fails_in_the_metrics_without_a_traceback(make_config, rental_db, tmp_path):
+    config = make_config("rental")
+    config_file = write_config(config, tmp_path)
+    assert run_program(config_file, "run").returncode == 0
+    config.data["postgresql"]["port"] = closed_port()
+    result = run_program(write_config(config, tmp_path), "run", "--reason", "manual")
+    assert result.returncode == 1
+    assert "postgresql rental: FAILED: " in result.stderr and "Traceback" not in result.stderr
+    assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
+
+
+def test_a_verification_that_cannot_run_fails_in_the_metrics_without_a_traceback(make_config, rental_db, tmp_path):
+    """On main: thorough mode could not reach its server and ended in a traceback, metrics unchanged."""
+    config = make_config("rental")
+    assert run_program(write_config(config, tmp_path), "run").returncode == 0
+    assert run_program(write_config(config, tmp_path), "verify").returncode == 0
+    assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_verify_last_success", mode="quick") == "1"
+    # Neither a server nor a scratch directory to restore into.
+    config.data["postgresql"]["port"] = closed_port()
+    (tmp_path / "not-a-directory").write_text("")
+    config.data["scratch_dir"] = str(tmp_path / "not-a-directory")
+    result = run_program(write_config(config, tmp_path), "verify", "--mode", "thorough")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "thorough FAILED: Cannot verify backup rental-" in result.stderr
+    assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_verify_last_success", mode="thorough") == "0"
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB tmpfs, filled up: a disk with no space left (mounting needs root, as the tests run here)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"Cannot mount a small tmpfs for the full-disk test (needs root): {mounted.stderr.strip()}")
+    try:
+        with open(mount / "filler", "wb") as filler:
+            with pytest.raises(OSError, match="No space left"):
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("full", [("state_dir",), ("state_dir", "backup_dir")], ids=["state", "state-and-backups"])
+def test_a_full_disk_fails_the_run_in_the_metrics(make_config, rental_db, tmp_path, full_disk, full):
+    config = make_config("rental")
+    assert run_program(write_config(config, tmp_path), "run").returncode == 0
+    assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "1"
+    for key in full:
+        config.data[key] = str(full_disk / key)
+    result = run_program(write_config(config, tmp_path), "run", "--reason", "manual")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "No space left on device" in result.stderr
+    assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
+
+
+def running(pid: int) -> bool:
+    """Whether a process runs (a zombie no longer does: it waits for whoever reaps orphans here)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def as_postgres(*args: str | Path) -> list[str]:
+    # initdb and pg_ctl refuse to run as root.
+    return (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) + [str(arg) for arg in args]
+
+
+def start_stale_cluster(directory: Path, bindir: Path) -> int:
+    """What a thorough verification killed mid-restore leaves in scratch_dir: its own cluster, still
+    running (pg_scratch's layout: <pid>-<8 hex>/data, owner.pid naming the dead run). Returns the
+    postmaster's pid."""
+    directory.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+    pid = directory.name.split("-")[0]
+    (directory / "owner.pid").write_text(f"{pid} 0\n")
+    subprocess.run(as_postgres(bindir / "initdb", "-D", directory / "data", "-U", "postgres", "--auth=trust"),
+                   check=True, capture_output=True)
+    subprocess.run(as_postgres(bindir / "pg_ctl", "-D", directory / "data", "-l", directory / "server.log", "-w",
+                               "-o", f"-c listen_addresses='' -k {directory}", "start"), check=True, capture_output=True)
+    return int((directory / "data/postmaster.pid").read_text().split()[0])
+
+
+def test_a_verification_killed_mid_way_shows_as_failed_and_the_next_one_removes_its_cluster(make_config, rental_db,
+                                                                                            pg_server, tmp_path):
+    config = make_config("rental")
+    # Reachable by the postgres user, which the throwaway cluster runs as.
+    scratch = Path(tempfile.mkdtemp(prefix="chajipoa-scratch-test-", dir="/tmp"))
+    scratch.chmod(0o755)
+    config.data["scratch_dir"] = str(scratch)
+    assert run_program(write_config(config, tmp_path), "run").returncode == 0
+    assert run_program(write_config(config, tmp_path), "verify").returncode == 0
+    # A pg_restore that hangs (a stand-in, named as such), so the verification can be killed in it.
+    hanging, started = tmp_path / "hanging", tmp_path / "pg_restore.pid"
+    hanging.mkdir()
+    (hanging / "pg_restore").write_text(f"#!/bin/sh\necho $$ > {started}\nexec sleep 120\n")
+    (hanging / "pg_restore").chmod(0o755)
+    config.data["postgresql"]["bindir"] = str(hanging)
+    verify = start_program(write_config(config, tmp_path), "verify")
+    stale = scratch / f"{verify.pid}-0badc0de"
+    try:
+        deadline = time.monotonic() + 30
+        while not (started.exists() and started.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        postmaster = start_stale_cluster(stale, pg_server.bindir)
+        verify.send_signal(signal.SIGKILL)
+        verify.wait()
+        os.kill(int(started.read_text()), signal.SIGKILL)
+        assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_verify_last_success", mode="quick") == "0"
+        config.data["postgresql"]["bindir"] = str(pg_server.bindir)
+        result = run_program(write_config(config, tmp_path), "verify")
+        assert result.returncode == 0, result.stderr
+        assert f"removed {stale}, left by a run that did not finish" in result.stderr
+        assert list(scratch.iterdir()) == [] and not running(postmaster)
+        assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_verify_last_success", mode="quick") == "1"
+    finally:
+        if (stale / "data").exists():
+            subprocess.run(as_postgres(pg_server.bindir / "pg_ctl", "-D", stale / "data", "-m", "immediate", "stop"),
+                           capture_output=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --- S3: signatures, the verified minimum, Object Lock ---------------------------------------------
+
+def s3_section(moto_s3, bucket: str, **extra) -> dict:
+    return {"bucket": bucket, "prefix": "p/", "endpoint_url": moto_s3.endpoint_url, "region": moto_s3.region, **extra}
+
+
+@pytest.mark.parametrize("change", ["tampered", "signature removed"])
+def test_fetch_refuses_a_tampered_manifest_and_dump_pair(make_config, rental_db, moto_s3, s3_bucket, aws_env,
+                                                         tmp_path, change):
+    config = make_config("rental", s3=s3_section(moto_s3, s3_bucket))
+    assert run_program(write_config(config, tmp_path), "run").returncode == 0
+    s3 = moto_s3.client()
+    keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    dump_key, manifest_key = keys
+    manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=manifest_key)["Body"].read())
+    if change == "tampered":
+        # Whoever can write to the bucket swaps in a dump of their own with a manifest that matches it.
+        dump = b"PGDMP another database's dump"
+        manifest.update(sha256=hashlib.sha256(dump).hexdigest(), bytes=len(dump))
+        s3.put_object(Bucket=s3_bucket, Key=dump_key, Body=dump)
+    else:
+        del manifest["signature"]
+    s3.put_object(Bucket=s3_bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    result = run_program(write_config(config, tmp_path), "fetch", "--to", str(tmp_path / "fetched"))
+    fetched = list((tmp_path / "fetched/postgresql/rental").iterdir())
+    if change == "tampered":
+        assert result.returncode == 1
+        assert f"FAILED: Cannot fetch backup {manifest['name']}: Cannot trust backup {manifest['name']}" in result.stderr
+        assert json.loads(result.stdout) == [] and fetched == []
+    else:
+        assert result.returncode == 0
+        assert f"backup {manifest['name']} has an unsigned manifest" in result.stderr
+        assert len(fetched) == 2
+
+
+NOTHING = {"daily_days": 0, "weekly_days": 0, "monthly_days": 0, "pre_deploy_keep": 0}
+
+
+@pytest.mark.parametrize("minimum, kept", [(0, [2]), (2, [2, 1, 0])])
+def test_s3_pruning_keeps_the_verified_minimum(make_config, rental_db, moto_s3, s3_bucket, aws_env, tmp_path,
+                                               minimum, kept):
+    config = make_config("rental", s3=s3_section(moto_s3, s3_bucket))
+    store, local = backup_store.S3Store(config), backup_store.LocalStore(config)
+    names = []
+    for number in range(3):
+        manifest, path = backup(config, reason=f"run{number}")
+        store.put("postgresql", "rental", manifest, path.parent)
+        names.append(manifest["name"])
+    # The newest failed a later (thorough) verification; the policy itself keeps only the newest.
+    record = config.directory("postgresql", "rental") / (names[2] + ".verify.json")
+    record.write_text(json.dumps(dict(json.loads(record.read_text()), passed=False)))
+    store.policy = NOTHING
+    backup_store.prune(store, "postgresql", "rental", minimum,
+                       backup_program.s3_verified(local.list("postgresql", "rental")))
+    assert sorted(b["name"] for b in store.list("postgresql", "rental")) == sorted(names[i] for i in kept)
+
+
+def test_with_object_lock_nothing_is_deleted_and_every_object_is_locked(make_config, rental_db, moto_s3, aws_env,
+                                                                         tmp_path):
+    s3 = moto_s3.client()
+    bucket = f"chajipoa-locked-{os.getpid()}-{time.monotonic_ns()}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": moto_s3.region},
+                     ObjectLockEnabledForBucket=True)
+    config = make_config("rental", s3=s3_section(moto_s3, bucket, object_lock=True),
+                         retention={"local": NOTHING, "s3": NOTHING, "verified_minimum": 0})
+    for reason in ("daily", "manual"):
+        result = run_program(write_config(config, tmp_path), "run", "--reason", reason)
+        assert result.returncode == 0, result.stderr
+    assert f"s3://{bucket} has Object Lock" in result.stderr and "pruned s3" not in result.stderr
+    assert "pruned local" in result.stderr
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert len(keys) == 4
+    for key in keys:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        assert head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=23)
+
+
+def test_a_backup_that_failed_verification_or_lost_its_signature_is_not_sent_off_site(make_config, rental_db, moto_s3,
+                                                                                      s3_bucket, aws_env, tmp_path):
+    failed_verification, _ = backup(make_config("rental"), reason="pre-deploy")
+    altered, _ = backup(make_config("rental"), reason="manual")
+    directory = tmp_path / "backups/postgresql/rental"
+    record = directory / (failed_verification["name"] + ".verify.json")
+    record.write_text(json.dumps(dict(json.loads(record.read_text()), passed=False, failed=["restore: pg_restore logged errors"])))
+    manifest = directory / (altered["name"] + ".manifest.json")
+    manifest.write_text(json.dumps(dict(json.loads(manifest.read_text()), host="elsewhere")))
+    config = make_config("rental", s3=s3_section(moto_s3, s3_bucket))
+    result = run_program(write_config(config, tmp_path), "run")
+    assert result.returncode == 1
+    assert f"Cannot upload 2 backup(s) to s3://{s3_bucket}: {failed_verification['name']} (its last verification " \
+           "failed: restore: pg_restore logged errors)" in result.stderr
+    assert f"{altered['name']} (Cannot trust backup {altered['name']}" in result.stderr
+    uploaded = {item["Key"].rsplit("/", 1)[1].split(".")[0] for item in
+                moto_s3.client().list_objects_v2(Bucket=s3_bucket)["Contents"]}
+    assert len(uploaded) == 1 and not uploaded & {failed_verification["name"], altered["name"]}
+    assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
+    assert len(list(directory.glob("*.manifest.json"))) == 3, "a failed run prunes nothing"

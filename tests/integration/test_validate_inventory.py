@@ -1,7 +1,8 @@
 """site.yml's validation play stops a bad inventory before any host is contacted.
 
-The inventories made here point their hosts at lab containers that do not exist: had a play
-reached a host, the run would report it unreachable instead of failing validation.
+The inventories made here point their hosts at lab containers or machines that do not exist: had a
+play reached a host, the run would report it unreachable instead of failing validation. The corpus
+of broken inventories is tests/inventories/faults.yml: a good base plus an overlay with one fault.
 """
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run_playbook
+from tests.conftest import ROOT, load_yaml, run_playbook
 
-CATALOGUE = yaml.safe_load((ROOT / "roles/validate_inventory/vars/main.yml").read_text())
+CATALOGUE = load_yaml(ROOT / "roles/validate_inventory/vars/main.yml")
+FAULTS = load_yaml(ROOT / "tests/inventories/faults.yml")
+BASES = {"development": "inventories/development", "production": "inventories/production"}
 
 
 def make_inventory(tmp_path: Path, env_name: str, groups: dict, host_vars: dict | None = None, secrets: dict | None = None) -> Path:
@@ -26,20 +29,76 @@ def make_inventory(tmp_path: Path, env_name: str, groups: dict, host_vars: dict 
 
 
 def all_secrets() -> dict:
-    return {entry["name"]: f"test-{entry['name']}" for entry in CATALOGUE["_validate_inventory_secrets"]}
+    secrets = {entry["name"]: f"test-{entry['name']}" for entry in CATALOGUE["_validate_inventory_secrets"]}
+    return {**secrets, "mongodb_keyfile": "dGVzdC1tb25nb2RiLWtleWZpbGU="}
+
+
+def vault_file(tmp_path: Path, overrides: dict | None = None) -> Path:
+    """Every vault_ secret production maps, as an extra-vars file (outside any inventory)."""
+    path = tmp_path / "vault-extra-vars.yml"
+    values = {f"vault_{name}": value for name, value in all_secrets().items()}
+    path.write_text(yaml.safe_dump({**values, **(overrides or {})}))
+    return path
+
+
+def write_overlay(directory: Path, case: dict) -> Path:
+    hosts = dict(case.get("hosts") or {})
+    if case.get("host_vars"):
+        hosts["hosts"] = case["host_vars"]
+    (directory / "group_vars/all").mkdir(parents=True)
+    (directory / "hosts.yml").write_text(yaml.safe_dump({"all": hosts}))
+    if case.get("group_vars"):
+        (directory / "group_vars/all/fault.yml").write_text(yaml.safe_dump(case["group_vars"]))
+    for name, text in (case.get("files") or {}).items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text)
+    return directory
 
 
 def assert_stopped_in_validation(result: subprocess.CompletedProcess, *expected: str):
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    for text in expected:
-        assert text in output, output
+    # One line (one host's failure) names them all: the variable, the host, the cause.
+    assert any(all(text in line for text in expected) for line in output.splitlines()), f"no line with all of {expected}:\n{output}"
     assert "UNREACHABLE" not in output and "Gathering Facts" not in output, output
     assert "PLAY [Base system]" not in output, output
+    # validate_argument_spec's own failure dumps the whole specification of the role.
+    assert "argument_spec_data" not in output, output
+
+
+@pytest.mark.parametrize("case", FAULTS, ids=[case["id"] for case in FAULTS])
+def test_broken_inventory_stopped_before_any_host(tmp_path, case):
+    inventories: list[Path | str] = list(case.get("inventories") or [])
+    extra = []
+    if case["base"] != "none":
+        inventories.insert(0, BASES[case["base"]])
+    if case["base"] == "production":
+        extra = ["-e", f"@{vault_file(tmp_path, case.get('vault'))}"]
+    if any(key in case for key in ("host_vars", "hosts", "group_vars", "files")):
+        inventories.append(write_overlay(tmp_path / "overlay", case))
+    assert_stopped_in_validation(run_playbook("site.yml", *inventories, extra=extra), *case["expect"])
+
+
+def test_corpus_is_large_and_covers_both_bases():
+    assert len(FAULTS) >= 25
+    assert {case["base"] for case in FAULTS} >= {"development", "production"}
+    assert len({case["id"] for case in FAULTS}) == len(FAULTS)
 
 
 def test_development_inventory_passes():
     result = run_playbook("validate-inventory.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_with_every_secret_passes(tmp_path):
+    result = run_playbook("validate-inventory.yml", "inventories/production", extra=["-e", f"@{vault_file(tmp_path)}"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tanzania_on_production_with_every_secret_passes(tmp_path):
+    result = run_playbook(
+        "validate-inventory.yml", "inventories/production", "inventories/tanzania", extra=["-e", f"@{vault_file(tmp_path)}"]
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -56,13 +115,6 @@ def test_production_without_vault_names_each_missing_secret():
 def test_tanzania_overlay_without_vault_stops_too():
     result = run_playbook("site.yml", "inventories/production", "inventories/tanzania")
     assert_stopped_in_validation(result, "postgres_monitoring_password")
-
-
-def test_production_with_every_secret_passes(tmp_path):
-    vault = tmp_path / "vault.yml"
-    vault.write_text(yaml.safe_dump({f"vault_{name}": value for name, value in all_secrets().items()}))
-    result = run_playbook("validate-inventory.yml", "inventories/production", extra=["-e", f"@{vault}"])
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_empty_secret_counts_as_missing(tmp_path):

@@ -91,7 +91,9 @@ def test_signature_valid_unsigned_mismatched_or_unchecked(good_backup, signed_ba
                                 manifest_key=KEY)
     assert valid.passed and check(valid, "signature") == {**check(valid, "signature"), "status": "passed",
                                                           "signature": "valid"}
-    unsigned = verify(good_backup, "quick", manifest_key=KEY)
+    path, manifest_path = damaged_copy(tmp_path, good_backup, "unsigned")
+    backup_manifest.write(manifest_path, {k: v for k, v in backup_manifest.load(manifest_path).items() if k != "signature"})
+    unsigned = verify(path, "quick", manifest_key=KEY)
     assert unsigned.passed and check(unsigned, "signature")["status"] == "skipped"
     assert "is unsigned" in check(unsigned, "signature")["message"]
     unchecked = verify(signed_backup, "quick")

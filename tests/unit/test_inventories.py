@@ -45,3 +45,22 @@ def test_development_secrets_are_generated_outside_git():
     for name, value in mapped.items():
         assert f"/credentials/{name}.txt " in value and "ansible.builtin.password" in value
     assert "inventories/*/credentials/" in (ROOT / ".gitignore").read_text()
+
+
+def test_overlay_names_its_base_and_bases_name_none():
+    overlay = load_yaml(ROOT / "inventories/tanzania/group_vars/all/overlay.yml")
+    assert overlay == {"inventory_overlay_of": "production"}
+    assert (ROOT / "inventories" / overlay["inventory_overlay_of"] / "hosts.yml").is_file()
+    for base in ["development", "staging", "production"]:
+        for path in (ROOT / "inventories" / base / "group_vars").glob("**/*.yml"):
+            assert "inventory_overlay_of" not in (load_yaml(path) or {}), path
+
+
+def test_validation_formats_name_only_variables_that_exist():
+    # A typo in the format table would silently check nothing.
+    known = {name for path in ROOT.glob("roles/*/meta/argument_specs.yml")
+             for entry in load_yaml(path)["argument_specs"].values() for name in entry.get("options") or {}}
+    formats = CATALOGUE["_validate_inventory_rules"]["formats"]
+    inventory_wide = {"private_address", "platform_domain"}
+    assert set(formats) - known - set(SECRETS) - inventory_wide == set()
+    assert set(CATALOGUE["_validate_inventory_rules"]["multiline"]) <= set(SECRETS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_program
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_program, backup_sources
 from tests.unit.roles import rendering
 
 
@@ -38,7 +38,7 @@ def test_replica_set_of_group_mongodb_is_backed_up_as_the_backup_user():
     config = program_config(["mongo1", "mongo2", "mongo3"])
     assert backup_program.targets(config) == [("postgresql", "chajipoa"), ("redis", "redis-cache1"),
                                               ("mongodb", "mongodb-rs0")]
-    assert backup_program.mongodb_uri(config.mongodb, "pw") == (
+    assert backup_sources.mongodb_uri(config.mongodb, "pw") == (
         "mongodb://backup:pw@10.20.3.11:27017,10.20.3.12:27017,10.20.3.13:27017/"
         "?authSource=admin&replicaSet=rs0&readPreference=secondaryPreferred")
     assert config.mongodb["oplog"] is True
@@ -49,7 +49,7 @@ def test_port_replica_set_and_user_come_from_the_members_own_variables():
                                          "mongodb_backup_user": "nightly"})
     assert config.mongodb["hosts"] == ["10.20.3.11:27018"]
     assert backup_program.targets(config)[-1] == ("mongodb", "mongodb-rs-dar")
-    assert backup_program.mongodb_uri(config.mongodb, "pw").startswith("mongodb://nightly:pw@10.20.3.11:27018/")
+    assert backup_sources.mongodb_uri(config.mongodb, "pw").startswith("mongodb://nightly:pw@10.20.3.11:27018/")
 
 
 def test_redis_address_and_port_come_from_the_redis_hosts_own_variables():

@@ -1,24 +1,35 @@
 """Unit tests of the backup program's parts that need no server: metrics text, S3 listing,
-credentials file, and MongoDB backups through a stand-in mongodump.
+credentials file, the lock, and MongoDB backups through a stand-in mongodump (which also carries
+the tests of failures that must show: no manifest key, unreadable state and verification records,
+an unreadable manifest, a run killed mid-dump, pruning below the verified minimum).
 
-The S3 listing test uses a stand-in paginator (a mock, named as such); the program's real S3
-traffic, PostgreSQL and Redis backups are tested against real servers in
-tests/integration/test_backups.py and molecule/backup.
+The S3 listing test uses a stand-in paginator and the Redis TLS test a stand-in redis-cli (mocks,
+named as such); the program's real S3 traffic, PostgreSQL and Redis backups are tested against real
+servers in tests/integration/test_backups.py and molecule/backup.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_program
+from ansible_collections.chajipoa.platform.plugins.module_utils import (
+    backup_config, backup_manifest, backup_program, backup_sources, backup_state, backup_store)
 from tests import mongo_archives
+from tests.conftest import ROOT
+
+KEY = "unit-test-manifest-key"
 
 
 def test_metrics_are_node_exporter_textfile_gauges():
-    text = backup_program.render_metrics({
+    text = backup_state.render_metrics({
         "backups": {"postgresql/chajipoa": {"kind": "postgresql", "database": "chajipoa", "last_run": 20.0,
                                             "last_run_success": 0, "last_success": 10.0, "last_size_bytes": 5}},
         "verifications": {"postgresql/chajipoa/quick": {"kind": "postgresql", "database": "chajipoa", "mode": "quick",
@@ -34,8 +45,8 @@ def test_metrics_are_node_exporter_textfile_gauges():
 
 
 def test_label_values_are_escaped():
-    text = backup_program.render_metrics({"backups": {"x": {"kind": "postgresql", "database": 'we"ird\\db',
-                                                            "last_run": 1}}, "verifications": {}})
+    entry = {"kind": "postgresql", "database": 'we"ird\\db', "last_run": 1}
+    text = backup_state.render_metrics({"backups": {"x": entry}, "verifications": {}})
     assert 'database="we\\"ird\\\\db"' in text
 
 
@@ -65,10 +76,11 @@ def test_s3_listing_pairs_files_with_manifests_and_reads_reasons_with_dashes():
         "chajipoa-20261119T020000Z-daily.dump",  # no manifest: an interrupted upload, not a backup
     )]
     config = backup_program.Config({"backup_dir": "/x", "s3": {"bucket": "b", "prefix": "prod/db1/"}})
-    backups = sorted(backup_program.s3_backups(config, StandInClient(keys), "postgresql", "chajipoa"), key=lambda b: b["time"])
+    store = backup_store.S3Store(config, client=StandInClient(keys))
+    backups = sorted(store.list("postgresql", "chajipoa"), key=lambda b: b["time"])
     assert [(b["name"], b["reason"], b["time"]) for b in backups] == [
-        ("chajipoa-20261120T101500Z-pre-deploy", "pre-deploy", "2026-11-20T10:15:00+00:00"),
-        ("chajipoa-20261123T020000Z-daily", "daily", "2026-11-23T02:00:00+00:00"),
+        ("chajipoa-20261120T101500Z-pre-deploy", "pre-deploy", "2026-11-20T10:15:00Z"),
+        ("chajipoa-20261123T020000Z-daily", "daily", "2026-11-23T02:00:00Z"),
     ]
     assert backups[0]["keys"] == [prefix + "chajipoa-20261120T101500Z-pre-deploy.dump",
                                   prefix + "chajipoa-20261120T101500Z-pre-deploy.manifest.json"]
@@ -79,10 +91,10 @@ def test_credentials_file_fills_only_what_the_environment_lacks(tmp_path, monkey
     path.write_text("# comment\nAWS_ACCESS_KEY_ID=from-file\nREDIS_PASSWORD=a=b\n\n")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-env")
     monkeypatch.delenv("REDIS_PASSWORD", raising=False)
-    backup_program.load_env_file(str(path))
+    backup_config.load_env_file(str(path))
     assert os.environ["AWS_ACCESS_KEY_ID"] == "from-env"
     assert os.environ["REDIS_PASSWORD"] == "a=b"
-    backup_program.load_env_file(str(tmp_path / "absent"))
+    backup_config.load_env_file(str(tmp_path / "absent"))
 
 
 # --- MongoDB, through a stand-in mongodump (a mock, named as such: MongoDB's tools cannot be
@@ -98,12 +110,14 @@ def mongodb_config(tmp_path, monkeypatch):
     tools.mkdir()
     monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("MONGODB_PASSWORD", "p@ss:w/rd\"'")
-    config = backup_program.Config({"backup_dir": str(tmp_path / "backups"), "mongodb": MONGODB})
+    monkeypatch.setenv(backup_config.MANIFEST_KEY_ENV, KEY)
+    config = backup_program.Config({"backup_dir": str(tmp_path / "backups"), "mongodb": MONGODB,
+                                    "metrics_file": str(tmp_path / "metrics.prom")})
     return config, tools
 
 
 def test_mongodb_uri_escapes_credentials_and_names_the_replica_set():
-    uri = backup_program.mongodb_uri(MONGODB, "p@ss:w/rd")
+    uri = backup_sources.mongodb_uri(MONGODB, "p@ss:w/rd")
     assert uri == ("mongodb://backup:p%40ss%3Aw%2Frd@10.0.3.11:27017,10.0.3.12:27017/"
                    "?authSource=admin&replicaSet=rs0&readPreference=secondaryPreferred")
 
@@ -123,7 +137,7 @@ def test_mongodb_backup_records_the_archives_collections_and_keeps_the_password_
     assert "--oplog" in called["argv"] and "--gzip" in called["argv"]
     assert not any("p@ss" in argument or "p%40ss" in argument for argument in called["argv"])
     assert called["options_mode"] == 0o600
-    assert yaml.safe_load(called["options"])["uri"] == backup_program.mongodb_uri(MONGODB, "p@ss:w/rd\"'")
+    assert yaml.safe_load(called["options"])["uri"] == backup_sources.mongodb_uri(MONGODB, "p@ss:w/rd\"'")
     directory = config.directory("mongodb", "mongodb-rs0")
     assert sorted(p.name for p in directory.iterdir()) == sorted(
         [manifest["file"], manifest["name"] + ".manifest.json", manifest["name"] + ".verify.json"])
@@ -140,7 +154,7 @@ def test_failed_mongodb_dump_names_the_cause_and_keeps_earlier_backups(mongodb_c
     plan_file.write_text(json.dumps(plan))
     with pytest.raises(backup_program.BackupFailed, match=message):
         backup_program.take_backup(config, "mongodb", "mongodb-rs0", "manual")
-    backups = backup_program.local_backups(config.directory("mongodb", "mongodb-rs0"))
+    backups = backup_store.LocalStore(config).list("mongodb", "mongodb-rs0")
     assert [b["name"] for b in backups] == [earlier["name"]]
     assert not [p for p in config.directory("mongodb", "mongodb-rs0").iterdir() if p.name.startswith(".partial")]
 
@@ -154,7 +168,7 @@ def test_quick_check_names_a_collection_whose_count_differs_from_the_manifest(mo
     changed["collections"] = [dict(c, documents=41) if c["name"] == "rentals" else c for c in changed["collections"]]
     changed["collections"].append({"database": "chajipoa", "name": "payments", "documents": 9, "bytes": 1})
     manifest_path.write_text(json.dumps(changed))
-    report = backup_program.verify_one(config, manifest_path.with_name(manifest["file"]), "quick")
+    report = backup_program.verify_one(config, manifest_path.with_name(manifest["file"]), "quick", KEY)
     failure = report.failure_message()
     assert report.status("collections in archive") == "failed"
     assert "chajipoa.payments" in failure and "chajipoa.rentals (40, 41)" in failure
@@ -171,6 +185,209 @@ def test_quick_check_names_a_damaged_mongodb_archive(mongodb_config, damage, fai
     manifest, _ = backup_program.take_backup(config, "mongodb", "mongodb-rs0", "daily")
     path = config.directory("mongodb", "mongodb-rs0") / manifest["file"]
     path.write_bytes(damage(path.read_bytes()))
-    report = backup_program.verify_one(config, path, "quick")
+    report = backup_program.verify_one(config, path, "quick", KEY)
     assert {entry["name"] for entry in report.failed} == failed
     assert "compressed archive is damaged" in report.failure_message()
+
+
+# --- signing, failures that must show, leftovers, the lock, pruning -------------------------------
+
+PROGRAM = ("import sys; from ansible_collections.chajipoa.platform.plugins.module_utils.backup_program import main; "
+           "sys.exit(main())")
+MONGO_DB = "mongodb-rs0"
+
+
+def config_file(config: backup_program.Config) -> Path:
+    path = config.backup_dir.parent / "backup.json"
+    path.write_text(json.dumps(config.data))
+    return path
+
+
+def metrics(config: backup_program.Config) -> list[str]:
+    return config.metrics_file.read_text().splitlines()
+
+
+def run_success(config) -> str:
+    return next(line for line in metrics(config) if line.startswith("chajipoa_backup_last_run_success{"))
+
+
+def program(config: backup_program.Config, *args: str, path: Path) -> subprocess.Popen:
+    """The program as the timer runs it: a process of its own, finding its tools in path first."""
+    return subprocess.Popen([sys.executable, "-c", PROGRAM, "--config", str(config_file(config)), *args],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT / "collections"),
+                                     PATH=f"{path}{os.pathsep}{os.environ['PATH']}"),
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_every_manifest_is_signed_with_the_environments_key(mongodb_config):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    manifest, _ = backup_program.take_backup(config, "mongodb", MONGO_DB, "daily")
+    stored = backup_manifest.load(config.directory("mongodb", MONGO_DB) / (manifest["name"] + ".manifest.json"))
+    assert backup_manifest.signature_status(stored, KEY) == "valid"
+    with pytest.raises(backup_manifest.ManifestError, match=f"Cannot trust backup {manifest['name']}"):
+        backup_manifest.signature_status(stored, "another environment's key")
+
+
+def test_a_run_without_a_manifest_key_fails_by_name_and_the_metrics_say_so(mongodb_config, monkeypatch, capfd):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    monkeypatch.delenv(backup_config.MANIFEST_KEY_ENV)
+    assert backup_program.main(["--config", str(config_file(config)), "run"]) == 1
+    assert "CHAJIPOA_BACKUP_MANIFEST_KEY is set neither" in capfd.readouterr().err
+    assert run_success(config) == f'chajipoa_backup_last_run_success{{kind="mongodb",database="{MONGO_DB}"}} 0'
+    assert not list(config.directory("mongodb", MONGO_DB).glob("*.manifest.json"))
+
+
+@pytest.mark.parametrize("content", ["", '{"backups": {'], ids=["empty", "torn"])
+def test_unreadable_state_and_verification_records_are_reported_and_rebuilt(mongodb_config, capfd, content):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    argv = ["--config", str(config_file(config))]
+    assert backup_program.main(argv + ["run"]) == 0
+    state = config.state_dir / "state.json"
+    record = next(config.directory("mongodb", MONGO_DB).glob("*.verify.json"))
+    state.write_text(content)
+    record.write_text(content)
+    capfd.readouterr()
+    assert backup_program.main(argv + ["list"]) == 0
+    out, err = capfd.readouterr()
+    assert [b["verification"] for b in json.loads(out)[f"mongodb/{MONGO_DB}"]] == [None]
+    assert f"Cannot read verification record {record}" in err
+    assert backup_program.main(argv + ["run", "--reason", "manual"]) == 0
+    err = capfd.readouterr().err
+    assert f"Cannot read state file {state}" in err and f"Cannot read verification record {record}" in err
+    assert json.loads(state.read_text())["backups"][f"mongodb/{MONGO_DB}"]["last_run_success"] == 1
+    # Pruned by the policy (one backup a day) like any other; unverified, it did not count as verified.
+    assert not record.exists()
+    assert backup_program.main(argv + ["verify"]) == 0
+
+
+def test_verify_fails_for_a_backup_whose_manifest_cannot_be_read(mongodb_config, capfd):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    for reason in ("daily", "manual"):
+        backup_program.take_backup(config, "mongodb", MONGO_DB, reason)
+    newest = backup_store.LocalStore(config).list("mongodb", MONGO_DB)[0]
+    Path(newest["manifest"]).write_text("")
+    assert backup_program.main(["--config", str(config_file(config)), "verify", "--latest", "1"]) == 1
+    assert f"{newest['name']} quick FAILED: Cannot verify backup" in capfd.readouterr().err
+    assert (f'chajipoa_backup_verify_last_success{{kind="mongodb",database="{MONGO_DB}",mode="quick"}} 0'
+            in metrics(config))
+
+
+def test_a_run_killed_mid_dump_shows_as_failed_and_the_next_run_removes_its_password_file(mongodb_config, tmp_path):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    assert backup_program.main(["--config", str(config_file(config)), "run"]) == 0
+    hanging = tmp_path / "hanging"
+    hanging.mkdir()
+    started = tmp_path / "mongodump.pid"
+    # A stand-in mongodump that hangs (a mock, named as such), as a stuck dump does.
+    (hanging / "mongodump").write_text(f"#!/bin/sh\necho $$ > {started}\nexec sleep 120\n")
+    (hanging / "mongodump").chmod(0o755)
+    run = program(config, "run", "--reason", "manual", path=hanging)
+    try:
+        deadline = time.monotonic() + 30
+        while not (started.exists() and started.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        partial = config.directory("mongodb", MONGO_DB) / f".partial-{run.pid}"
+        assert (partial / "mongodump.yaml").exists(), "the options file holds the password while mongodump runs"
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    finally:
+        os.kill(int(started.read_text()), signal.SIGKILL)
+    assert run_success(config) == f'chajipoa_backup_last_run_success{{kind="mongodb",database="{MONGO_DB}"}} 0'
+    assert partial.exists()
+    assert backup_program.main(["--config", str(config_file(config)), "run", "--reason", "weekly"]) == 0
+    assert not partial.exists()
+    assert run_success(config).endswith(" 1")
+
+
+@pytest.mark.parametrize("minimum, kept", [(0, ["newest"]), (2, ["newest", "third", "fourth"]), (9, ["newest", "third", "fourth"])])
+def test_pruning_keeps_the_verified_minimum_whatever_the_policy(mongodb_config, minimum, kept):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    names = {}
+    # Taken within a second or two: at equal times the name (here the reason) orders them.
+    for order, label in enumerate(("fourth", "third", "second", "newest")):
+        manifest, _ = backup_program.take_backup(config, "mongodb", MONGO_DB, f"run{order}")
+        names[label] = manifest["name"]
+    directory = config.directory("mongodb", MONGO_DB)
+    for label in ("newest", "second"):
+        record = directory / (names[label] + ".verify.json")
+        record.write_text(json.dumps(dict(json.loads(record.read_text()), passed=False)))
+    store = backup_store.LocalStore(config)
+    store.policy = {"daily_days": 0, "weekly_days": 0, "monthly_days": 0, "pre_deploy_keep": 0}
+    backup_store.prune(store, "mongodb", MONGO_DB, minimum)
+    assert sorted(b["name"] for b in store.list("mongodb", MONGO_DB)) == sorted(names[label] for label in kept)
+
+
+def test_lock_timeout_names_the_holder_and_how_long_it_waited(tmp_path):
+    lock = tmp_path / "lock"
+    with backup_state.RunLock(lock, 1, "chajipoa-backup run --reason daily"):
+        with pytest.raises(backup_state.LockTimeout) as raised:
+            with backup_state.RunLock(lock, 0.3, "chajipoa-backup verify --mode thorough"):
+                pytest.fail("the lock was taken twice")
+    message = str(raised.value)
+    assert message.startswith(f"Cannot start chajipoa-backup verify --mode thorough: another chajipoa-backup run "
+                              f"(pid {os.getpid()}, started at 20")
+    assert f"command 'chajipoa-backup run --reason daily') holds the lock {lock} since 20" in message
+    assert message.endswith("; waited 0.3 s (lock_timeout 0.3 s)")
+
+
+def test_a_run_that_cannot_get_the_lock_fails_with_the_metrics(mongodb_config, capfd):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    assert backup_program.main(["--config", str(config_file(config)), "run"]) == 0
+    with backup_state.RunLock(config.lock_path, 1, "chajipoa-backup run --reason pre-deploy"):
+        assert backup_program.main(["--config", str(config_file(config)), "--lock-timeout", "0.2", "run"]) == 1
+    assert "Cannot start chajipoa-backup --config" in capfd.readouterr().err
+    assert run_success(config).endswith(" 0")
+
+
+# --- Redis over TLS, through a stand-in redis-cli (a mock, named as such: it records its arguments)
+
+STAND_IN_REDIS_CLI = """#!{python}
+import json, sys
+with open({record!r}, "a") as handle:
+    handle.write(json.dumps(sys.argv[1:]) + "\\n")
+if "--rdb" in sys.argv:
+    open(sys.argv[sys.argv.index("--rdb") + 1], "wb").write(b"REDIS0011")
+else:
+    print("redis_version:7.0.15")
+"""
+
+
+@pytest.mark.parametrize("tls, expected", [
+    ({"tls": True, "cacert": "/etc/ssl/chajipoa/ca.crt"}, ["--tls", "--cacert", "/etc/ssl/chajipoa/ca.crt"]),
+    ({"tls": False}, []),
+], ids=["tls", "plain"])
+def test_redis_snapshot_goes_over_tls_when_configured(tmp_path, monkeypatch, tls, expected):
+    record = tmp_path / "argv.jsonl"
+    (tmp_path / "redis-cli").write_text(STAND_IN_REDIS_CLI.format(python=sys.executable, record=str(record)))
+    (tmp_path / "redis-cli").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    redis = {"enabled": True, "host": "10.0.2.11", "port": 6380, **tls}
+    config = backup_program.Config({"backup_dir": str(tmp_path), "redis": redis})
+    backup_sources.dump_redis(config, "redis-cache1", tmp_path / "snapshot.rdb")
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [call[4:4 + len(expected)] for call in calls] == [expected, expected]
+    assert all(("--tls" in call) == bool(expected) for call in calls)
+
+
+def test_fetch_from_local_copies_refuses_a_manifest_whose_signature_does_not_match(mongodb_config, tmp_path, capfd):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    good, _ = backup_program.take_backup(config, "mongodb", MONGO_DB, "daily")
+    altered, _ = backup_program.take_backup(config, "mongodb", MONGO_DB, "manual")
+    path = config.directory("mongodb", MONGO_DB) / (altered["name"] + ".manifest.json")
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), reason="daily")))
+    destination = tmp_path / "fetched"
+    argv = ["--config", str(config_file(config)), "fetch", "--from", "local", "--latest", "2", "--to", str(destination)]
+    assert backup_program.main(argv) == 1
+    out, err = capfd.readouterr()
+    assert f"FAILED: Cannot fetch backup {altered['name']}: Cannot trust backup {altered['name']}" in err
+    assert json.loads(out) == [str(destination / "mongodb" / MONGO_DB / good["file"])]
+    assert sorted(p.name for p in (destination / "mongodb" / MONGO_DB).iterdir()) == sorted(
+        [good["file"], good["name"] + ".manifest.json"])

@@ -1,0 +1,165 @@
+# Copyright: ChajiPoa Infrastructure engineers
+# Apache License 2.0 (see galaxy.yml)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+name: inventory_faults
+short_description: Everything wrong with one host's inventory, before the host is contacted
+version_added: 0.2.0
+author: ChajiPoa Infrastructure engineers
+description:
+  - The validation play's checks (C(roles/validate_inventory)), applied to one host on the
+    controller. Each fault is one line that starts with C(Cannot configure <host>) and names the
+    variable; secret values are never printed.
+  - Checked for every variable with a role's prefix (C(common_), C(postgres_), ... taken from the
+    roles that have an argument specification), every catalogued secret and every variable in
+    O(rules.formats); a newline or other control character anywhere inside the value (strings,
+    keys and items, recursively); the format O(rules.formats) gives the variable (ports, counts,
+    addresses and networks, identifiers by pattern, pg_hba entries, Redis ACL rules); a
+    prefixed variable that no role and no secret knows (with the closest known name).
+  - The values of the roles the host receives (by O(rules.group_roles)) against those roles' argument
+    specifications, reporting only the errors.
+  - Topology (one host in group C(postgres), standbys need it, C(redis_replica_of) names a primary
+    of group C(redis), MongoDB members 1, 3, 5 or 7), C(private_address) shared with another host,
+    administrators without SSH keys or a root SSH login the C(common) role would lock out, S3 settings
+    of the backup role that only work together (a KMS key needs V(aws:kms), an access key id needs
+    its secret); the roles' plain defaults stand in for what the inventory leaves out.
+  - Outside development (C(env_name)), the variables of O(rules.required_outside_development) must
+    be set and non-empty, and every C(vault.yml) under the inventories' C(group_vars) and C(host_vars)
+    must be encrypted (read raw, as Ansible's own lookups would decrypt it).
+  - A variable whose value cannot be known yet (a template over facts, an unset C(vault_) variable)
+    is left to the roles' preflights and to P(chajipoa.platform.missing_secrets#filter).
+positional: hostvars, groups, rules, roles_dir, inventory_sources
+options:
+  _input:
+    description: The host, normally C(inventory_hostname).
+    type: str
+    required: true
+  hostvars:
+    description: The play's C(hostvars).
+    type: dict
+    required: true
+  groups:
+    description: The play's C(groups).
+    type: dict
+    required: true
+  rules:
+    description: The rules, C(_validate_inventory_rules) of the role's vars.
+    type: dict
+    required: true
+    suboptions:
+      environments:
+        description: The values C(env_name) may take.
+        type: list
+        elements: str
+      secrets:
+        description: The secrets catalogue, as for P(chajipoa.platform.missing_secrets#filter).
+        type: list
+        elements: raw
+      group_roles:
+        description: For each known group, the roles its hosts receive.
+        type: dict
+      formats:
+        description:
+          - Variable name to format. A format is the name of a built-in check (V(port), V(count),
+            V(positive), V(milliseconds_or_off), V(address), V(source), V(host), V(host_port),
+            V(listen_address), V(redis_bind), V(mongodb_key), V(redis_acl_rules), V(hba_entry)) or of
+            a pattern, or a dict with C(items) (the format of each list item), C(fields) (field name
+            to format, for a dict) and C(keys) (the format of each key of a dict).
+        type: dict
+      patterns:
+        description: Named regular expressions (C(pattern), matched whole) with the words C(means) for messages.
+        type: dict
+      hba_methods:
+        description: The pg_hba methods allowed on C(local) and on C(network) lines.
+        type: dict
+      multiline:
+        description: Variables written whole to a file of their own, which may hold newlines.
+        type: list
+        elements: str
+      required_outside_development:
+        description: Variables that must be non-empty on the hosts of their role outside development.
+        type: list
+        elements: str
+  roles_dir:
+    description: The directory of the roles whose argument specifications and prefixes apply.
+    type: path
+    required: true
+  inventory_sources:
+    description: The inventory sources, normally C(ansible_inventory_sources); their vault files are checked.
+    type: list
+    elements: path
+    default: []
+"""
+
+EXAMPLES = r"""
+- name: Check the inventory's values
+  ansible.builtin.assert:
+    that: __faults | length == 0
+    fail_msg: "{{ __faults }}"
+    quiet: true
+  vars:
+    __faults: >-
+      {{ inventory_hostname | chajipoa.platform.inventory_faults(hostvars, groups, _validate_inventory_rules,
+                                                                 role_path ~ '/..', ansible_inventory_sources) }}
+"""
+
+RETURN = r"""
+_value:
+  description: One line per fault, empty when the host's inventory is sound.
+  type: list
+  elements: str
+  sample:
+    - "Cannot configure db1: postgres_port (0) is out of range for a port (1 to 65535)"
+    - "Cannot configure db1: postgres_max_conections is no role's input and no secret; did you mean postgres_max_connections?"
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.chajipoa.platform.plugins.plugin_utils.inventory_checks import (
+    HostCheck,
+    RuleError,
+    Rules,
+    getter,
+    plaintext_vaults,
+    role_defaults,
+    role_specs,
+)
+
+
+def inventory_faults(host: Any, hostvars: Mapping, groups: Mapping, rules: Mapping, roles_dir: str,
+                     inventory_sources: Any = ()) -> list[str]:
+    if not isinstance(host, str) or host not in hostvars:
+        raise AnsibleFilterError(f"inventory_faults: {host!r} is not an inventory host")
+    if not isinstance(groups, Mapping):
+        raise AnsibleFilterError(f"inventory_faults: groups must be the play's groups, got {type(groups).__name__}")
+    if not isinstance(inventory_sources, (list, tuple)):
+        raise AnsibleFilterError("inventory_faults: inventory_sources must be a list of paths")
+    try:
+        checked = Rules(rules)
+        specs = role_specs(str(roles_dir))
+        variables = hostvars[host]
+        return HostCheck(
+            host,
+            getter(variables),
+            list(variables),
+            {name: list(members) for name, members in groups.items()},
+            lambda other, name: getter(hostvars[other])(name),
+            checked,
+            specs,
+            rules.get("secrets") or [],
+            rules.get("group_roles") or {},
+            plaintext_vaults(str(source) for source in inventory_sources),
+            role_defaults(str(roles_dir)),
+        ).run()
+    except RuleError as error:
+        raise AnsibleFilterError(f"inventory_faults: {error}") from error
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"inventory_faults": inventory_faults}

@@ -1,0 +1,243 @@
+"""Unit tests of the inventory_faults filter with the role's real rules and the roles' real argument
+specifications; plain dicts stand in for hostvars and groups."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.chajipoa.platform.plugins.filter.inventory_faults import FilterModule
+from ansible_collections.chajipoa.platform.plugins.plugin_utils.inventory_checks import argument_errors
+from tests.conftest import ROOT, load_yaml
+
+inventory_faults = FilterModule().filters()["inventory_faults"]
+
+VARS = load_yaml(ROOT / "roles/validate_inventory/vars/main.yml")
+RULES = {
+    **VARS["_validate_inventory_rules"],
+    "environments": VARS["_validate_inventory_environments"],
+    "secrets": VARS["_validate_inventory_secrets"],
+    "group_roles": VARS["_validate_inventory_group_roles"],
+}
+ROLES_DIR = str(ROOT / "roles")
+SECRETS = {
+    **{entry["name"]: f"secret-{entry['name']}" for entry in VARS["_validate_inventory_secrets"]},
+    # Wrapped, as openssl rand -base64 prints it.
+    "mongodb_keyfile": "c2VjcmV0LWtleWZpbGUtY29udGVudHM=\nbW9yZQ==",
+}
+GROUPS = {"postgres": ["db1"], "postgres_replica": ["db2"], "redis": ["cache1", "cache2"], "mongodb": ["mongo1"], "app": ["app1"]}
+HOSTS = {
+    "db1": {"private_address": "10.20.2.11"},
+    "db2": {"private_address": "10.20.2.12"},
+    "cache1": {"private_address": "10.20.3.11"},
+    "cache2": {"private_address": "10.20.3.12", "redis_replica_of": "cache1"},
+    "mongo1": {"private_address": "10.20.4.11"},
+    "app1": {"private_address": "10.20.1.11"},
+}
+
+
+def inventory(env_name="production", **changes) -> tuple[dict, dict]:
+    """hostvars and groups of a sound inventory, with changes as {host: {variable: value}} or groups=..."""
+    groups = copy.deepcopy(changes.pop("groups", GROUPS))
+    hostvars = {}
+    for host, own in {**HOSTS, **{host: {} for members in groups.values() for host in members if host not in HOSTS}}.items():
+        hostvars[host] = {"env_name": env_name, "common_ssh_sources": ["10.20.0.0/24"], "ansible_user": "deploy",
+                          **SECRETS, **own, **changes.get(host, {})}
+    groups["all"] = list(hostvars)
+    return hostvars, groups
+
+
+def faults(host: str, sources=(), env_name="production", **changes) -> list[str]:
+    hostvars, groups = inventory(env_name, **changes)
+    return inventory_faults(host, hostvars, groups, RULES, ROLES_DIR, list(sources))
+
+
+@pytest.mark.parametrize("host", sorted(HOSTS))
+def test_a_sound_inventory_has_no_faults(host):
+    assert faults(host) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "variable", "value", "expected"),
+    [
+        ("db1", "postgres_port", 0, "postgres_port 0 is out of range for a port (1 to 65535)"),
+        ("db1", "postgres_port", "65536", "postgres_port '65536' is out of range for a port"),
+        ("cache1", "redis_port", -1, "redis_port -1 is out of range"),
+        ("db1", "postgres_max_connections", -5, "postgres_max_connections -5 is out of range"),
+        ("cache1", "redis_maxmemory", "256 megs", "redis_maxmemory '256 megs' is not a Redis size"),
+        ("cache1", "redis_maxmemory", "-1mb", "redis_maxmemory '-1mb' is not a Redis size"),
+        ("db1", "postgres_shared_buffers", "1 lot", "postgres_shared_buffers '1 lot' is not a PostgreSQL size"),
+        ("app1", "private_address", "10.20.1.300", "private_address '10.20.1.300' is not an IPv4 or IPv6 address"),
+        ("app1", "common_ssh_sources", ["10.20.0.0/33"], "common_ssh_sources[0] '10.20.0.0/33' is not an IPv4/IPv6 address or CIDR network"),
+        ("app1", "common_ssh_sources", ["10.20.0.1/24"], "common_ssh_sources[0] '10.20.0.1/24' is not"),
+        ("app1", "common_firewall_inbound", [{"name": "web", "ports": [443], "sources": ["bastion.example"]}],
+         "common_firewall_inbound[0].sources[0] 'bastion.example' is not"),
+        ("app1", "common_firewall_inbound", [{"name": 'web" accept', "ports": [443]}], "common_firewall_inbound[0].name"),
+        ("app1", "common_firewall_inbound", [{"name": "web", "ports": [0]}], "common_firewall_inbound[0].ports[0] 0 is out of range"),
+        ("db1", "postgres_hba", [{"type": "local", "database": "all", "user": "all", "method": "trust"}],
+         "postgres_hba[0] {'type': 'local', 'database': 'all', 'user': 'all', 'method': 'trust'} has method 'trust', refused for local lines"),
+        ("db1", "postgres_hba", [{"type": "host", "database": "all", "user": "all", "address": "10.0.0.0/8", "method": "password"}],
+         "has method 'password', refused for network lines"),
+        ("db1", "postgres_hba", [{"type": "host", "database": "all", "user": "all", "address": "10.0.0.0/8", "method": "md5"}],
+         "has method 'md5', refused"),
+        ("db1", "postgres_hba", [{"type": "hostssl", "database": "all", "user": "x y", "address": "10.0.0.0/8", "method": "cert"}],
+         "has a user that is not a comma list of PostgreSQL names"),
+        ("db1", "postgres_hba", [{"type": "hostssl", "database": "all", "user": "all", "address": ["10.0.0.0/40"], "method": "cert"}],
+         "needs addresses that are"),
+        ("db1", "postgres_hba", [{"type": "hostssl", "database": "all", "user": "all", "method": "cert"}], "needs addresses"),
+        ("db1", "postgres_hba", [{"type": "local", "database": "all", "user": "all", "address": "10.0.0.1", "method": "peer"}],
+         "local lines do not take"),
+        ("db1", "postgres_hba", [{"type": "hostgss", "database": "all", "user": "all", "method": "gss"}], "has type 'hostgss'"),
+        ("cache1", "redis_app_acl_rules", "~* +@all nopass", "holds the ACL rule nopass, which lets the user in with any password"),
+        ("cache1", "redis_app_acl_rules", "~* +@all NOPASS", "holds the ACL rule NOPASS"),
+        ("cache1", "redis_monitoring_acl_rules", "+info >letmein", "redis_monitoring_acl_rules (value hidden) holds the ACL rule >..., which adds"),
+        ("cache1", "redis_app_acl_rules", "resetpass ~*", "holds the ACL rule resetpass"),
+        ("cache1", "redis_app_acl_rules", "on ~*", "holds the ACL rule on"),
+        ("cache1", "redis_acl_users", [{"name": "bi", "password": "x", "rules": "#0123 ~*"}], "redis_acl_users[0].rules (value hidden)"),
+        ("cache1", "redis_acl_users", [{"name": "b i", "password": "x", "rules": "~*"}], "redis_acl_users[0].name 'b i' is not a Redis ACL user name"),
+        ("app1", "common_admin_users", [{"name": "Deploy!", "ssh_keys": ["ssh-ed25519 AAAA x"]}], "common_admin_users[0].name 'Deploy!'"),
+        ("app1", "common_admin_users", [{"name": "deploy", "ssh_keys": ["not a key"]}], "common_admin_users[0].ssh_keys[0]"),
+        ("app1", "common_locales_extra", ["swahili"], "common_locales_extra[0] 'swahili' is not a locale name"),
+        ("app1", "common_sysctl", {"vm overcommit": 1}, "common_sysctl key 'vm overcommit' is not a sysctl key"),
+        ("db1", "postgres_settings", {"work mem": "4MB"}, "postgres_settings key 'work mem'"),
+        ("db1", "backup_retention_local", {"daily_days": -1}, "backup_retention_local.daily_days -1 is out of range"),
+        ("db1", "backup_mongodb_hosts", ["mongo1"], "backup_mongodb_hosts[0] 'mongo1' is not host:port"),
+        ("mongo1", "mongodb_keyfile", "short", "mongodb_keyfile (secret) is not 6 to 1024 base64 characters"),
+        ("db1", "env_name", "prod-uction", "env_name 'prod-uction' is not one of development, staging, production"),
+    ],
+)
+def test_a_value_in_the_wrong_format_is_named_with_its_host(host, variable, value, expected):
+    found = faults(host, **{host: {variable: value}})
+    assert any(expected in fault and fault.startswith(f"Cannot configure {host}: ") for fault in found), found
+
+
+@pytest.mark.parametrize(
+    ("host", "variable", "value", "path"),
+    [
+        ("db1", "postgres_hba", [{"type": "hostssl", "database": "all", "user": "bi", "address": "10.0.0.0/8",
+                                  "method": "scram-sha-256", "comment": "BI\nhost all all 0.0.0.0/0 trust"}], "postgres_hba[0].comment"),
+        ("db1", "postgres_settings", {"work_mem": "4MB\nssl = off"}, "postgres_settings.work_mem"),
+        ("app1", "common_timezone", "Africa/Dar_es_Salaam\r", "common_timezone"),
+        ("app1", "common_sysctl", {"vm.swappiness\n": 1}, "common_sysctl key 'vm.swappiness\\n'"),
+        ("app1", "app_jwt_secret", "first\x00second", "app_jwt_secret"),
+        ("db1", "backup_s3_prefix", "a\u2028b", "backup_s3_prefix"),
+        ("db1", "backup_s3_prefix", "tab\there", "backup_s3_prefix"),
+    ],
+)
+def test_control_characters_are_refused_anywhere_inside_a_value(host, variable, value, path):
+    found = faults(host, **{host: {variable: value}})
+    assert any(fault.startswith(f"Cannot configure {host}: {path} holds a newline or another control character") for fault in found), found
+
+
+def test_the_mongodb_keyfile_may_be_wrapped():
+    assert faults("mongo1") == []
+
+
+def test_an_unknown_role_variable_names_the_closest_known_one():
+    found = faults("db1", db1={"postgres_max_conections": 200, "redis_maxmemroy": "1mb", "unrelated_setting": 1})
+    assert "Cannot configure db1: postgres_max_conections is no role's input and no secret; did you mean postgres_max_connections?" in found
+    assert any("redis_maxmemroy" in fault and "redis_maxmemory?" in fault for fault in found)
+    assert not any("unrelated_setting" in fault for fault in found)
+
+
+def test_argument_spec_errors_name_the_variable_only_for_the_hosts_roles():
+    found = faults("db1", db1={"common_firewall_enabled": "maybe", "redis_appendonly": "perhaps"})
+    assert any("common_firewall_enabled" in fault and "role common's argument specification" in fault for fault in found)
+    assert not any("redis_appendonly" in fault for fault in found)
+
+
+def test_argument_spec_errors_never_show_a_no_log_value():
+    # The roles' no_log options are strings, to which anything converts: a made-up int one shows the masking.
+    errors = argument_errors({"token": {"type": "int", "no_log": True, "description": "x"}}, {"token": "topsecret"})
+    assert errors and all("token" in error and "topsecret" not in error for error in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("host", "changes", "expected"),
+    [
+        ("db3", {"groups": {**GROUPS, "postgres": ["db1", "db3"]}}, "group postgres holds db1, db3; it takes exactly one host"),
+        ("db2", {"groups": {**GROUPS, "postgres": []}}, "it is in group postgres_replica, but group postgres holds no primary"),
+        ("db1", {"groups": {**GROUPS, "postgres_replica": ["db1", "db2"]}}, "both groups postgres and postgres_replica"),
+        ("db2", {"db2": {"postgres_primary_host": "db9"}}, "postgres_primary_host 'db9' is not the host of group postgres"),
+        ("cache1", {"cache1": {"redis_replica_of": "db1"}}, "redis_replica_of 'db1' must name another host of group redis"),
+        ("cache1", {"cache1": {"redis_replica_of": "cache1"}}, "redis_replica_of 'cache1' must name another host"),
+        ("cache2", {"cache1": {"redis_replica_of": "cache2"}}, "redis_replica_of 'cache1' is itself a replica"),
+        ("mongo1", {"groups": {**GROUPS, "mongodb": ["mongo1", "mongo2"]}}, "group mongodb holds 2 members (mongo1, mongo2)"),
+        ("app1", {"app1": {"private_address": "10.20.2.11"}}, "private_address '10.20.2.11' is also db1's"),
+        ("cache1", {"cache1": {"redis_acl_users": [{"name": "default", "password": "x", "rules": "~*"}]}}, "names the default user"),
+        ("app1", {"app1": {"common_admin_users": [{"name": "amina"}]}}, "common_admin_users[0] needs at least one key"),
+        ("app1", {"app1": {"ansible_user": "root"}}, "Ansible connects as root over SSH"),
+        ("app1", {"app1": {"common_ssh_sources": []}}, "common_ssh_sources is empty or unset; outside development"),
+        ("db1", {"db1": {"backup_s3_kms_key_id": "alias/backups"}}, "backup_s3_kms_key_id is set but backup_s3_sse is 'AES256'"),
+        ("db1", {"db1": {"backup_s3_access_key_id": "AKIA"}}, "backup_s3_access_key_id and backup_s3_secret_access_key are set together"),
+    ],
+)
+def test_topology_and_environment_faults(host, changes, expected):
+    found = faults(host, **changes)
+    assert any(expected in fault and fault.startswith(f"Cannot configure {host}: ") for fault in found), found
+
+
+def test_ssh_sources_may_be_empty_in_development():
+    assert faults("app1", env_name="development", app1={"common_ssh_sources": []}) == []
+
+
+def test_a_plaintext_vault_fails_outside_development_only(tmp_path):
+    (tmp_path / "group_vars/all").mkdir(parents=True)
+    (tmp_path / "group_vars/all/vault.yml").write_text("vault_x: plain\n")
+    (tmp_path / "host_vars/db1").mkdir(parents=True)
+    (tmp_path / "host_vars/db1/vault.yml").write_text("$ANSIBLE_VAULT;1.1;AES256\n3031\n")
+    found = faults("app1", sources=[str(tmp_path)])
+    assert found == [f"Cannot configure app1: {tmp_path}/group_vars/all/vault.yml is not encrypted (it does not start with "
+                     "$ANSIBLE_VAULT) and env_name is 'production'; encrypt it with ansible-vault encrypt (docs/secrets.md)"]
+    assert faults("app1", sources=[str(tmp_path)], env_name="development") == []
+
+
+def test_a_value_not_known_before_facts_is_left_to_the_preflights():
+    class Unrendered(dict):
+        def __getitem__(self, name):
+            if name == "postgres_shared_buffers":
+                from ansible.errors import AnsibleUndefinedVariable
+                raise AnsibleUndefinedVariable("'ansible_facts' is undefined")
+            return super().__getitem__(name)
+
+    hostvars, groups = inventory(db1={"postgres_shared_buffers": "{{ ansible_facts['memtotal_mb'] // 4 }}MB"})
+    hostvars["db1"] = Unrendered(hostvars["db1"])
+    assert inventory_faults("db1", hostvars, groups, RULES, ROLES_DIR) == []
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ({**RULES, "formats": {"postgres_port": "portt"}}, "unknown format portt"),
+        ({**RULES, "patterns": {**RULES["patterns"], "bad": {"pattern": "("}}}, "pattern bad needs the keys"),
+        ({**RULES, "patterns": {**RULES["patterns"], "bad": {"pattern": "(", "means": "x"}}}, "pattern bad does not compile"),
+        ("rules", "the rules must be a mapping"),
+    ],
+)
+def test_bad_rules_are_refused(rules, message):
+    hostvars, groups = inventory()
+    with pytest.raises(AnsibleFilterError, match=message):
+        inventory_faults("db1", hostvars, groups, rules, ROLES_DIR)
+
+
+def test_bad_input_is_refused():
+    hostvars, groups = inventory()
+    with pytest.raises(AnsibleFilterError, match="'db9' is not an inventory host"):
+        inventory_faults("db9", hostvars, groups, RULES, ROLES_DIR)
+    with pytest.raises(AnsibleFilterError, match="groups must be"):
+        inventory_faults("db1", hostvars, ["db1"], RULES, ROLES_DIR)
+    with pytest.raises(AnsibleFilterError, match="no role with meta/argument_specs.yml"):
+        inventory_faults("db1", hostvars, groups, RULES, str(ROOT / "docs"))
+
+
+def test_a_secret_is_judged_only_on_the_hosts_that_need_it():
+    assert faults("app1", app1={"mongodb_keyfile": "not base64!"}) == []
+    assert faults("mongo1", mongo1={"mongodb_keyfile": "not base64!"}) != []
+
+
+def test_acl_rules_and_secrets_never_reach_a_message():
+    found = faults("cache1", cache1={"redis_app_acl_rules": "~* >letmein", "redis_app_password": "hunter\n2"})
+    assert any("redis_app_acl_rules (value hidden)" in fault for fault in found), found
+    assert any(fault.startswith("Cannot configure cache1: redis_app_password holds a newline") for fault in found), found
+    assert not any("letmein" in fault or "hunter" in fault for fault in found), found
