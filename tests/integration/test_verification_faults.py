@@ -8,7 +8,6 @@ command during the restore. Thorough verification restores into a scratch cluste
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -19,8 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, backup_manifest, backup_program,
-                                                                         pg_scratch)
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_scratch
 from tests.integration.test_backups import (  # noqa: F401 - fixtures
     backup, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump, scratch_dir, verify)
 
@@ -373,21 +371,6 @@ def test_a_killed_run_leaves_a_cluster_that_the_next_run_removes(scratch_dir, tm
         with live.connect("postgres") as connection:
             assert connection.execute("SELECT 1").fetchone() == (1,)
     assert list(scratch_dir.iterdir()) == []
-
-
-def test_every_program_run_first_removes_the_clusters_of_dead_runs(make_config, tmp_path):
-    config = make_config("rental", state_dir=str(tmp_path / "state"))
-    scratch = tmp_path / "state" / "scratch"
-    # Beyond the kernel's highest pid (2^22): no process has it, ever.
-    dead = scratch / "4194305-deadbeef"
-    (dead / "data").mkdir(parents=True)
-    (dead / pg_scratch.OWNER_FILE).write_text("4194305 1\n")
-    unrelated = scratch / "notes"
-    unrelated.mkdir()
-    config_file = tmp_path / "backup.json"
-    config_file.write_text(json.dumps(config.data))
-    assert backup_program.main(["--config", str(config_file), "list"]) == 0
-    assert not dead.exists() and unrelated.exists()
 
 
 def test_without_the_server_programs_the_restore_fails_saying_what_to_install(good_backup, scratch_dir, tmp_path):
