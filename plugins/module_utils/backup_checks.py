@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_manifest, mongo_archive, pg_catalogue,
-                                                                         pg_scratch)
+                                                                        pg_scratch)
 
 _FILE_CHECKS = ("manifest", "signature", "file", "size", "sha256")
 # What each kind's quick mode checks of the contents, after the file checks.
@@ -124,7 +124,8 @@ class Report:
             "backup": str(self.backup_path), "manifest": str(self.manifest_path), "mode": self.mode,
             "name": self.manifest.get("name"), "kind": self.manifest.get("kind"),
             "database": self.manifest.get("database"), "format_version": self.manifest.get("format_version"),
-            "restored_database": self.restored_database, "restored_cluster": self.restored_cluster, "passed": self.passed, "seconds": round(time.perf_counter() - self.started, 3),
+            "restored_database": self.restored_database, "restored_cluster": self.restored_cluster,
+            "passed": self.passed, "seconds": round(time.perf_counter() - self.started, 3),
             "checks": self.checks,
         }
 
@@ -296,7 +297,7 @@ def quick(report: Report, *, pg_bindir: str | None = None, manifest_key: str | b
                 read_error = failure
         read_seconds = time.perf_counter() - read_started
         with report.check("sha256") as entry:
-            actual, _ = hashing.result()
+            actual = hashing.result()[0]
             entry["sha256"] = actual
             if actual != manifest["sha256"]:
                 raise CheckFailed(f"the file's SHA-256 {actual} differs from the manifest's {manifest['sha256']}: "
@@ -434,7 +435,7 @@ def _prepare(cluster: pg_scratch.ScratchCluster, pg_restore: str, report: Report
             except psycopg.Error as error:
                 raise CheckFailed(f"cannot create extension {name} {version} in schema {schema} of the scratch "
                                   f"cluster (is its package installed where verification runs?): {error}") from error
-    created = {name for name, _, _ in extensions}
+    created = {extension[0] for extension in extensions}
     restore = work / "restore.list"
     restore.write_text("\n".join(
         line for line in lines

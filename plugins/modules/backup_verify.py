@@ -55,7 +55,7 @@ options:
     type: list
     elements: str
     choices: [extension, schema, type, table, column, constraint, index, sequence, view, materialized view,
-              function, trigger, large objects]
+              function, trigger, large objects, row security, policy]
     default: []
   exclude_objects:
     description:

@@ -24,8 +24,8 @@ import pytest
 
 from tests.conftest import ROOT
 from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, backup_config, backup_manifest,
-                                                                         backup_program, backup_state, backup_store,
-                                                                         pg_scratch)
+                                                                        backup_program, backup_state, backup_store,
+                                                                        pg_scratch)
 
 MANIFEST_KEY = "integration-test-manifest-key"
 

@@ -19,7 +19,8 @@ import psycopg
 import pytest
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_scratch
-from tests.integration.test_backups import (  # noqa: F401 - fixtures
+# pylint: disable-next=unused-import  # make_config, scratch_dir, fault_db, good_backup: fixtures pytest finds by name
+from tests.integration.test_backups import (  # noqa: F401 - the fixtures among them are used by name
     backup, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump, scratch_dir, verify)
 
 KEY = "test-manifest-key"
@@ -159,7 +160,7 @@ def test_a_foreign_key_to_a_partitioned_table_passes_thorough(make_config, datab
 
 def test_a_lost_foreign_key_to_a_partitioned_table_is_named(make_config, database, pg_server, scratch_dir, tmp_path):
     pg_server.execute(PARTITIONED, dbname=database)
-    manifest, _ = backup(make_config(database))
+    manifest = backup(make_config(database))[0]
     pg_server.execute("ALTER TABLE rentals DROP CONSTRAINT rentals_region_station_fkey", dbname=database)
     dump = pair_with_manifest(pg_dump(pg_server, database, tmp_path / "no_fk.dump"), manifest)
     report = verify(dump, "thorough", scratch_dir)
@@ -208,7 +209,7 @@ def test_row_level_security_is_catalogued_and_restores_with_every_row(make_confi
 ], ids=["lost-policy", "lost-force", "lost-rls"])
 def test_a_dump_that_lost_row_level_security_fails_naming_it(make_config, rls_database, pg_server, scratch_dir,
                                                              tmp_path, damage, kind, name, change):
-    manifest, _ = backup(make_config(rls_database))
+    manifest = backup(make_config(rls_database))[0]
     pg_server.execute(damage, dbname=rls_database)
     dump = pair_with_manifest(pg_dump(pg_server, rls_database, tmp_path / "rls.dump"), manifest)
     report = verify(dump, "thorough", scratch_dir)
@@ -221,7 +222,7 @@ def test_a_dump_that_lost_row_level_security_fails_naming_it(make_config, rls_da
 
 def test_the_manifest_records_every_sequence_before_the_dump(make_config, fault_db, pg_server):
     pg_server.execute("CREATE SEQUENCE tz_power.invoice_no; SELECT nextval('tz_power.invoice_no')", dbname=fault_db)
-    manifest, _ = backup(make_config(fault_db))
+    manifest = backup(make_config(fault_db))[0]
     assert manifest["format_version"] == 3
     values = {v["name"]: v for v in manifest["sequence_values"]}
     assert values["tz_power.invoice_no"] == {"name": "tz_power.invoice_no", "next_value": 2, "increment": 1,
@@ -235,9 +236,9 @@ def test_the_manifest_records_every_sequence_before_the_dump(make_config, fault_
 
 
 def test_a_sequence_restored_below_the_manifest_fails_even_if_no_column_uses_it(make_config, fault_db, pg_server,
-                                                                                 scratch_dir, tmp_path):
+                                                                                scratch_dir, tmp_path):
     pg_server.execute("CREATE SEQUENCE tz_power.invoice_no; SELECT setval('tz_power.invoice_no', 5000)", dbname=fault_db)
-    manifest, _ = backup(make_config(fault_db))
+    manifest = backup(make_config(fault_db))[0]
     pg_server.execute("SELECT setval('tz_power.invoice_no', 4000)", dbname=fault_db)
     dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / "set_back.dump"), manifest)
     report = verify(dump, "thorough", scratch_dir)
@@ -252,7 +253,7 @@ def test_a_sequence_a_default_draws_from_is_judged_against_the_data(make_config,
     """tz_power.receipt_no is owned by no column; payments.receipt_no takes nextval() of it as default.
     Judged by the data alone (a format 2 manifest records no values): set back, it would issue
     receipt numbers already printed."""
-    manifest, _ = backup(make_config(fault_db))
+    manifest = backup(make_config(fault_db))[0]
     del manifest["sequence_values"]
     manifest["format_version"] = 2
     pg_server.execute("SELECT setval('tz_power.receipt_no', 100001)", dbname=fault_db)
@@ -297,7 +298,7 @@ def test_code_in_the_dump_runs_without_superuser_rights(make_config, database, p
         connection.execute(MALICIOUS.format(marker=marker))
         connection.execute("INSERT INTO victims VALUES (1), (2)")
         connection.execute(statement)
-    _, path = backup(make_config(database))
+    path = backup(make_config(database))[1]
     try:
         report = verify(path, "thorough", scratch_dir)
         assert not marker.exists(), f"the dump's shell command ran during verification ({marker} exists)"
