@@ -246,7 +246,7 @@ def test_manifest_counts_rows_and_catalogues_the_schema(db, daily_backup, seeded
         ("trigger", "rental.rentals.rentals_touch"),
     } <= objects
     assert manifest["server_version"].startswith("15.")
-    assert manifest["reason"] == "daily" and manifest["format_version"] == 2
+    assert manifest["reason"] == "daily" and manifest["format_version"] == 3
 
 
 def test_redis_snapshot_taken(db, daily_backup):
