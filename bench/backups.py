@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -127,6 +128,7 @@ def main() -> None:
                 path.unlink()
         size = manifest["bytes"]
         median = {name: statistics.median(values) for name, values in times.items()}
+    shutil.rmtree(work)
     mb = size / 1e6
     # Other work on a shared machine slows every contender; the ratios compare them side by side.
     load = f"load average (1 min) {load_at_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end"
