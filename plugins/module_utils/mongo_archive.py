@@ -175,8 +175,11 @@ def _walk(stream: _Stream, compressed: bool) -> dict:
                                            "data": False, "closed": False})
 
     # A collection with metadata and no documents has no data segment: it is listed from here.
+    # mongodump closes every collection it dumped with an end marker, empty ones too, so a collection
+    # of the prelude without one means the archive was cut; a view has metadata only and no marker.
     while (metadata := stream.document("the collection metadata")) is not None:
-        entry(_namespace(_decode(metadata, "a collection's metadata")))
+        fields = _decode(metadata, "a collection's metadata")
+        entry(_namespace(fields))["view"] = fields.get("type") == "view"
     while (segment_header := stream.document("a namespace header", at_end_ok=True)) != b"":
         if segment_header is None:
             raise ArchiveError(f"a terminator where a namespace header belongs, at byte {stream.offset - 4}")
@@ -192,7 +195,7 @@ def _walk(stream: _Stream, compressed: bool) -> dict:
         documents, size = stream.skip_document_bodies(f"the data of {label}")
         namespace["documents"] += documents
         namespace["bytes"] += size
-    unclosed = [_label(key) for key, n in namespaces.items() if n["data"] and not n["closed"]]
+    unclosed = [_label(key) for key, n in namespaces.items() if not n["closed"] and not n.get("view")]
     if unclosed:
         raise ArchiveError(f"the archive ends before the end marker of {', '.join(sorted(unclosed))}: it is truncated")
     return {

@@ -93,6 +93,22 @@ def test_corrupt_document_length_is_named(tmp_path):
         mongo_archive.read(path)
 
 
+def test_archive_cut_right_after_its_prelude_is_refused(tmp_path):
+    # Found by the property below: the prelude lists the collections and ends with a terminator, so
+    # a cut there looked like a complete archive of empty collections.
+    data = mongo_archives.archive({("chajipoa", "a"): 12}, segment=2)
+    prelude_end = data.index(b"\xff\xff\xff\xff") + 4
+    path = tmp_path / "a.archive"
+    path.write_bytes(data[:prelude_end])
+    with pytest.raises(mongo_archive.ArchiveError, match="end marker of chajipoa.a"):
+        mongo_archive.read(path)
+
+
+def test_empty_collection_closed_by_its_end_marker_is_read(tmp_path):
+    path = mongo_archives.write(tmp_path / "a.archive", {("chajipoa", "empty"): 0, ("chajipoa", "full"): 3})
+    assert counts(mongo_archive.read(path)) == {("chajipoa", "empty"): 0, ("chajipoa", "full"): 3}
+
+
 def test_empty_archive_of_a_server_without_collections(tmp_path):
     path = mongo_archives.write(tmp_path / "a.archive", {})
     assert mongo_archive.read(path)["collections"] == []
