@@ -1,4 +1,11 @@
-"""Paths shared by the unit and integration tests."""
+"""Paths shared by the unit and integration tests.
+
+Ansible's collection loader is installed here, before any test imports the collection: the roles'
+expressions call the collection's own filters (chajipoa.platform.peer_addresses), which an offline
+Templar finds only through this loader, and once Python has imported ansible_collections as a plain
+package, the loader can no longer take it over. Here, not deeper: pytest imports the conftest files
+of tests/integration before those of tests/unit when it is given the whole tests directory.
+"""
 from __future__ import annotations
 
 import os
@@ -7,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible.plugins.loader import init_plugin_loader
 
 ROOT = Path(__file__).resolve().parents[1]
+init_plugin_loader([str(ROOT / "collections")])
 
 
 @pytest.fixture(scope="session")
