@@ -16,6 +16,8 @@ import pytest
 
 RECORD = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "mongodb-repository.json"
 MEMBERS = ("mongodb-1", "mongodb-2", "mongodb-3")
+# net.tls mode requireTLS: every client verifies the member with the development CA.
+TLS = "--tls --tlsCAFile /etc/mongodb/ca.crt"
 
 if not RECORD.exists():
     pytest.fail(f"{RECORD} is missing: converge.yml's repository probe did not run", pytrace=False)
@@ -45,8 +47,8 @@ def secrets(members):
     return {name: variables[f"mongodb_{name}_password"] for name in ("admin", "app", "backup")}
 
 
-def mongosh(host, script: str, uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"):
-    return host.run(f"mongosh --quiet {shlex.quote(uri)} --eval {shlex.quote(script)}")
+def mongosh(host, script: str, uri: str = "mongodb://127.0.0.1:27017/?directConnection=true", tls: str = TLS):
+    return host.run(f"mongosh --quiet {tls} {shlex.quote(uri)} --eval {shlex.quote(script)}")
 
 
 def admin_uri(secrets) -> str:
@@ -108,6 +110,14 @@ def test_backup_user_reads_data_and_oplog_and_writes_nothing(members, secrets):
     assert data.stdout.strip() == "true", data.stderr
     write = mongosh(members[0], "db.getSiblingDB('chajipoa').probe.insertOne({backup: 1})", uri)
     assert write.rc != 0 and "not authorized" in write.stdout + write.stderr
+
+
+def test_plain_and_unverified_clients_refused(members, secrets):
+    uri = f"mongodb://chajipoa:{secrets['app']}@mongodb-2:27017/chajipoa?authSource=chajipoa&directConnection=true&serverSelectionTimeoutMS=5000"
+    assert mongosh(members[0], "db.runCommand({ping: 1}).ok", uri).stdout.strip() == "1"
+    assert mongosh(members[0], "db.runCommand({ping: 1}).ok", uri, tls="").rc != 0
+    unverified = mongosh(members[0], "db.runCommand({ping: 1}).ok", uri, tls="--tls")
+    assert unverified.rc != 0 and "certificate" in (unverified.stdout + unverified.stderr).lower()
 
 
 def test_wrong_password_refused(members, secrets):

@@ -1,4 +1,8 @@
-"""The redis role on a primary and its replica: real servers, probed the way clients use them."""
+"""The redis role on a primary and its replica: real servers, probed the way clients use them.
+
+Clients connect over TLS and verify the server with the development CA, which the role also puts
+on every Redis host (/etc/redis/ca.crt); there is no plain TCP port.
+"""
 from __future__ import annotations
 
 import os
@@ -11,6 +15,8 @@ import pytest
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(__file__).resolve().parent.parent
+
+CA = "/etc/redis/ca.crt"
 
 pytestmark = pytest.mark.journal("redis-server.service")
 
@@ -32,13 +38,22 @@ def secrets(primary):
     return {user: variables[f"redis_{user}_password"] for user in ("app", "monitoring", "replication", "admin")}
 
 
-def cli(host, *command: str, user: str | None = None, password: str | None = None, server: str = "127.0.0.1") -> str:
-    """redis-cli on `host` against `server`; the password travels in the environment, not argv."""
+def cli(host, *command: str, user: str | None = None, password: str | None = None, server: str = "127.0.0.1",
+        tls: str = f"--tls --cacert {CA}") -> str:
+    """redis-cli on `host` against `server` over TLS with the CA (`tls` gives other options, "" none);
+    the password travels in the environment, not argv."""
     auth = f"REDISCLI_AUTH={shlex.quote(password)} " if password else ""
     login = f"--user {user} " if user else ""
-    result = host.run(f"{auth}redis-cli -h {server} {login}--no-auth-warning {shlex.join(command)}")
+    result = host.run(f"{auth}timeout 10 redis-cli {tls} -h {server} {login}--no-auth-warning {shlex.join(command)}")
     # A refused AUTH is reported on stderr, a refused command on stdout: callers read both.
     return result.stdout + result.stderr
+
+
+def task_output(run: subprocess.CompletedProcess, task: str) -> str:
+    """What ansible-playbook printed for one of the role's tasks."""
+    marker = f"TASK [chajipoa.platform.redis : {task}]"
+    assert marker in run.stdout, run.stdout[-3000:]
+    return run.stdout.split(marker, 1)[1].split("TASK [", 1)[0]
 
 
 def main_pid(host) -> str:
@@ -57,6 +72,36 @@ def test_listens_on_loopback_and_private_address_only(host):
     assert "127.0.0.1:6379" in listening
     assert f"{address}:6379" in listening
     assert "0.0.0.0:6379" not in listening and ":::6379" not in listening
+    # 6379 is the TLS port and the only TCP port on the host but SSH's and Docker's resolver
+    # (127.0.0.11): Redis has no plain port anywhere.
+    tcp = {str(s) for s in host.socket.get_listening_sockets() if str(s).startswith("tcp")}
+    assert not {s for s in tcp if not s.endswith((":6379", ":22")) and "//127.0.0.11:" not in s}, tcp
+    assert host.socket("unix:///run/redis/redis-server.sock").is_listening
+
+
+def test_tls_client_with_the_ca_from_the_other_host(replica, secrets):
+    assert cli(replica, "PING", user="app", password=secrets["app"], server="redis-primary").strip() == "PONG"
+
+
+def test_tls_client_without_the_ca_refused(replica, secrets):
+    """The system's trust store does not hold the development CA: the certificate does not verify."""
+    reply = cli(replica, "PING", user="app", password=secrets["app"], server="redis-primary", tls="--tls")
+    assert "certificate verify failed" in reply, reply
+    assert "PONG" not in reply
+
+
+def test_plain_client_refused_from_the_network(replica, secrets):
+    reply = cli(replica, "PING", user="app", password=secrets["app"], server="redis-primary", tls="")
+    assert "PONG" not in reply, reply
+
+
+def test_rdb_pulled_over_tls_as_the_backup_does(replica, secrets):
+    """redis-cli --rdb as the replication user (the backup program's way), from another host, over TLS."""
+    path = f"/tmp/pulled-{uuid.uuid4().hex}.rdb"
+    reply = cli(replica, "--rdb", path, user="replication", password=secrets["replication"], server="redis-primary")
+    assert "Transfer finished with success" in reply, reply
+    assert replica.file(path).content[:5] == b"REDIS"
+    replica.run(f"rm -f {path}")
 
 
 def test_refuses_commands_without_auth(host, secrets):
@@ -129,6 +174,9 @@ def test_replica_links_to_primary_as_replication_user(primary, replica, secrets)
     assert f"master_host:{primary.interface('eth0').addresses[0]}" in info
     clients = cli(primary, "CLIENT", "LIST", "TYPE", "replica", user="admin", password=secrets["admin"])
     assert "user=replication" in clients
+    # The primary has no plain port, so the link is TLS; the replica is told to use it.
+    assert cli(primary, "CONFIG", "GET", "port", user="admin", password=secrets["admin"]).split() == ["port", "0"]
+    assert cli(replica, "CONFIG", "GET", "tls-replication", user="admin", password=secrets["admin"]).split() == ["tls-replication", "yes"]
     # The replication user can do nothing but replicate.
     assert "NOPERM" in cli(primary, "GET", "x", user="replication", password=secrets["replication"])
 
@@ -150,7 +198,51 @@ def test_acl_change_applied_without_restart(primary, replica, secrets):
         capture_output=True, text=True, check=False, env=os.environ,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "RUNNING HANDLER [chajipoa.platform.redis : Load redis ACLs]" in run.stdout
+    assert "changed: [redis-primary]" in task_output(run, "Load the ACL file into Redis where its users differ")
     assert cli(primary, "GET", "report:x", user="reporting", password="molecule-reporting-secret").strip() == ""
     assert "NOPERM" in cli(primary, "SET", "report:x", "1", user="reporting", password="molecule-reporting-secret")
     assert main_pid(primary) == before
+
+
+def converge_redis(*extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ansible-playbook", "-i", INVENTORY, str(SCENARIO / "rotate.yml"), *extra],
+        capture_output=True, text=True, check=False, env=os.environ,
+    )
+
+
+def changed_count(run: subprocess.CompletedProcess) -> int:
+    return sum(int(word.split("=")[1]) for word in run.stdout.split() if word.startswith("changed="))
+
+
+def test_password_rotation_converges_and_reruns_unchanged(primary, replica, secrets):
+    """Rotate the admin and the app passwords: one run applies both, a rerun changes nothing."""
+    new = {"admin": "rotated-admin-" + uuid.uuid4().hex, "app": "rotated-app-" + uuid.uuid4().hex}
+    rotated = ["-e", f"redis_admin_password={new['admin']}", "-e", f"redis_app_password={new['app']}"]
+    try:
+        first = converge_redis(*rotated)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        for host in (primary, replica):
+            for user in ("admin", "app"):
+                assert "WRONGPASS" in cli(host, "PING", user=user, password=secrets[user]), f"old {user} password still accepted"
+                assert cli(host, "PING", user=user, password=new[user]).strip() == "PONG", f"new {user} password refused"
+        again = converge_redis(*rotated)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert changed_count(again) == 0, again.stdout[-3000:]
+    finally:
+        restored = converge_redis()
+    assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+    assert cli(primary, "PING", user="admin", password=secrets["admin"]).strip() == "PONG"
+
+
+def test_server_drift_from_an_unchanged_file_is_converged(primary, secrets):
+    """ACLs changed on the server behind the file's back (or a load a failed run lost) are put back."""
+    admin = {"user": "admin", "password": secrets["admin"]}
+    assert cli(primary, "ACL", "SETUSER", "app", f">drifted-{uuid.uuid4().hex}", "-@all", **admin).strip() == "OK"
+    assert cli(primary, "ACL", "SETUSER", "intruder", "on", ">intruder-secret", "+@all", "~*", **admin).strip() == "OK"
+    run = converge_redis()
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "intruder" not in cli(primary, "ACL", "USERS", **admin)
+    key = f"test:drift:{uuid.uuid4().hex}"
+    assert cli(primary, "SET", key, "1", user="app", password=secrets["app"]).strip() == "OK"
+    assert changed_count(converge_redis()) == 0

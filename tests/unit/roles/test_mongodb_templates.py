@@ -55,11 +55,29 @@ def mongod_conf(hosts: list[str], **kwargs: Any) -> dict:
 def test_security_and_replica_set_on_every_member(hosts):
     for index, host in enumerate(hosts):
         conf = mongod_conf(hosts, host=host)
-        assert conf["net"] == {"port": 27017, "bindIp": f"127.0.0.1,10.20.3.{index + 11}"}
+        assert conf["net"]["port"] == 27017 and conf["net"]["bindIp"] == f"127.0.0.1,10.20.3.{index + 11}"
         assert conf["security"] == {"authorization": "enabled", "keyFile": "/etc/mongodb/keyfile"}
         assert conf["replication"] == {"replSetName": "rs0"}
         assert conf["storage"]["dbPath"] == "/var/lib/mongodb"
         assert "systemLog" not in conf  # the journal keeps the log
+
+
+def test_tls_required_with_the_member_certificate_and_the_ca():
+    conf = mongod_conf(["mongo1", "mongo2", "mongo3"], host="mongo2")
+    assert conf["net"]["tls"] == {
+        "mode": "requireTLS",
+        # Key and certificate in one file (the pki role's combined PEM), as MongoDB wants them.
+        "certificateKeyFile": "/etc/mongodb/mongod.pem",
+        "CAFile": "/etc/mongodb/ca.crt",
+        # Clients log in with passwords; no client certificate is asked for.
+        "allowConnectionsWithoutCertificates": True,
+        "disabledProtocols": "TLS1_0,TLS1_1",
+    }
+
+
+def test_tls_mode_and_off():
+    assert mongod_conf(["mongo1"], mongodb_tls_mode="preferTLS")["net"]["tls"]["mode"] == "preferTLS"
+    assert "tls" not in mongod_conf(["mongo1"], mongodb_tls_enabled=False)["net"]
 
 
 @pytest.mark.parametrize(

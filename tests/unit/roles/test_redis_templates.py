@@ -5,6 +5,8 @@ ACL file Redis parses strictly, the replica's settings, the container-only unit 
 """
 from __future__ import annotations
 
+import base64
+import importlib.util
 import hashlib
 from typing import Any
 
@@ -53,6 +55,25 @@ def test_primary_conf():
     assert conf["masteruser"] == "replication"
 
 
+def test_tls_port_only_and_replication_over_tls():
+    conf = directives(render("etc/redis/redis.conf.j2"))
+    assert conf["port"] == "0"  # no plain TCP port
+    assert conf["tls-port"] == "6379"
+    assert conf["tls-cert-file"] == "/etc/redis/redis.crt"
+    assert conf["tls-key-file"] == "/etc/redis/redis.key"
+    assert conf["tls-ca-cert-file"] == "/etc/redis/ca.crt"
+    assert conf["tls-auth-clients"] == "optional"
+    assert conf["tls-replication"] == "yes"
+    assert conf["unixsocket"] == "/run/redis/redis-server.sock" and conf["unixsocketperm"] == "700"
+
+
+def test_without_tls_the_plain_port_and_no_tls_directive():
+    conf = directives(render("etc/redis/redis.conf.j2", redis_tls_enabled=False, redis_port=6390))
+    assert conf["port"] == "6390"
+    assert not [key for key in conf if key.startswith("tls-")]
+    assert conf["unixsocket"] == "/run/redis/redis-server.sock"
+
+
 def test_replica_conf_points_at_the_primary():
     conf = directives(render("etc/redis/redis.conf.j2", host="cache2"))
     assert conf["replicaof"] == "10.20.2.11 6379"
@@ -86,10 +107,15 @@ def test_acl_file_parsable_by_redis_and_default_user_off():
     assert "nopass" not in lines[0]  # protected mode would then refuse every remote client
 
 
+LOCAL_SECRET = {"content": base64.b64encode(b"host-local-secret\n").decode()}
+
+
 def test_acl_users_hashed_and_scoped():
-    text = render("etc/redis/users.acl.j2")
+    text = render("etc/redis/users.acl.j2", __redis_converge_secret=LOCAL_SECRET)
     users = {line.split()[1]: line for line in text.splitlines() if line.startswith("user ")}
-    assert set(users) == {"default", "app", "monitoring", "replication"}
+    assert set(users) == {"default", "chajipoa-converge", "app", "monitoring", "replication"}
+    # The role's own login, whose secret the host made: it reads and loads the ACLs, nothing else.
+    assert users["chajipoa-converge"] == f"user chajipoa-converge reset on #{sha256('host-local-secret')} -@all +acl|list +acl|load"
     for name, secret in (("app", "redis_app_password"), ("monitoring", "redis_monitoring_password"),
                          ("replication", "redis_replication_password")):
         assert f" on #{sha256(secret + '-value')} " in users[name]
@@ -132,3 +158,37 @@ def test_secrets_required_and_never_logged():
     assert {name for name, option in options.items() if option.get("required")} == SECRETS
     assert {name for name, option in options.items() if option.get("no_log")} == SECRETS | {"redis_admin_password"}
     assert options["redis_acl_users"]["options"]["password"]["no_log"] is True
+
+
+def _redis_state():
+    """roles/redis/files/redis_state.py, the script the role runs on Redis hosts, as a module."""
+    path = rendering.ROLES / "redis" / "files" / "redis_state.py"
+    spec = importlib.util.spec_from_file_location("redis_state", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_acl_comparison_ignores_the_order_redis_prints_commands_in():
+    """Two servers holding the same user print its single commands in their own hash order."""
+    canonical = _redis_state().canonical
+    one = canonical("user m on sanitize-payload #ab resetchannels -@all +@connection +get -quit +info")
+    other = canonical("user m on sanitize-payload #ab resetchannels -@all +@connection +info +get -quit")
+    assert one == other
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        "user m off sanitize-payload #ab resetchannels -@all +@connection +get -quit +info",  # disabled
+        "user m on sanitize-payload #cd resetchannels -@all +@connection +get -quit +info",  # new password
+        "user m on sanitize-payload #ab #cd resetchannels -@all +@connection +get -quit +info",  # extra password
+        "user m on sanitize-payload #ab resetchannels +@connection -@all +get -quit +info",  # categories reordered
+        "user m on sanitize-payload #ab ~* resetchannels -@all +@connection +get -quit +info",  # keys
+        "user m on sanitize-payload #ab resetchannels -@all +@connection +get +quit +info",  # a command allowed
+    ],
+    ids=["flag", "password", "second-password", "category-order", "keys", "command"],
+)
+def test_acl_comparison_sees_every_other_difference(changed):
+    canonical = _redis_state().canonical
+    assert canonical("user m on sanitize-payload #ab resetchannels -@all +@connection +get -quit +info") != canonical(changed)
