@@ -63,6 +63,11 @@ def test_sshd_policy(host):
     assert effective["passwordauthentication"] == "no"
     assert effective["kbdinteractiveauthentication"] == "no"
     assert effective["authenticationmethods"] == "publickey"
+    for forwarding in ("allowtcpforwarding", "allowagentforwarding", "x11forwarding", "allowstreamlocalforwarding"):
+        assert effective[forwarding] == "no", forwarding
+    # sshd -T prints one allowgroups line per group.
+    allowed = {line.split(" ", 1)[1] for line in host.check_output("sshd -T").splitlines() if line.startswith("allowgroups ")}
+    assert allowed == {"chajipoa-admin", "chajipoa-automation"}
 
 
 @pytest.mark.journal("ssh.service")
@@ -78,6 +83,25 @@ def test_root_login_refused_even_with_authorized_key(client, server):
     result = client.run(f"{SSH} root@common-a true")
     assert result.rc == 255
     assert "Permission denied" in result.stderr
+
+
+@pytest.mark.journal("ssh.service")
+def test_login_refused_outside_the_allowed_groups(client, server):
+    # Both accounts hold an authorized key; only the group decides.
+    assert server.file("/home/outsider/.ssh/authorized_keys").exists
+    refused = client.run(f"{SSH} outsider@common-a true")
+    assert refused.rc == 255
+    assert "Permission denied" in refused.stderr
+    admitted = client.run(f"{SSH} robot@common-a id -un")
+    assert admitted.rc == 0, admitted.stderr
+    assert admitted.stdout.strip() == "robot"
+
+
+@pytest.mark.journal("ssh.service")
+def test_port_forwarding_refused(client):
+    result = client.run(f"{SSH} -o ExitOnForwardFailure=yes -R 18081:127.0.0.1:8081 amina@common-a true")
+    assert result.rc == 255
+    assert "forwarding failed" in result.stderr
 
 
 def test_password_login_not_offered(client):
