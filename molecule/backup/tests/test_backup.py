@@ -1,9 +1,11 @@
 """The backup role on a PostgreSQL primary that also runs Redis, with moto as S3 on loopback.
 
 A seeded database is backed up by the timer's own unit, found locally and in S3 with the checksum
-S3 itself checked, restored by the drill playbooks, and a failing run (S3 down) is shown to keep
-every earlier backup and to report itself in the metrics. Tests depend on the backup the
-`daily_backup` fixture takes; the failure test comes last because stopping moto loses its data.
+S3 itself checked and under Object Lock, restored by the drill playbooks and, as the application's
+login, by the restore runbook; every operational playbook runs under --check without changing
+anything; and a failing run (S3 down) is shown to keep every earlier backup and to report itself in
+the metrics. Tests depend on the backup the `daily_backup` fixture takes; the failure test comes
+last because stopping moto loses its data.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,14 @@ MOTO_PYTHON = "/opt/moto/bin/python"
 REDIS_NAME = "redis-backup-db"
 PREFIX = "development/backup-db/"
 DAILY = "chajipoa-backup@daily.service"
+VERIFY = "chajipoa-backup-verify@1.service"
+BUCKET_SETTINGS = "/etc/chajipoa/backup-s3-bucket.json"
+IAM_POLICY = "/etc/chajipoa/backup-s3-iam-policy.json"
+APP_USER = "chajipoa"
+
+# The collection's own manifest code signs test copies the way the program does.
+sys.path.insert(0, str(PROJECT / "collections"))
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_manifest  # noqa: E402
 
 pytestmark = pytest.mark.journal(DAILY, "moto.service", "redis-server.service")
 
@@ -133,25 +144,45 @@ print(json.dumps(heads))
 
 
 def create_bucket(host, bucket: str):
-    return s3(host, "client.create_bucket(Bucket=sys.argv[1], CreateBucketConfiguration={'LocationConstraint': 'af-south-1'})",
-              bucket)
+    """The bucket as the role's rendered settings describe it (versioning, Object Lock, lifecycle)."""
+    return host.run(shlex.join([MOTO_PYTHON, "/opt/moto/create-bucket.py", bucket, "af-south-1", BUCKET_SETTINGS]))
 
 
-def playbook(name: str, *extra: str) -> subprocess.CompletedProcess:
-    """A playbook of the project run from the controller against this scenario's inventory."""
+def playbook(name: str | Path, *extra: str) -> subprocess.CompletedProcess:
+    """A playbook of the project (or a path) run from the controller against this scenario's inventory."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(PROJECT / "collections"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                ANSIBLE_INJECT_FACT_VARS="false")
+    path = name if isinstance(name, Path) else f"playbooks/{name}"
     return subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY, f"playbooks/{name}", *extra],
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY, str(path), *extra],
         cwd=PROJECT, capture_output=True, text=True, check=False, env=env,
     )
 
 
-def task_results(run: subprocess.CompletedProcess, task: str) -> list[dict]:
-    """Each host's result of the named task in the json callback's output."""
+def changed(run: subprocess.CompletedProcess) -> int:
+    return sum(stats["changed"] for stats in json.loads(run.stdout)["stats"].values())
+
+
+def messages(run: subprocess.CompletedProcess) -> str:
+    """Every result message of the run, failed or not."""
     report = json.loads(run.stdout)
-    return [result for play in report["plays"] for entry in play["tasks"] if entry["task"]["name"] == task
-            for result in entry["hosts"].values()]
+    return "\n".join(str(result.get("msg", "")) for play in report["plays"] for entry in play["tasks"]
+                     for result in entry["hosts"].values())
+
+
+def databases(host) -> set[str]:
+    return set(psql(host, "SELECT datname FROM pg_database", "postgres").stdout.split())
+
+
+def backup_files(host) -> set[str]:
+    return set(host.check_output("find /var/backups/chajipoa -mindepth 1 -printf '%P\\n'").split("\n"))
+
+
+def task_results(run: subprocess.CompletedProcess, task: str) -> list[dict]:
+    """Each host's result of the named task in the json callback's output (a role's tasks carry its name first)."""
+    report = json.loads(run.stdout)
+    return [result for play in report["plays"] for entry in play["tasks"]
+            if entry["task"]["name"].split(" : ", 1)[-1] == task for result in entry["hosts"].values()]
 
 
 def journal(host, unit: str) -> str:
@@ -200,6 +231,55 @@ def test_timer_fires_daily_at_two_utc(db):
     when = dt.datetime.strptime(elapse, "%a %Y-%m-%d %H:%M:%S UTC").replace(tzinfo=dt.timezone.utc)
     assert (when.hour, when.minute, when.second) == (2, 0, 0)
     assert dt.timedelta(0) < when - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(days=1)
+
+
+def test_units_have_start_timeouts_and_verification_needs_no_server(db):
+    # A hung pg_dump or restore is killed and reported, instead of holding the lock for ever.
+    assert db.check_output(f"systemctl show {DAILY} -p TimeoutStartUSec --value") == "6h"
+    assert db.check_output(f"systemctl show {VERIFY} -p TimeoutStartUSec --value") == "12h"
+    assert "postgresql.service" not in db.check_output(f"systemctl show {VERIFY} -p After --value")
+    for unit in (DAILY, VERIFY):
+        assert db.check_output(f"systemctl show {unit} -p ProtectSystem --value") == "strict"
+        assert "/var/lib/chajipoa-backup/scratch" in db.check_output(f"systemctl show {unit} -p ReadWritePaths --value")
+    scratch = db.file("/var/lib/chajipoa-backup/scratch")
+    assert scratch.is_directory and scratch.user == "postgres" and scratch.mode == 0o700
+
+
+def test_program_gets_the_manifest_key_and_the_new_settings(db, variables):
+    env = db.file("/etc/chajipoa/backup.env")
+    assert (env.user, env.group, env.mode) == ("root", "postgres", 0o640)
+    assert f"CHAJIPOA_BACKUP_MANIFEST_KEY={variables['backup_manifest_key']}" in env.content_string.splitlines()
+    config = json.loads(db.file("/etc/chajipoa/backup.json").content_string)
+    assert (config["scratch_dir"], config["lock_timeout"]) == ("/var/lib/chajipoa-backup/scratch", 3600)
+    assert config["retention"]["verified_minimum"] == 2
+    assert config["s3"]["object_lock"] is True
+    assert config["verify"]["restore_role"] == "chajipoa_restore"
+
+
+def test_host_policy_grants_no_delete_under_object_lock(db, variables):
+    statements = json.loads(db.file(IAM_POLICY).content_string)["Statement"]
+    allowed = {action for s in statements if s["Effect"] == "Allow" for action in s["Action"]}
+    denied = {action for s in statements if s["Effect"] == "Deny" for action in s["Action"]}
+    assert allowed == {"s3:ListBucket", "s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"}
+    assert {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention",
+            "s3:PutObjectRetention", "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration"} <= denied
+    # The bucket in moto is the one the rendered settings describe.
+    settings = json.loads(db.file(BUCKET_SETTINGS).content_string)
+    result = s3(db, """
+print(json.dumps({'lock': client.get_object_lock_configuration(Bucket=sys.argv[1])['ObjectLockConfiguration'],
+                  'versioning': client.get_bucket_versioning(Bucket=sys.argv[1]).get('Status')}))
+""", variables["backup_s3_bucket"])
+    assert result.rc == 0, result.stderr
+    bucket = json.loads(result.stdout)
+    assert settings["object_lock"] == {
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}}
+    # moto answers with "Years": 0 beside the days.
+    retention = bucket["lock"]["Rule"]["DefaultRetention"]
+    assert (bucket["lock"]["ObjectLockEnabled"], retention["Mode"], retention["Days"]) == ("Enabled", "COMPLIANCE", 1)
+    assert bucket["versioning"] == "Enabled"
+    # The S3 policy's longest period (monthly, 365 days) expires copies, no longer the program.
+    (rule,) = settings["lifecycle"]["Rules"]
+    assert rule["Expiration"] == {"Days": 365} and rule["Filter"] == {"Prefix": PREFIX}
 
 
 def test_verification_timers(db):
@@ -274,6 +354,40 @@ def test_both_reached_s3_with_checksum_encryption_and_storage_class(db, daily_ba
         assert head["ContentLength"] == manifest["bytes"]
 
 
+def test_object_lock_refuses_to_delete_an_uploaded_version(db, daily_backup, variables):
+    """moto 5 enforces Object Lock retention on versioned deletes (not IAM policies: see the policy test)."""
+    key = f"{PREFIX}postgresql/chajipoa/{manifest_of(db, daily_backup['postgresql'])['file']}"
+    result = s3(db, """
+from botocore.exceptions import ClientError
+host = boto3.client('s3', endpoint_url='http://127.0.0.1:5000', region_name='af-south-1',
+                    aws_access_key_id='molecule-access-key', aws_secret_access_key='molecule-secret-key')
+bucket, key = sys.argv[1:3]
+(version,) = [v for v in client.list_object_versions(Bucket=bucket, Prefix=key)['Versions'] if v['Key'] == key]
+head = client.head_object(Bucket=bucket, Key=key, VersionId=version['VersionId'])
+try:
+    host.delete_object(Bucket=bucket, Key=key, VersionId=version['VersionId'])
+    refused = None
+except ClientError as error:
+    refused = error.response['Error']['Code']
+# A delete without a version only hides the object behind a marker; the locked version stays.
+marker = host.delete_object(Bucket=bucket, Key=key)['VersionId']
+left = [v['VersionId'] for v in client.list_object_versions(Bucket=bucket, Prefix=key)['Versions'] if v['Key'] == key]
+client.delete_object(Bucket=bucket, Key=key, VersionId=marker)
+print(json.dumps({'refused': refused, 'mode': head.get('ObjectLockMode'), 'until': head['ObjectLockRetainUntilDate'].isoformat(),
+                  'left': left == [version['VersionId']],
+                  'restored': client.head_object(Bucket=bucket, Key=key)['VersionId'] == version['VersionId']}))
+""", variables["backup_s3_bucket"], key)
+    assert result.rc == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["refused"] == "AccessDenied"
+    assert outcome["mode"] == "COMPLIANCE"
+    # At least the bucket's default retention (a day here); a program that sets the retention itself
+    # (the daily retention, 30 days) locks it longer, never beyond the S3 policy's dailies.
+    until = dt.datetime.fromisoformat(outcome["until"])
+    assert dt.timedelta(hours=23) < until - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(days=30)
+    assert outcome["left"] and outcome["restored"]
+
+
 def test_metrics_report_the_success(db, daily_backup):
     samples = metrics(db)
     for kind, database in (("postgresql", "chajipoa"), ("redis", REDIS_NAME)):
@@ -297,7 +411,7 @@ def test_thorough_verification_passes(db, daily_backup):
     assert unit.rc == 0, journal(db, "chajipoa-backup-verify@1.service")
     assert sample(metrics(db), "chajipoa_backup_verify_last_success", "postgresql", "chajipoa", mode="thorough") == 1
     # Every throwaway database was dropped again.
-    assert psql(db, "SELECT count(*) FROM pg_database WHERE datname LIKE 'chajipoa\\_verify%'", "postgres").stdout.strip() == "0"
+    assert not [name for name in databases(db) if name.startswith("chajipoa_verify")]
 
 
 @pytest.mark.parametrize("source", ["local", "s3"])
@@ -309,7 +423,7 @@ def test_restore_drill_within_rto(db, daily_backup, source):
     total = sum(t["rows"] for t in manifest_of(db, daily_backup["postgresql"])["tables"])
     assert f"{total} rows equal to the manifest" in message
     assert "within the objective" in message
-    assert psql(db, "SELECT count(*) FROM pg_database WHERE datname LIKE 'drill\\_%'", "postgres").stdout.strip() == "0"
+    assert not [name for name in databases(db) if name.startswith("chajipoa_verify")]
 
 
 def test_pre_deploy_backup_and_verification_from_s3(db, daily_backup, variables):
@@ -328,6 +442,145 @@ def test_pre_deploy_backup_and_verification_from_s3(db, daily_backup, variables)
     assert db.run("ls -d /tmp/chajipoa-verify-* 2>/dev/null").stdout == ""
 
 
+# backup.yml reports the unit it would start and restore.yml the restore it would make; the
+# read-only playbooks report no change at all.
+@pytest.mark.parametrize("name, extra, would_change", [
+    ("backup.yml", (), 1),
+    ("verify-backups.yml", ("-e", "verify_mode=thorough"), 0),
+    ("verify-backups.yml", ("-e", "verify_source=s3"), 0),
+    ("restore-drill.yml", (), 0),
+    ("restore-drill.yml", ("-e", "restore_drill_source=s3"), 0),
+    ("restore.yml", ("-e", "restore_replace=true", "-e", "restore_allow_unsigned=true"), 1),
+])
+def test_operational_playbooks_run_under_check_without_changing_anything(db, daily_backup, name, extra, would_change):
+    files, names = backup_files(db), databases(db)
+    run = playbook(name, "--check", *extra)
+    assert run.returncode == 0, failure(run)
+    assert changed(run) == would_change
+    assert (backup_files(db), databases(db)) == (files, names)
+    assert db.run("ls -d /tmp/chajipoa-fetch-* 2>/dev/null").stdout == ""
+
+
+@pytest.mark.parametrize("overrides, refused", [
+    ({"env_name": "production", "backup_s3_bucket": ""}, True),
+    ({"env_name": "staging", "backup_s3_bucket": "", "backup_offsite_opt_out_reason": " "}, True),
+    ({"env_name": "production", "backup_s3_bucket": "", "backup_offsite_opt_out_reason": "DR site replica only"}, False),
+    ({"env_name": "production", "backup_s3_bucket": "chajipoa-production-backups"}, False),
+    ({"env_name": "development", "backup_s3_bucket": ""}, False),
+])
+def test_backups_outside_development_need_an_offsite_copy(db, tmp_path, overrides, refused):
+    """The role's own preflight (its tag only: nothing else runs), refusing before any change."""
+    play = tmp_path / "preflight.yml"
+    play.write_text("- hosts: backup-db\n  gather_facts: false\n  roles: [chajipoa.platform.backup]\n")
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps(overrides))
+    run = playbook(play, "--tags", "backup_preflight", "-e", f"@{extra}")
+    assert (run.returncode != 0) == refused, failure(run)
+    if refused:
+        assert ("Cannot configure backups on backup-db: env_name " + overrides["env_name"]) in messages(run)
+        assert "set backup_s3_bucket, or backup_offsite_opt_out_reason" in messages(run)
+
+
+def restore_module(*args: str, check: bool = False, **options) -> subprocess.CompletedProcess:
+    """backup_restore run on the host as the backup user, from a one-task playbook."""
+    with tempfile.TemporaryDirectory() as directory:
+        play = Path(directory) / "restore.yml"
+        play.write_text(json.dumps([{"hosts": "backup-db", "gather_facts": False, "tasks": [{
+            "name": "Restore", "become": True, "become_user": "postgres",
+            "chajipoa.platform.backup_restore": {"owner": APP_USER, "owner_password": "{{ postgres_app_password }}",
+                                                 "manifest_key": "{{ backup_manifest_key }}", **options}}]}]))
+        return playbook(play, *args, *(["--check"] if check else []))
+
+
+@pytest.fixture(scope="module")
+def copies(db, daily_backup, variables):
+    """The newest dump in a directory of its own with three manifests: signed with the environment's key,
+    signed and then altered (a row count), and unsigned."""
+    backup = daily_backup["postgresql"]
+    manifest = {k: v for k, v in manifest_of(db, backup).items() if k != "signature"}
+    signed = backup_manifest.sign(manifest, variables["backup_manifest_key"])
+    tampered = json.loads(json.dumps(signed))
+    tampered["tables"][0]["rows"] += 1
+    directory = "/var/tmp/restore-copies"
+    db.check_output(f"install -d -o postgres -m 0700 {directory}")
+    paths = {}
+    for label, content in (("signed", signed), ("tampered", tampered), ("unsigned", manifest)):
+        paths[label] = f"{directory}/{label}.dump"
+        db.check_output(f"install -o postgres -m 0600 {backup['file']} {paths[label]}")
+        encoded = base64.b64encode(json.dumps(content).encode()).decode()
+        db.check_output(f"echo {encoded} | base64 -d > {directory}/{label}.manifest.json")
+    return paths
+
+
+def test_restore_refuses_a_manifest_not_signed_with_the_environments_key(db, copies):
+    names = databases(db)
+    tampered = restore_module(path=copies["tampered"], database="chajipoa_restore_test")
+    assert tampered.returncode != 0
+    assert "its manifest's HMAC does not match the environment's backup_manifest_key" in messages(tampered)
+    unsigned = restore_module(path=copies["unsigned"], database="chajipoa_restore_test")
+    assert unsigned.returncode != 0 and "its manifest is unsigned" in messages(unsigned)
+    # The signed copy passes authentication and verification; --check restores nothing.
+    signed = restore_module(path=copies["signed"], database="chajipoa_restore_test", check=True)
+    assert signed.returncode == 0, failure(signed)
+    assert databases(db) == names
+
+
+def test_restore_refuses_a_superuser_owner(db, copies):
+    run = restore_module(path=copies["signed"], database="chajipoa_restore_test", owner="postgres")
+    assert run.returncode != 0 and "owner postgres is a superuser" in messages(run)
+
+
+def app_sql(host, variables, sql: str):
+    """As the application: its login over TCP with its password, the way the API connects."""
+    password = shlex.quote(variables["postgres_app_password"])
+    return host.run(f"PGPASSWORD={password} psql -X -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -U {APP_USER} -d chajipoa "
+                    f"-c {shlex.quote(sql)}")
+
+
+OWNERS = """
+SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('rental', 'public') AND c.relkind IN ('r', 'S', 'v', 'i')
+  AND c.oid NOT IN (SELECT objid FROM pg_depend WHERE deptype = 'e')
+"""
+
+
+def test_restore_runbook_restores_as_the_application_which_then_reads_and_writes(db, daily_backup, seeded, variables):
+    before, expected = databases(db), newest(db, "postgresql/chajipoa")
+    assert expected["verification"]["passed"]
+    # Manifests taken before signing existed are unsigned: the runbook names the switch for them.
+    unsigned_ok = ("-e", "restore_allow_unsigned=true")
+    refused = playbook("restore.yml", *unsigned_ok)
+    assert refused.returncode != 0
+    assert "the database exists; set replace (backup_restore_replace=true)" in messages(refused)
+    assert databases(db) == before
+
+    run = playbook("restore.yml", "-e", "restore_replace=true", *unsigned_ok)
+    assert run.returncode == 0, failure(run)
+    (report,) = task_results(run, "Restore as the owner and swap it in (chajipoa)")
+    restored = report["restore"]
+    assert restored["name"] == expected["name"]
+    assert [s["name"] for s in restored["steps"]][-4:] == ["restore", "row counts", "owners", "write"]
+    # The old database was renamed aside, not dropped.
+    aside = restored["replaced_database"]
+    assert aside.startswith("chajipoa_before_") and databases(db) == before | {aside}
+    assert psql(db, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'chajipoa'", "postgres").stdout.strip() == APP_USER
+    assert psql(db, OWNERS).stdout.split() == [APP_USER]
+    counted = app_sql(db, variables, COUNT_ALL)
+    assert counted.rc == 0, counted.stderr
+    rows = dict(line.rsplit("|", 1) for line in counted.stdout.splitlines())
+    assert {name: int(rows[name]) for name in seeded} == seeded
+    # The application writes through its sequence, FK and trigger, and deletes again.
+    written = app_sql(db, variables, """
+WITH station AS (INSERT INTO rental.stations (code, city) VALUES ('ST-RESTORED', 'Dodoma') RETURNING id),
+     rental AS (INSERT INTO rental.rentals (station_id, started_at, minutes) SELECT id, now(), 5 FROM station
+                RETURNING id, updated_at IS NOT NULL AS touched)
+SELECT touched FROM rental""")
+    assert written.rc == 0 and written.stdout.strip() == "t", written.stderr
+    removed = app_sql(db, variables, "DELETE FROM rental.rentals WHERE station_id = (SELECT id FROM rental.stations "
+                                     "WHERE code = 'ST-RESTORED'); DELETE FROM rental.stations WHERE code = 'ST-RESTORED'")
+    assert removed.rc == 0, removed.stderr
+
+
 @pytest.mark.journal("moto.service")
 def test_failed_run_keeps_earlier_backups_and_reports_failure(db, daily_backup, variables):
     listing = "find /var/backups/chajipoa -mindepth 1 -printf '%P\\n'"
@@ -344,7 +597,8 @@ def test_failed_run_keeps_earlier_backups_and_reports_failure(db, daily_backup, 
         db.check_output("systemctl start moto.service")
         db.check_output("timeout 60 sh -c 'until nc -z 127.0.0.1 5000; do sleep 0.2; done'")
         # moto keeps everything in memory: the bucket comes back empty, for whatever runs next.
-        assert create_bucket(db, variables["backup_s3_bucket"]).rc == 0
+        created = create_bucket(db, variables["backup_s3_bucket"])
+        assert created.rc == 0, created.stderr
     assert files_before <= files_after
     assert not [name for name in files_after if ".partial" in name]
     # What the failed run did leave is whole: each new file belongs to a backup with its manifest.

@@ -25,6 +25,7 @@ def render(template: str, mongodb_hosts: list[str], mongodb_vars: dict | None = 
         "hostvars": {"db1": {}, "cache1": {"private_address": "10.20.2.11", "redis_port": 6380}, **hostvars},
         "mongodb_backup_password": "mongodb-backup-secret",
         "redis_replication_password": "unused",
+        "backup_manifest_key": "manifest-key-secret",
         **overrides,
     }
     return rendering.render("backup", template, variables)
@@ -62,3 +63,7 @@ def test_no_mongodb_hosts_no_mongodb_backup_and_no_password_on_disk():
     assert [kind for kind, _ in backup_program.targets(config)] == ["postgresql", "redis"]
     assert "MONGODB_PASSWORD" not in render("etc/chajipoa/backup.env.j2", [])
     assert "MONGODB_PASSWORD=mongodb-backup-secret" in render("etc/chajipoa/backup.env.j2", ["mongo1"]).splitlines()
+
+
+def test_the_program_gets_the_manifest_key():
+    assert "CHAJIPOA_BACKUP_MANIFEST_KEY=manifest-key-secret" in render("etc/chajipoa/backup.env.j2", []).splitlines()
