@@ -88,15 +88,15 @@ files:
   elements: str
 """
 
-from pathlib import Path
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_lock, backup_manifest
-from ansible_collections.chajipoa.platform.plugins.module_utils.backup_program import local_backups
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_manifest
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import DEFAULT_CONFIG, Config
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import LockTimeout, RunLock
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_store import LocalStore
 
 ARGUMENT_SPEC = dict(
-    config=dict(type="path", default=backup_lock.DEFAULT_CONFIG),
+    config=dict(type="path", default=DEFAULT_CONFIG),
     backup_dir=dict(type="path"),
     kind=dict(type="str", choices=list(backup_manifest.DUMP_SUFFIX)),
     database=dict(type="str"),
@@ -115,14 +115,15 @@ def signature(manifest_path: str, key: str) -> tuple[str, str]:
         return "mismatch", str(error)
 
 
-def listing(root: Path, params: dict) -> dict[str, list[dict]]:
+def listing(config: Config, params: dict) -> dict[str, list[dict]]:
     found = {}
-    for directory in sorted(path for path in root.glob("*/*") if path.is_dir()):
+    store = LocalStore(config)
+    for directory in sorted(path for path in config.backup_dir.glob("*/*") if path.is_dir()):
         kind, database = directory.parent.name, directory.name
         if kind not in backup_manifest.DUMP_SUFFIX or params["kind"] not in (None, kind) \
                 or params["database"] not in (None, database):
             continue
-        backups = [b for b in local_backups(directory) if params["name"] in (None, b["name"])
+        backups = [b for b in store.list(kind, database) if params["name"] in (None, b["name"])
                    and (not params["verified_only"] or (b["verification"] or {}).get("passed") is True)]
         for backup in backups[: params["latest"]]:
             if params["manifest_key"]:
@@ -135,12 +136,14 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     try:
-        config = backup_lock.load_config(params["config"])
-        root = Path(params["backup_dir"] or config["backup_dir"])
-        timeout = params["lock_timeout"] if params["lock_timeout"] is not None else config.get("lock_timeout")
-        with backup_lock.hold(backup_lock.lock_path(config), timeout, shared=True):
-            backups = listing(root, params)
-    except (ValueError, OSError, backup_lock.LockTimeout) as error:
+        config = Config.load(params["config"])
+        if params["backup_dir"]:
+            config = Config({**config.data, "backup_dir": params["backup_dir"]})
+        timeout = params["lock_timeout"] if params["lock_timeout"] is not None else config.lock_timeout
+        # The program's lock: a listing never sees a run's half-done pruning.
+        with RunLock(config.lock_path, timeout, "backup_info module"):
+            backups = listing(config, params)
+    except (ValueError, KeyError, OSError, LockTimeout) as error:
         module.fail_json(msg=f"Cannot list backups: {error}")
     module.exit_json(changed=False, backups=backups,
                      files=[backup["file"] for entries in backups.values() for backup in entries])

@@ -146,7 +146,9 @@ from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_lock, backup_manifest
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import DEFAULT_CONFIG, Config
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import LockTimeout, RunLock
 
 try:
     import psycopg
@@ -166,7 +168,7 @@ ARGUMENT_SPEC = dict(
     manifest_key=dict(type="str", required=True, no_log=True),
     allow_unsigned=dict(type="bool", default=False),
     jobs=dict(type="int", default=2),
-    config=dict(type="path", default=backup_lock.DEFAULT_CONFIG),
+    config=dict(type="path", default=DEFAULT_CONFIG),
     lock_timeout=dict(type="int"),
     login_user=dict(type="str", default="postgres"),
     maintenance_db=dict(type="str", default="postgres"),
@@ -404,13 +406,13 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("psycopg (python3-psycopg)"))
     restore = Restore(params, module.check_mode)
     try:
-        config = backup_lock.load_config(params["config"])
-        timeout = params["lock_timeout"] if params["lock_timeout"] is not None else config.get("lock_timeout")
-        with backup_lock.hold(backup_lock.lock_path(config), timeout):
+        config = Config.load(params["config"])
+        timeout = params["lock_timeout"] if params["lock_timeout"] is not None else config.lock_timeout
+        with RunLock(config.lock_path, timeout, f"backup_restore module ({params['path']})"):
             result = restore.run()
     except RestoreFailed as error:
         module.fail_json(msg=str(error), restore={"steps": restore.steps, "database": restore.database})
-    except (ValueError, OSError, subprocess.SubprocessError, backup_lock.LockTimeout, psycopg.Error) as error:
+    except (ValueError, KeyError, OSError, subprocess.SubprocessError, LockTimeout, psycopg.Error) as error:
         module.fail_json(msg=str(restore.fail(str(error).strip())), restore={"steps": restore.steps,
                                                                              "database": restore.database})
     module.exit_json(changed=True, restore=result)

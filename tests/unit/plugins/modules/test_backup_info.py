@@ -6,6 +6,7 @@ import json
 import pytest
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_manifest
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import Config
 from ansible_collections.chajipoa.platform.plugins.modules import backup_info
 
 KEY = "environment-key"
@@ -29,6 +30,10 @@ def add(root, kind, database, stamp, verified=None, key=KEY, tamper=False):
     return name
 
 
+def listing(root, **overrides):
+    return listing(root, **overrides)
+
+
 @pytest.fixture
 def root(tmp_path):
     add(tmp_path, "postgresql", "chajipoa", "20261121T020000Z", verified=True)
@@ -49,7 +54,7 @@ def names(found):
 
 
 def test_newest_first_per_database_with_signatures(root):
-    found = backup_info.listing(root, params())
+    found = listing(root)
     assert names(found) == {
         "postgresql/chajipoa": ["chajipoa-20261123T020000Z-daily", "chajipoa-20261122T020000Z-daily",
                                 "chajipoa-20261121T020000Z-daily"],
@@ -65,8 +70,8 @@ def test_newest_first_per_database_with_signatures(root):
     ({"kind": "mongodb"}, {}),
 ])
 def test_filters(root, overrides, expected):
-    assert names(backup_info.listing(root, params(**overrides))) == expected
+    assert names(listing(root, **overrides)) == expected
 
 
 def test_without_a_key_no_signature_is_claimed(root):
-    assert all("signature" not in b for bs in backup_info.listing(root, params(manifest_key=None)).values() for b in bs)
+    assert all("signature" not in b for bs in listing(root, manifest_key=None).values() for b in bs)
