@@ -31,7 +31,7 @@ def add(root, kind, database, stamp, verified=None, key=KEY, tamper=False):
 
 
 def listing(root, **overrides):
-    return listing(root, **overrides)
+    return backup_info.listing(Config({"backup_dir": str(root)}), params(**overrides))
 
 
 @pytest.fixture
