@@ -16,7 +16,7 @@ description:
   - Holds the backup program's per-host lock (shared) while it reads, so it never sees a run's
     half-done pruning. Reads only; the same in check mode.
 version_added: 0.3.0
-author: ChajiPoa Infrastructure engineers
+author: ChajiPoa Infrastructure engineers (!UNKNOWN)
 options:
   config:
     description: The program's configuration; its C(backup_dir) and C(state_dir) (the lock) are used.
@@ -48,12 +48,16 @@ options:
   lock_timeout:
     description: Seconds to wait for a running backup's lock; by default the configuration's C(lock_timeout).
     type: int
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: Reads only, so check mode lists exactly what a normal run lists.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""

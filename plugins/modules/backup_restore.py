@@ -22,7 +22,7 @@ description:
     drops its own new database and leaves the live one untouched; a killed one's is dropped by the next.
   - Holds the backup program's per-host lock while it works.
 version_added: 0.3.0
-author: ChajiPoa Infrastructure engineers
+author: ChajiPoa Infrastructure engineers (!UNKNOWN)
 options:
   path:
     description: The backup file (C(pg_dump -Fc) archive) on the target host.
@@ -84,12 +84,16 @@ options:
   pg_bindir:
     description: Directory of C(pg_restore); by default the one of the dump's server version.
     type: path
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: In check mode the manifest is authenticated, the file verified and the target checked; nothing is restored.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 requirements:
   - psycopg 3 on the target (Debian package python3-psycopg)
 """
@@ -318,7 +322,7 @@ class Restore:
                          for name, (expected, actual) in counts.items() if expected != actual]
             if differing:
                 raise self.fail(f"read as {self.params['owner']}: " + ", ".join(differing))
-            self.step("row counts", started, tables=len(tables), rows=sum(actual for _, actual in counts.values()))
+            self.step("row counts", started, tables=len(tables), rows=sum(actual for _expected, actual in counts.values()))
 
             started = time.perf_counter()
             foreign = [row[0] for row in connection.execute(_FOREIGN_OWNED).fetchall()]

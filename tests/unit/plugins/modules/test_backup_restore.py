@@ -6,18 +6,22 @@ import pytest
 
 from ansible_collections.chajipoa.platform.plugins.modules import backup_restore
 
-LISTING = """;
-; Archive created at 2026-11-23 02:00:01 UTC
-;     dbname: chajipoa
-;
-2; 3079 16385 EXTENSION - citext 
-4021; 0 0 COMMENT - EXTENSION citext 
-3; 3079 16390 EXTENSION - pg_stat_statements 
-4022; 0 0 COMMENT - EXTENSION pg_stat_statements 
-6; 2615 16500 SCHEMA - rental chajipoa
-233; 1259 16510 TABLE rental stations postgres
-4023; 0 0 COMMENT rental TABLE stations postgres
-"""
+# pg_restore --list output as PostgreSQL 15 writes it: an extension's owner field is empty, so its
+# line ends in a space.
+LISTING = "\n".join([
+    ';',
+    '; Archive created at 2026-11-23 02:00:01 UTC',
+    ';     dbname: chajipoa',
+    ';',
+    '2; 3079 16385 EXTENSION - citext ',
+    '4021; 0 0 COMMENT - EXTENSION citext ',
+    '3; 3079 16390 EXTENSION - pg_stat_statements ',
+    '4022; 0 0 COMMENT - EXTENSION pg_stat_statements ',
+    '6; 2615 16500 SCHEMA - rental chajipoa',
+    '233; 1259 16510 TABLE rental stations postgres',
+    '4023; 0 0 COMMENT rental TABLE stations postgres',
+    '',
+])
 
 
 def test_only_the_precreated_extensions_entries_are_left_out():
