@@ -40,4 +40,4 @@ def run_playbook(playbook: str, *inventories: Path | str, extra: list[str] | Non
     for inventory in inventories:
         args += ["-i", str(inventory)]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CACHE_PLUGIN="memory")
-    return subprocess.run(args + (extra or []), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(args + (extra or []), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)

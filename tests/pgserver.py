@@ -81,7 +81,7 @@ class PostgresServer:
     def _run(self, *args: str | os.PathLike, check: bool = True) -> subprocess.CompletedProcess:
         # initdb and pg_ctl refuse to run as root: the verification's scratch clusters solve the same.
         cmd = as_server_user([str(a) for a in args])
-        result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.dir, env=self._tool_env())
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.dir, env=self._tool_env(), check=False)
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
                                f"{self._log_tail()}")

@@ -128,7 +128,7 @@ def test_manifest_describes_the_dump_in_its_own_snapshot(make_config, rental_db)
     assert ("column", '"Zemo Ops"."Vehicle Photos"."Plate No"') in names or any(
         kind == "column" and name.endswith('"Plate No"') for kind, name in names)
     assert {"extension", "view", "materialized view", "function", "trigger", "index", "constraint",
-            "sequence", "type"} <= {kind for kind, _ in names}
+            "sequence", "type"} <= {kind for kind, _name in names}
 
 
 def test_backup_leaves_only_complete_files(make_config, rental_db):
@@ -174,7 +174,7 @@ def test_upload_to_s3_is_encrypted_and_checksummed_by_s3(make_config, rental_db,
 
 def test_a_run_uploads_what_an_earlier_run_could_not(make_config, rental_db, moto_s3, s3_bucket, aws_env, tmp_path):
     s3 = {"bucket": s3_bucket, "prefix": "p/", "endpoint_url": moto_s3.endpoint_url, "region": moto_s3.region}
-    local_only, _ = backup(make_config("rental"), reason="pre-deploy")
+    local_only, _local_path = backup(make_config("rental"), reason="pre-deploy")
     config = make_config("rental", s3=s3)
     config_file = tmp_path / "backup.json"
     config_file.write_text(json.dumps(config.data))
@@ -212,14 +212,14 @@ def good_backup(tmp_path_factory, pg_server, rental_db):
 
 
 def test_good_backup_passes_quick_mode_repeatedly(good_backup):
-    for _ in range(3):
+    for _attempt in range(3):
         report = verify(good_backup, "quick")
         assert report.passed, report.failure_message()
         assert [c["name"] for c in report.checks] == list(backup_checks.QUICK_CHECKS["postgresql"])
 
 
 def test_truncated_dump_fails_the_size_check(good_backup, tmp_path):
-    path, _ = damaged_copy(tmp_path, good_backup)
+    path, _manifest_path = damaged_copy(tmp_path, good_backup)
     with open(path, "r+b") as handle:
         handle.truncate(path.stat().st_size // 2)
     report = verify(path, "quick")
@@ -228,7 +228,7 @@ def test_truncated_dump_fails_the_size_check(good_backup, tmp_path):
 
 
 def test_flipped_bytes_fail_the_checksum_only(good_backup, tmp_path):
-    path, _ = damaged_copy(tmp_path, good_backup)
+    path, _manifest_path = damaged_copy(tmp_path, good_backup)
     with open(path, "r+b") as handle:
         handle.seek(path.stat().st_size // 2)
         byte = handle.read(1)
@@ -240,7 +240,7 @@ def test_flipped_bytes_fail_the_checksum_only(good_backup, tmp_path):
 
 
 def test_empty_file_fails_the_file_check(good_backup, tmp_path):
-    path, _ = damaged_copy(tmp_path, good_backup)
+    path, _manifest_path = damaged_copy(tmp_path, good_backup)
     path.write_bytes(b"")
     report = verify(path, "quick")
     assert failed(report) == ["file"]
@@ -248,7 +248,7 @@ def test_empty_file_fails_the_file_check(good_backup, tmp_path):
 
 
 def test_missing_file_fails_the_file_check(good_backup, tmp_path):
-    path, _ = damaged_copy(tmp_path, good_backup)
+    path, _manifest_path = damaged_copy(tmp_path, good_backup)
     path.unlink()
     assert failed(verify(path, "quick")) == ["file"]
 
@@ -290,7 +290,7 @@ def test_unreadable_manifest_is_named(good_backup, tmp_path):
 # --- thorough mode --------------------------------------------------------------------------------
 
 def test_good_backup_passes_thorough_mode_repeatedly(good_backup, scratch_dir):
-    for _ in range(2):
+    for _attempt in range(2):
         report = verify(good_backup, "thorough", scratch_dir)
         assert report.passed, report.failure_message()
         statuses = {c["name"]: c["status"] for c in report.checks}
@@ -311,7 +311,7 @@ def test_row_count_mismatch_fails_the_count_check(good_backup, scratch_dir, tmp_
 
 def test_restore_error_fails_with_the_first_errors(good_backup, scratch_dir, tmp_path):
     """A dump damaged before its manifest was written: the checksum agrees, the restore must not."""
-    path, _ = damaged_copy(tmp_path, good_backup)
+    path, _manifest_path = damaged_copy(tmp_path, good_backup)
     data = bytearray(path.read_bytes())
     for offset in range(len(data) // 2, len(data) // 2 + 64):
         data[offset] ^= 0x5A
@@ -332,7 +332,7 @@ def test_restore_error_fails_with_the_first_errors(good_backup, scratch_dir, tmp
 ], ids=["index", "foreign-key", "function"])
 def test_dump_without_an_object_fails_the_schema_check(make_config, fault_db, pg_server, scratch_dir, tmp_path,
                                                        damage, kind, name):
-    manifest, _ = backup(make_config(fault_db))
+    manifest, _backup_path = backup(make_config(fault_db))
     pg_server.execute(damage, dbname=fault_db)
     dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / f"{fault_db}.dump"), manifest)
     report = verify(dump, "thorough", scratch_dir)
@@ -345,7 +345,7 @@ def test_dump_without_an_object_fails_the_schema_check(make_config, fault_db, pg
 
 
 def test_sequence_reset_below_the_data_fails_the_sequence_check(make_config, fault_db, pg_server, scratch_dir, tmp_path):
-    manifest, _ = backup(make_config(fault_db))
+    manifest, _backup_path = backup(make_config(fault_db))
     pg_server.execute("SELECT setval('tz_power.rentals_id_seq', 1)", dbname=fault_db)
     dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / f"{fault_db}.dump"), manifest)
     report = verify(dump, "thorough", scratch_dir)
@@ -354,7 +354,7 @@ def test_sequence_reset_below_the_data_fails_the_sequence_check(make_config, fau
 
 
 def test_changed_definition_is_reported_with_both_versions(make_config, fault_db, pg_server, scratch_dir, tmp_path):
-    manifest, _ = backup(make_config(fault_db))
+    manifest, _backup_path = backup(make_config(fault_db))
     view = pg_server.execute("SELECT pg_get_viewdef('tz_power.station_utilisation')", dbname=fault_db)[0][0]
     pg_server.execute(f"CREATE OR REPLACE VIEW tz_power.station_utilisation AS {view.rstrip().rstrip(';')} LIMIT 1",
                       dbname=fault_db)
@@ -368,7 +368,7 @@ def test_changed_definition_is_reported_with_both_versions(make_config, fault_db
 
 
 def test_ignored_kinds_and_excluded_names_are_left_out(make_config, fault_db, pg_server, scratch_dir, tmp_path):
-    manifest, _ = backup(make_config(fault_db))
+    manifest, _backup_path = backup(make_config(fault_db))
     pg_server.execute("DROP INDEX tz_power.rentals_customer_started", dbname=fault_db)
     dump = pair_with_manifest(pg_dump(pg_server, fault_db, tmp_path / f"{fault_db}.dump"), manifest)
     assert verify(dump, "thorough", scratch_dir, ignore_kinds=["index"]).passed
@@ -410,7 +410,7 @@ def run_module(params: dict, *options: str) -> dict:
                ANSIBLE_NOCOLOR="1")
     result = subprocess.run(["ansible", "localhost", "-m", "chajipoa.platform.backup_verify", "-a", json.dumps(params),
                              "-e", f"ansible_python_interpreter={sys.executable}", *options],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
@@ -421,7 +421,7 @@ def test_module_plans_in_check_mode_then_verifies_and_reruns_unchanged(good_back
     planned = run_module(params, "--check")
     assert not planned.get("failed") and not planned["changed"]
     assert {c["status"] for c in planned["report"]["checks"]} == {"planned"}
-    for _ in range(2):
+    for _attempt in range(2):
         result = run_module(params)
         assert not result.get("failed"), result.get("msg")
         assert not result["changed"] and result["report"]["passed"]
@@ -430,7 +430,7 @@ def test_module_plans_in_check_mode_then_verifies_and_reruns_unchanged(good_back
 
 
 def test_module_failure_names_the_check(good_backup, tmp_path):
-    path, _ = damaged_copy(tmp_path, good_backup)
+    path, _manifest_path = damaged_copy(tmp_path, good_backup)
     path.write_bytes(b"")
     result = run_module({"path": str(path), "manifest_key": MANIFEST_KEY})
     assert result["failed"] and "file:" in result["msg"] and "is empty" in result["msg"]
@@ -521,7 +521,8 @@ def full_disk(tmp_path):
     """A 1 MiB tmpfs, filled up: a disk with no space left (mounting needs root, as the tests run here)."""
     mount = tmp_path / "full"
     mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True,
+                             check=False)
     if mounted.returncode != 0:
         pytest.fail(f"Cannot mount a small tmpfs for the full-disk test (needs root): {mounted.stderr.strip()}")
     try:
@@ -612,7 +613,7 @@ def test_a_verification_killed_mid_way_shows_as_failed_and_the_next_one_removes_
     finally:
         if (stale / "data").exists():
             subprocess.run(as_postgres(pg_server.bindir / "pg_ctl", "-D", stale / "data", "-m", "immediate", "stop"),
-                           capture_output=True)
+                           capture_output=True, check=False)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -674,7 +675,7 @@ def test_s3_pruning_keeps_the_verified_minimum(make_config, rental_db, moto_s3, 
 
 
 def test_with_object_lock_nothing_is_deleted_and_every_object_is_locked(make_config, rental_db, moto_s3, aws_env,
-                                                                         tmp_path):
+                                                                        tmp_path):
     s3 = moto_s3.client()
     bucket = f"chajipoa-locked-{os.getpid()}-{time.monotonic_ns()}"
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": moto_s3.region},
@@ -696,8 +697,8 @@ def test_with_object_lock_nothing_is_deleted_and_every_object_is_locked(make_con
 
 def test_a_backup_that_failed_verification_or_lost_its_signature_is_not_sent_off_site(make_config, rental_db, moto_s3,
                                                                                       s3_bucket, aws_env, tmp_path):
-    failed_verification, _ = backup(make_config("rental"), reason="pre-deploy")
-    altered, _ = backup(make_config("rental"), reason="manual")
+    failed_verification, _failed_path = backup(make_config("rental"), reason="pre-deploy")
+    altered, _altered_path = backup(make_config("rental"), reason="manual")
     directory = tmp_path / "backups/postgresql/rental"
     record = directory / (failed_verification["name"] + ".verify.json")
     record.write_text(json.dumps(dict(json.loads(record.read_text()), passed=False, failed=["restore: pg_restore logged errors"])))

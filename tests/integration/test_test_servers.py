@@ -104,7 +104,7 @@ def test_dataset_has_every_object_kind_a_backup_must_carry(pg_server, rental_db)
     # Sequences: serial, identity and a free-standing one, each past the ids in use.
     sequences = pg_server.execute("SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences"
                                   " WHERE schemaname IN ('tz_power', 'Zemo Ops')", dbname="rental")
-    assert sorted(name for name, _ in sequences) == sorted(rental_db["sequences"])
+    assert sorted(name for name, _last_value in sequences) == sorted(rental_db["sequences"])
     assert {"Zemo Ops.Vehicle Photos_id_seq", "tz_power.power_banks_id_seq", "tz_power.rentals_id_seq",
             "tz_power.receipt_no"} <= set(rental_db["sequences"])
     last = dict(sequences)
@@ -129,7 +129,7 @@ def test_dataset_has_every_object_kind_a_backup_must_carry(pg_server, rental_db)
     assert one(pg_server, "SELECT d.description FROM pg_description d"
                           " JOIN pg_attribute a ON a.attrelid = d.objoid AND a.attnum = d.objsubid"
                           " WHERE a.attrelid = '\"Zemo Ops\".vehicles'::regclass AND a.attname = 'Plate No'"
-                          ).startswith("Registration plate")
+               ).startswith("Registration plate")
     assert exists("SELECT FROM pg_description d JOIN pg_largeobject_metadata m ON m.oid = d.objoid"
                   " WHERE d.classoid = 'pg_largeobject'::regclass")
 

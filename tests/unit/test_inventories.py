@@ -25,7 +25,7 @@ def test_inventory_has_hosts_file(inventory):
 @pytest.mark.parametrize("inventory", INVENTORIES)
 def test_inventory_uses_only_known_groups(inventory):
     hosts = load_yaml(ROOT / "inventories" / inventory / "hosts.yml")["all"]
-    assert {name for name, _ in _groups(hosts)} <= KNOWN_GROUPS
+    assert {name for name, _group in _groups(hosts)} <= KNOWN_GROUPS
 
 
 @pytest.mark.parametrize("inventory", ["development", "staging", "production"])

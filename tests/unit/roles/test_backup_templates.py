@@ -60,7 +60,7 @@ def test_redis_address_and_port_come_from_the_redis_hosts_own_variables():
 
 def test_no_mongodb_hosts_no_mongodb_backup_and_no_password_on_disk():
     config = program_config([])
-    assert [kind for kind, _ in backup_program.targets(config)] == ["postgresql", "redis"]
+    assert [kind for kind, _database in backup_program.targets(config)] == ["postgresql", "redis"]
     assert "MONGODB_PASSWORD" not in render("etc/chajipoa/backup.env.j2", [])
     assert "MONGODB_PASSWORD=mongodb-backup-secret" in render("etc/chajipoa/backup.env.j2", ["mongo1"]).splitlines()
 

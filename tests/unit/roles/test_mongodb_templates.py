@@ -138,7 +138,6 @@ def test_replica_set_members_and_firewall_sources(hosts, members):
     assert render("{{ _mongodb_firewall_sources }}", hosts) == [member.split(":")[0] for member in members]
 
 
-
 # Keys, types and descriptions against defaults/main.yml: tests/unit/test_role_argument_specs.py.
 def test_secrets_required_and_never_logged():
     options = role_options("mongodb")

@@ -37,7 +37,7 @@ def render(template: str, host: str = "cache1", **overrides: Any) -> Any:
 
 def directives(text: str) -> dict[str, str]:
     lines = [line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#")]
-    return {key: value for key, value in lines}
+    return dict(lines)
 
 
 def test_primary_conf():
@@ -149,7 +149,6 @@ def test_unit_drop_in_relaxes_only_private_users_and_only_when_asked(relaxed):
 def test_firewall_sources_are_the_groups_private_addresses():
     assert render("{{ _redis_firewall_sources }}") == ["10.20.2.11", "10.20.2.12", "10.20.4.11"]
     assert render("{{ _redis_firewall_sources }}", redis_firewall_sources_extra=["10.9.0.0/16"])[-1] == "10.9.0.0/16"
-
 
 
 # Keys, types and descriptions against defaults/main.yml: tests/unit/test_role_argument_specs.py.

@@ -33,7 +33,7 @@ def test_metrics_are_node_exporter_textfile_gauges():
         "backups": {"postgresql/chajipoa": {"kind": "postgresql", "database": "chajipoa", "last_run": 20.0,
                                             "last_run_success": 0, "last_success": 10.0, "last_size_bytes": 5}},
         "verifications": {"postgresql/chajipoa/quick": {"kind": "postgresql", "database": "chajipoa", "mode": "quick",
-                                                       "last_run": 20.0, "last_success": 1}},
+                                                        "last_run": 20.0, "last_success": 1}},
     })
     lines = text.splitlines()
     assert 'chajipoa_backup_last_success_timestamp_seconds{kind="postgresql",database="chajipoa"} 10.0' in lines
@@ -64,7 +64,7 @@ class StandInClient:
     def __init__(self, keys):
         self.keys = keys
 
-    def get_paginator(self, _):
+    def get_paginator(self, _operation_name):
         return StandInPaginator(self.keys)
 
 
@@ -124,7 +124,7 @@ def test_mongodb_uri_escapes_credentials_and_names_the_replica_set():
 
 def test_mongodb_backup_records_the_archives_collections_and_keeps_the_password_off_the_command_line(mongodb_config):
     config, tools = mongodb_config
-    _, record = mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 40, "chajipoa.stations": 6}})
+    _plan_file, record = mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 40, "chajipoa.stations": 6}})
     assert backup_program.targets(config) == [("mongodb", "mongodb-rs0")]
     manifest, report = backup_program.take_backup(config, "mongodb", "mongodb-rs0", "daily")
     assert report.passed, report.failure_message()
@@ -149,8 +149,8 @@ def test_mongodb_backup_records_the_archives_collections_and_keeps_the_password_
 ])
 def test_failed_mongodb_dump_names_the_cause_and_keeps_earlier_backups(mongodb_config, plan, message):
     config, tools = mongodb_config
-    plan_file, _ = mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 3}})
-    earlier, _ = backup_program.take_backup(config, "mongodb", "mongodb-rs0", "daily")
+    plan_file, _record = mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 3}})
+    earlier, _report = backup_program.take_backup(config, "mongodb", "mongodb-rs0", "daily")
     plan_file.write_text(json.dumps(plan))
     with pytest.raises(backup_program.BackupFailed, match=message):
         backup_program.take_backup(config, "mongodb", "mongodb-rs0", "manual")
@@ -162,7 +162,7 @@ def test_failed_mongodb_dump_names_the_cause_and_keeps_earlier_backups(mongodb_c
 def test_quick_check_names_a_collection_whose_count_differs_from_the_manifest(mongodb_config):
     config, tools = mongodb_config
     mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 40, "chajipoa.stations": 6}})
-    manifest, _ = backup_program.take_backup(config, "mongodb", "mongodb-rs0", "daily")
+    manifest, _report = backup_program.take_backup(config, "mongodb", "mongodb-rs0", "daily")
     manifest_path = config.directory("mongodb", "mongodb-rs0") / (manifest["name"] + ".manifest.json")
     changed = json.loads(manifest_path.read_text())
     changed["collections"] = [dict(c, documents=41) if c["name"] == "rentals" else c for c in changed["collections"]]
@@ -182,7 +182,7 @@ def test_quick_check_names_a_collection_whose_count_differs_from_the_manifest(mo
 def test_quick_check_names_a_damaged_mongodb_archive(mongodb_config, damage, failed):
     config, tools = mongodb_config
     mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4000, "chajipoa.stations": 60}})
-    manifest, _ = backup_program.take_backup(config, "mongodb", "mongodb-rs0", "daily")
+    manifest, _report = backup_program.take_backup(config, "mongodb", "mongodb-rs0", "daily")
     path = config.directory("mongodb", "mongodb-rs0") / manifest["file"]
     path.write_bytes(damage(path.read_bytes()))
     report = backup_program.verify_one(config, path, "quick", KEY)
@@ -222,7 +222,7 @@ def program(config: backup_program.Config, *args: str, path: Path) -> subprocess
 def test_every_manifest_is_signed_with_the_environments_key(mongodb_config):
     config, tools = mongodb_config
     mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
-    manifest, _ = backup_program.take_backup(config, "mongodb", MONGO_DB, "daily")
+    manifest, _report = backup_program.take_backup(config, "mongodb", MONGO_DB, "daily")
     stored = backup_manifest.load(config.directory("mongodb", MONGO_DB) / (manifest["name"] + ".manifest.json"))
     assert backup_manifest.signature_status(stored, KEY) == "valid"
     with pytest.raises(backup_manifest.ManifestError, match=f"Cannot trust backup {manifest['name']}"):
@@ -311,7 +311,7 @@ def test_pruning_keeps_the_verified_minimum_whatever_the_policy(mongodb_config, 
     names = {}
     # Taken within a second or two: at equal times the name (here the reason) orders them.
     for order, label in enumerate(("fourth", "third", "second", "newest")):
-        manifest, _ = backup_program.take_backup(config, "mongodb", MONGO_DB, f"run{order}")
+        manifest, _report = backup_program.take_backup(config, "mongodb", MONGO_DB, f"run{order}")
         names[label] = manifest["name"]
     directory = config.directory("mongodb", MONGO_DB)
     for label in ("newest", "second"):
@@ -379,8 +379,8 @@ def test_redis_snapshot_goes_over_tls_when_configured(tmp_path, monkeypatch, tls
 def test_fetch_from_local_copies_refuses_a_manifest_whose_signature_does_not_match(mongodb_config, tmp_path, capfd):
     config, tools = mongodb_config
     mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
-    good, _ = backup_program.take_backup(config, "mongodb", MONGO_DB, "daily")
-    altered, _ = backup_program.take_backup(config, "mongodb", MONGO_DB, "manual")
+    good, _good_report = backup_program.take_backup(config, "mongodb", MONGO_DB, "daily")
+    altered, _altered_report = backup_program.take_backup(config, "mongodb", MONGO_DB, "manual")
     path = config.directory("mongodb", MONGO_DB) / (altered["name"] + ".manifest.json")
     path.write_text(json.dumps(dict(json.loads(path.read_text()), reason="daily")))
     destination = tmp_path / "fetched"
