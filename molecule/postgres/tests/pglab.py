@@ -44,7 +44,7 @@ def converge(*extra: str) -> subprocess.CompletedProcess:
     """The scenario's converge.yml, as molecule runs it, with `extra` arguments."""
     playbook = Path(sys.executable).parent / "ansible-playbook"
     # JSON results: the YAML the scenario otherwise prints folds long messages with escapes.
-    env = {**os.environ, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    env = {**os.environ, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
     return subprocess.run(
         [str(playbook), "-i", INVENTORY, str(SCENARIO / "converge.yml"), *extra],
         capture_output=True, text=True, check=False, env=env,

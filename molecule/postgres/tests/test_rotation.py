@@ -7,6 +7,7 @@ The module fixture rotates, checks and converges back to the inventory's passwor
 """
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 
@@ -18,6 +19,8 @@ pytestmark = pytest.mark.journal(UNIT)
 # A colon and a backslash: .pgpass needs both escaped.
 ROTATED = {"app": "app-Rotated-4", "replication": "repl:Rotated\\5"}
 RECEIVER = "SELECT pid || ' ' || status FROM pg_stat_wal_receiver"
+# Debian's clusters log here, not to the journal.
+LOG = "/var/log/postgresql/postgresql-15-main.log"
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +78,14 @@ def test_running_standby_reconnected_with_the_new_password(rotation, primary, re
 
 def test_no_password_or_verifier_in_statistics_or_log(rotation, primary, secrets):
     # pg_stat_statements is readable by pg_monitor (the monitoring login); the log by operators.
-    leaked = psql(primary, "SELECT query FROM pg_stat_statements WHERE query ~* 'password|SCRAM-SHA-256'", database="chajipoa")
-    assert leaked.rc == 0, leaked.stderr
-    assert leaked.stdout.strip() == ""
-    journal = primary.run(f"journalctl -u {UNIT} --no-pager -o cat").stdout
-    for password in [*secrets.values(), *ROTATED.values()]:
-        assert password not in journal
-    assert "SCRAM-SHA-256$" not in journal
+    # pg_stat_statements keeps these probes' own texts with the constants replaced by $1.
+    log = primary.run(f"journalctl -u {UNIT} --no-pager -o cat; cat {LOG}").stdout
+    for secret in [*secrets.values(), *ROTATED.values(), "SCRAM-SHA-256$"]:
+        # Spelt in base64, so a probe the server happens to log cannot leave the secret there.
+        encoded = base64.b64encode(secret.encode()).decode()
+        found = psql(primary, "SELECT count(*) FROM pg_stat_statements WHERE "
+                              f"strpos(query, convert_from(decode('{encoded}', 'base64'), 'UTF8')) > 0",
+                     database="chajipoa")
+        assert found.rc == 0, found.stderr
+        assert found.stdout.strip() == "0", f"{secret[:4]}... in pg_stat_statements"
+        assert secret not in log, f"{secret[:4]}... in the server's log"
