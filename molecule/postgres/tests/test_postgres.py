@@ -5,55 +5,12 @@ replicated, a second converge that changes one setting.
 """
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
-
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
-SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
-CA = "/etc/postgresql/15/main/ca.crt"
-UNIT = "postgresql@15-main.service"
+from pglab import CA, UNIT, app_conninfo, converge, psql
 
 pytestmark = pytest.mark.journal(UNIT)
-
-
-
-@pytest.fixture(scope="module")
-def primary(lab_host):
-    return lab_host("pg-primary")
-
-
-@pytest.fixture(scope="module")
-def replica(lab_host):
-    return lab_host("pg-replica")
-
-
-@pytest.fixture(scope="module")
-def secrets(primary):
-    variables = primary.ansible.get_variables()
-    return {name: variables[f"postgres_{name}_password"] for name in ("app", "replication", "monitoring")}
-
-
-@pytest.fixture(scope="module")
-def primary_address(primary):
-    return primary.check_output("ip -4 -o addr show eth0").split()[3].split("/")[0]
-
-
-def psql(host, sql: str, conninfo: str = "", password: str | None = None):
-    """psql on `host`: through the local socket as postgres, or to `conninfo` over the network."""
-    env = "" if password is None else f"PGPASSWORD={shlex.quote(password)} "
-    if conninfo:
-        return host.run(f"{env}psql -X -w -At -v ON_ERROR_STOP=1 {shlex.quote(conninfo)} -c {shlex.quote(sql)}")
-    return host.run(f"sudo -u postgres psql -X -At -v ON_ERROR_STOP=1 -c {shlex.quote(sql)}")
-
-
-def app_conninfo(address: str, sslmode: str = "verify-full") -> str:
-    return f"host={address} port=5432 dbname=chajipoa user=chajipoa sslmode={sslmode} sslrootcert={CA} connect_timeout=5"
 
 
 def test_app_login_over_tls_creates_a_table(replica, primary_address, secrets):
@@ -164,17 +121,12 @@ def test_weekly_optimisation_timer_and_service(primary):
     assert primary.check_output("systemctl show postgresql-maintenance.service -p Result --value") == "success"
 
 
-def converge(*extra: str) -> subprocess.CompletedProcess:
-    playbook = Path(sys.executable).parent / "ansible-playbook"
-    return subprocess.run(
-        [str(playbook), "-i", INVENTORY, str(SCENARIO / "converge.yml"), "--tags", "postgres_configure,postgres_service", *extra],
-        capture_output=True, text=True, check=False, env=os.environ,
-    )
+TAGS = ("--tags", "postgres_configure,postgres_service")
 
 
 def test_reload_only_change_does_not_restart(primary, replica):
     started = {h: psql(h, "SELECT pg_postmaster_start_time()").stdout.strip() for h in (primary, replica)}
-    changed = converge("-e", "postgres_log_min_duration_statement=1234")
+    changed = converge(*TAGS, "-e", "postgres_log_min_duration_statement=1234")
     try:
         assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-2000:]
         assert "RUNNING HANDLER [chajipoa.platform.postgres : Reload PostgreSQL]" in changed.stdout
@@ -182,7 +134,7 @@ def test_reload_only_change_does_not_restart(primary, replica):
             assert psql(h, "SHOW log_min_duration_statement").stdout.strip() == "1234ms"
             assert psql(h, "SELECT pg_postmaster_start_time()").stdout.strip() == started[h]
     finally:
-        restored = converge()
+        restored = converge(*TAGS)
     assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-2000:]
     for h in (primary, replica):
         assert psql(h, "SHOW log_min_duration_statement").stdout.strip() == "250ms"
