@@ -1,21 +1,9 @@
 """The common role on two lab hosts: b is the client that probes a."""
 from __future__ import annotations
 
-
 import pytest
 
 SSH = "ssh -i /root/.ssh/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no -o ConnectTimeout=5"
-
-
-
-@pytest.fixture(scope="module")
-def server(lab_host):
-    return lab_host("common-a")
-
-
-@pytest.fixture(scope="module")
-def client(lab_host):
-    return lab_host("common-b")
 
 
 def test_host_name_and_hosts_file(host):

@@ -18,16 +18,6 @@ TOOL = "/usr/local/sbin/chajipoa-firewall"
 pytestmark = pytest.mark.journal("nftables.service")
 
 
-@pytest.fixture(scope="module")
-def server(lab_host):
-    return lab_host("common-a")
-
-
-@pytest.fixture(scope="module")
-def client(lab_host):
-    return lab_host("common-b")
-
-
 def play(playbook: str, *args: str, **extra) -> subprocess.CompletedProcess:
     """ansible-playbook on this scenario's inventory; `extra` goes in as JSON extra vars."""
     command = ["ansible-playbook", "-i", INVENTORY, str(SCENARIO / playbook), *args]
