@@ -50,6 +50,17 @@ options:
     description: The server's port.
     type: int
     default: 5432
+  ssl_mode:
+    description:
+      - libpq C(sslmode) of O(owner)'s connection, which carries its password.
+      - By default C(verify-full) when O(owner_host) is not a loopback address (the password then
+        crosses a network: the server's certificate must name that host and be signed by O(ca_cert)),
+        C(prefer) over loopback.
+    type: str
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  ca_cert:
+    description: CA certificate that signed the server's certificate, for C(verify-ca) and C(verify-full).
+    type: path
   replace:
     description: Replace an existing database of that name, renaming it aside.
     type: bool
@@ -141,6 +152,7 @@ restore:
 """
 
 import datetime as dt
+import ipaddress
 import re
 import secrets
 import subprocess
@@ -168,6 +180,8 @@ ARGUMENT_SPEC = dict(
     owner_password=dict(type="str", required=True, no_log=True),
     owner_host=dict(type="str", default="127.0.0.1"),
     port=dict(type="int", default=5432),
+    ssl_mode=dict(type="str", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+    ca_cert=dict(type="path"),
     replace=dict(type="bool", default=False),
     manifest_key=dict(type="str", required=True, no_log=True),
     allow_unsigned=dict(type="bool", default=False),
@@ -215,7 +229,9 @@ class Restore:
         self.admin_target = backup_checks.Target(port=params["port"], user=params["login_user"],
                                                  maintenance_db=params["maintenance_db"])
         self.owner_target = backup_checks.Target(host=params["owner_host"], port=params["port"], user=params["owner"],
-                                                 password=params["owner_password"])
+                                                 password=params["owner_password"],
+                                                 sslmode=ssl_mode(params["owner_host"], params["ssl_mode"]),
+                                                 sslrootcert=params["ca_cert"])
 
     def fail(self, cause: str) -> RestoreFailed:
         label = self.manifest.get("name") or self.path.name
@@ -380,6 +396,17 @@ class Restore:
                     raise
         return {**self.result, "name": self.manifest["name"], "database": self.database, "owner": self.params["owner"],
                 "seconds": round(time.perf_counter() - self.started, 3), "steps": self.steps}
+
+
+def ssl_mode(host: str, requested: str | None) -> str:
+    """The sslmode of the owner's connection: verify-full wherever its password would cross a network."""
+    if requested:
+        return requested
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host in ("localhost", "") or host.startswith("/")
+    return "prefer" if loopback else "verify-full"
 
 
 def restore_list(listing: str, extensions: list[str]) -> str:

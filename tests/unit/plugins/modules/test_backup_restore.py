@@ -44,3 +44,16 @@ def test_catalogue_names_are_unquoted_before_being_quoted_again(quoted, name):
 def test_secrets_are_no_log():
     spec = backup_restore.ARGUMENT_SPEC
     assert spec["owner_password"]["no_log"] is True and spec["manifest_key"]["no_log"] is True
+
+
+@pytest.mark.parametrize(("host", "requested", "expected"), [
+    ("127.0.0.1", None, "prefer"),
+    ("::1", None, "prefer"),
+    ("localhost", None, "prefer"),
+    ("/var/run/postgresql", None, "prefer"),
+    ("10.20.1.11", None, "verify-full"),
+    ("db1.prod.chajipoa.internal", None, "verify-full"),
+    ("10.20.1.11", "require", "require"),
+])
+def test_the_owners_password_crosses_a_network_only_over_verified_tls(host, requested, expected):
+    assert backup_restore.ssl_mode(host, requested) == expected
