@@ -53,9 +53,9 @@ options:
   ssl_mode:
     description:
       - libpq C(sslmode) of O(owner)'s connection, which carries its password.
-      - By default C(verify-full) when O(owner_host) is not a loopback address (the password then
-        crosses a network: the server's certificate must name that host and be signed by O(ca_cert)),
-        C(prefer) over loopback.
+      - By default C(verify-full) when O(owner_host) is not a loopback address, because the password
+        then crosses a network (the server's certificate must name that host and be signed by
+        O(ca_cert)); C(prefer) over loopback.
     type: str
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
   ca_cert:

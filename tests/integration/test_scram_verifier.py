@@ -67,7 +67,7 @@ def test_keys_equal_the_servers_for_its_own_salt(pg_server, role, password):
         conn.execute("SET password_encryption = 'scram-sha-256'")
         conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
         server = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()[0]
-    iterations, salt, _, _ = VERIFIER.match(server).groups()
+    iterations, salt, _stored_key, _server_key = VERIFIER.match(server).groups()
     assert build_verifier(saslprep(password), base64.b64decode(salt), int(iterations)) == server
 
 
@@ -77,5 +77,5 @@ def test_keys_equal_libpqs_for_its_own_salt(pg_server, password):
     # libpq's PQencryptPasswordConn (the client side of the same code) as a second reference.
     with pg_server.connect() as conn:
         theirs = conn.pgconn.encrypt_password(password.encode(), b"anyone", b"scram-sha-256").decode()
-    iterations, salt, _, _ = VERIFIER.match(theirs).groups()
+    iterations, salt, _stored_key, _server_key = VERIFIER.match(theirs).groups()
     assert build_verifier(saslprep(password), base64.b64decode(salt), int(iterations)) == theirs

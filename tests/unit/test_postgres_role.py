@@ -171,7 +171,7 @@ FRESH_FILES = [
 DATA_DIR = "/var/lib/postgresql/15/main"
 
 
-def doubts(control: dict | None = FRESH_CONTROL, files: list[str] = FRESH_FILES, stderr: str = "") -> list[str]:
+def doubts(control: dict | None, files: list[str], stderr: str = "") -> list[str]:
     controldata = ({"rc": 0, "stdout_lines": [f"{key}: {value}" for key, value in control.items()], "stderr": ""}
                    if control is not None else {"rc": 1, "stdout_lines": [], "stderr": stderr})
     return render(

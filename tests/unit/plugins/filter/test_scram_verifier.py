@@ -26,7 +26,7 @@ def test_rfc7677_exchange_is_verified_by_the_keys():
     # RFC 7677 section 3: user "user", password "pencil". The client's proof must check against the
     # stored key and the server's signature must come from the server key, as in a real login.
     verifier = build_verifier(b"pencil", base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ=="), 4096)
-    _, _, stored_key, server_key = parts(verifier)
+    _iterations, _salt, stored_key, server_key = parts(verifier)
     nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
     auth_message = (f"n=user,r=rOprNGfwEbeRWgbNEkqO,r={nonce},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
                     f"c=biws,r={nonce}").encode()
@@ -61,7 +61,7 @@ def test_any_change_of_input_changes_the_salt_and_keys(password, role, iteration
 
 def test_salt_is_an_iterated_derivation_not_a_fast_hash_of_the_password():
     # Reading the salt must not give a cheaper test of a guessed password than the keys do.
-    _, salt, _, _ = parts(scram_verifier("app-Secret-1", "chajipoa"))
+    _iterations, salt, _stored_key, _server_key = parts(scram_verifier("app-Secret-1", "chajipoa"))
     assert salt == hashlib.pbkdf2_hmac("sha256", b"app-Secret-1", plugin.SALT_LABEL + b"chajipoa", 4096, 16)
     assert salt not in {hmac.new(b"app-Secret-1", b"chajipoa", hashlib.sha256).digest()[:16],
                         hmac.new(b"chajipoa", b"app-Secret-1", hashlib.sha256).digest()[:16]}
@@ -80,7 +80,7 @@ def test_community_postgresql_recognises_the_password_in_the_verifier():
     from ansible_collections.community.postgresql.plugins.module_utils.saslprep import saslprep as community_saslprep
 
     for password in ("repl:Secret\\2", "Kilimanjaro 5895 m", "ñandú-Ⅸ"):
-        iterations, salt, _, server_key = parts(scram_verifier(password, "replicator"))
+        iterations, salt, _stored_key, server_key = parts(scram_verifier(password, "replicator"))
         salted = hashlib.pbkdf2_hmac("sha256", community_saslprep(password).encode(), salt, iterations)
         assert hmac.new(salted, b"Server Key", hashlib.sha256).digest() == server_key
 
