@@ -259,7 +259,7 @@ class Restore:
         if self.manifest["kind"] != "postgresql":
             raise self.fail(f"it is a {self.manifest['kind']} backup; docs/backups.md says how to restore those")
         report = backup_checks.quick(backup_checks.Report("quick", self.path, self.manifest_path),
-                                     pg_bindir=self.params["pg_bindir"])
+                                     pg_bindir=self.params["pg_bindir"], manifest_key=self.params["manifest_key"])
         self.steps += report.checks
         if not report.passed:
             raise self.fail(report.failure_message())
