@@ -207,9 +207,11 @@ def variables(db):
 def seeded(db, variables):
     result = psql(db, SEED)
     assert result.rc == 0, result.stderr
-    # A key the RDB snapshot must carry.
+    # A key the RDB snapshot must carry, written over TLS with the CA the backup role installed for
+    # its own RDB pull (Redis has no plain TCP port).
     auth = f"REDISCLI_AUTH={shlex.quote(variables['redis_app_password'])}"
-    assert db.run(f"{auth} redis-cli --no-auth-warning --user app SET backup:probe karibu").stdout.strip() == "OK"
+    command = "redis-cli --tls --cacert /etc/chajipoa/redis-ca.crt -h 127.0.0.1 --no-auth-warning --user app"
+    assert db.run(f"{auth} {command} SET backup:probe karibu").stdout.strip() == "OK"
     return SEEDED
 
 
@@ -468,17 +470,28 @@ def test_operational_playbooks_run_under_check_without_changing_anything(db, dai
     ({"env_name": "production", "backup_s3_bucket": "chajipoa-production-backups"}, False),
     ({"env_name": "development", "backup_s3_bucket": ""}, False),
 ])
-def test_backups_outside_development_need_an_offsite_copy(db, tmp_path, overrides, refused):
-    """The role's own preflight (its tag only: nothing else runs), refusing before any change."""
+def preflight(tmp_path, overrides: dict) -> subprocess.CompletedProcess:
+    """The role's own preflight (its tag only: nothing else runs) with these variables."""
     play = tmp_path / "preflight.yml"
     play.write_text("- hosts: backup-db\n  gather_facts: false\n  roles: [chajipoa.platform.backup]\n")
     extra = tmp_path / "extra.json"
     extra.write_text(json.dumps(overrides))
-    run = playbook(play, "--tags", "backup_preflight", "-e", f"@{extra}")
+    return playbook(play, "--tags", "backup_preflight", "-e", f"@{extra}")
+
+
+def test_backups_outside_development_need_an_offsite_copy(db, tmp_path, overrides, refused):
+    """Refused before any change; outside development the Redis CA comes from the inventory."""
+    run = preflight(tmp_path, {"backup_redis_ca_file": "files/redis-ca.crt", **overrides})
     assert (run.returncode != 0) == refused, failure(run)
     if refused:
         assert ("Cannot configure backups on backup-db: env_name " + overrides["env_name"]) in messages(run)
         assert "set backup_s3_bucket, or backup_offsite_opt_out_reason" in messages(run)
+
+
+def test_tls_pull_outside_development_needs_the_redis_ca_from_the_inventory(db, tmp_path):
+    run = preflight(tmp_path, {"env_name": "production", "backup_s3_bucket": "chajipoa-production-backups"})
+    assert run.returncode != 0, failure(run)
+    assert "backup_redis_ca_file must name the controller's copy of the CA certificate" in messages(run)
 
 
 def restore_module(*args: str, check: bool = False, **options) -> subprocess.CompletedProcess:
