@@ -463,13 +463,6 @@ def test_operational_playbooks_run_under_check_without_changing_anything(db, dai
     assert db.run("ls -d /tmp/chajipoa-fetch-* 2>/dev/null").stdout == ""
 
 
-@pytest.mark.parametrize("overrides, refused", [
-    ({"env_name": "production", "backup_s3_bucket": ""}, True),
-    ({"env_name": "staging", "backup_s3_bucket": "", "backup_offsite_opt_out_reason": " "}, True),
-    ({"env_name": "production", "backup_s3_bucket": "", "backup_offsite_opt_out_reason": "DR site replica only"}, False),
-    ({"env_name": "production", "backup_s3_bucket": "chajipoa-production-backups"}, False),
-    ({"env_name": "development", "backup_s3_bucket": ""}, False),
-])
 def preflight(tmp_path, overrides: dict) -> subprocess.CompletedProcess:
     """The role's own preflight (its tag only: nothing else runs) with these variables."""
     play = tmp_path / "preflight.yml"
@@ -479,6 +472,13 @@ def preflight(tmp_path, overrides: dict) -> subprocess.CompletedProcess:
     return playbook(play, "--tags", "backup_preflight", "-e", f"@{extra}")
 
 
+@pytest.mark.parametrize("overrides, refused", [
+    ({"env_name": "production", "backup_s3_bucket": ""}, True),
+    ({"env_name": "staging", "backup_s3_bucket": "", "backup_offsite_opt_out_reason": " "}, True),
+    ({"env_name": "production", "backup_s3_bucket": "", "backup_offsite_opt_out_reason": "DR site replica only"}, False),
+    ({"env_name": "production", "backup_s3_bucket": "chajipoa-production-backups"}, False),
+    ({"env_name": "development", "backup_s3_bucket": ""}, False),
+])
 def test_backups_outside_development_need_an_offsite_copy(db, tmp_path, overrides, refused):
     """Refused before any change; outside development the Redis CA comes from the inventory."""
     run = preflight(tmp_path, {"backup_redis_ca_file": "files/redis-ca.crt", **overrides})
