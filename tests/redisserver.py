@@ -287,11 +287,14 @@ class RedisServer:
         """A client context that verifies the server against this server's CA."""
         return ssl.create_default_context(cafile=str(self.ca_file))
 
-    def command(self, *args: str | bytes | int, timeout: float = 5):
-        """Run one command as the ACL user over TLS, on a connection of its own; its reply."""
+    def command(self, *args: str | bytes | int, timeout: float = 5, user: str | None = None,
+                password: str | None = None):
+        """Run one command over TLS, on a connection of its own, as the ACL user (or `user` with
+        `password`); its reply."""
         with socket.create_connection((self.host, self.port), timeout=timeout) as raw, \
                 self.ssl_context().wrap_socket(raw, server_hostname=self.host) as conn, \
                 conn.makefile("rb") as stream:
-            conn.sendall(_encode(("AUTH", self.user, self.password)) + _encode(args))
+            login = (user if user is not None else self.user, password if password is not None else self.password)
+            conn.sendall(_encode(("AUTH", *login)) + _encode(args))
             _read_reply(stream)
             return _read_reply(stream)
