@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.redisserver import RedisError, RedisServer
+from ansible_collections.chajipoa.platform.plugins.module_utils.pg_scratch import give_to_server_user
+from tests.pgserver import PostgresServer
+from tests.redisserver import RedisError, RedisServer, make_tls_files
 
 APP = Path(__file__).resolve().parents[2] / "apps" / "reference-api"
 # Behind a TLS-intercepting proxy the machine trusts the proxy's CA in the system store; Debian's
@@ -181,3 +183,54 @@ def test_redis_server_stops_and_comes_back_on_the_same_port(redis_server: RedisS
         assert redis_server.command("PING") == "PONG"
         # Nothing persisted: a restarted server starts empty.
         assert redis_server.command("GET", "k") is None
+
+
+@pytest.fixture(scope="module")
+def tls_postgres():
+    """A PostgreSQL of its own serving TLS with a certificate from a throwaway CA: (server, ca_file)."""
+    server = PostgresServer().start()
+    try:
+        tls = server.dir / "tls"
+        tls.mkdir()
+        files = make_tls_files(tls, stem="postgres")
+        for path in (tls, *files):
+            give_to_server_user(path)
+        # ALTER SYSTEM takes no parameters; the paths are ours (a temporary directory), quoted anyway.
+        for setting, value in (("ssl_cert_file", files[1]), ("ssl_key_file", files[2]), ("ssl", "on")):
+            literal = str(value).replace("'", "''")
+            server.execute(f"ALTER SYSTEM SET {setting} = '{literal}'")
+        server.execute("SELECT pg_reload_conf()")
+        yield server, files[0]
+    finally:
+        server.stop()
+
+
+# The pool the API builds from DATABASE_URL, asked whether its connection is encrypted.
+POOL_PROBE = """
+const { database } = require('./src/config');
+const { createPool } = require('./src/db');
+const pool = createPool(database(process.env));
+pool.query('SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()').then(
+  (r) => { console.log(JSON.stringify(r.rows[0])); return pool.end(); },
+  (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(1); });
+"""
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_database_url_verify_full_against_the_ca(app_copy, tls_postgres, tmp_path, host):
+    server, ca_file = tls_postgres
+    other_ca = make_tls_files(tmp_path)[0]
+
+    def probe(ca: Path) -> subprocess.CompletedProcess:
+        # As the app role renders it, the guide's pool parameters included.
+        url = (f"postgresql://{server.user}:{server.password}@{host}:{server.port}/postgres"
+               f"?sslmode=verify-full&sslrootcert={ca}&connection_limit=5&pool_timeout=5")
+        return subprocess.run([_require("node"), "-e", POOL_PROBE], cwd=app_copy, env={**_node_env(), "DATABASE_URL": url},
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    trusted = probe(ca_file)
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert '"ssl":true' in trusted.stdout and '"version":"TLSv1.3"' in trusted.stdout
+    untrusted = probe(other_ca)
+    assert untrusted.returncode == 1, untrusted.stdout + untrusted.stderr
+    assert "certificate" in untrusted.stdout, untrusted.stdout

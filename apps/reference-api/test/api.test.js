@@ -141,3 +141,38 @@ test('with MONGODB_URL set, health reports MongoDB, and 503 when it does not ans
     await withMongo.close();
   }
 });
+
+function withPoolParams(params) {
+  const url = new URL(process.env.DATABASE_URL);
+  for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
+  return url.toString();
+}
+
+test('connection_limit caps the pool: concurrent queries share that many connections', async () => {
+  const small = await startApp({ DATABASE_URL: withPoolParams({ connection_limit: '2' }) });
+  try {
+    const queries = Array.from({ length: 6 }, () => small.pool.query('SELECT pg_backend_pid() AS pid, pg_sleep(0.1)'));
+    const pids = new Set((await Promise.all(queries)).map((r) => r.rows[0].pid));
+    assert.equal(pids.size, 2);
+    assert.equal(small.pool.totalCount, 2);
+  } finally {
+    await small.close();
+  }
+});
+
+test('pool_timeout bounds the wait for a free connection', async () => {
+  const small = await startApp({ DATABASE_URL: withPoolParams({ connection_limit: '1', pool_timeout: '0.3' }) });
+  const held = await small.pool.connect();
+  try {
+    const started = Date.now();
+    await assert.rejects(small.pool.query('SELECT 1'), /timeout/i);
+    assert.ok(Date.now() - started < 2000);
+    // Health reports PostgreSQL down rather than hanging while the pool is exhausted.
+    const res = await request(small.base, 'GET', '/api/health');
+    assert.equal(res.status, 503);
+    assert.equal(res.json.checks.postgres.status, 'down');
+  } finally {
+    held.release();
+    await small.close();
+  }
+});
