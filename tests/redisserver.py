@@ -126,7 +126,7 @@ def _read_reply(stream):
         return None if size < 0 else stream.read(size + 2)[:-2]
     if kind == b"*":
         size = int(body)
-        return None if size < 0 else [_read_reply(stream) for _ in range(size)]
+        return None if size < 0 else [_read_reply(stream) for _item in range(size)]
     raise ConnectionError(f"Cannot read a reply from Redis: unknown type {kind!r}")
 
 
