@@ -37,11 +37,17 @@ NPM_TIMEOUT = 600
 MIN_NODE_TESTS = 40
 
 
+# Only these reach npm and the API: a developer's own DATABASE_URL, MONGODB_URL, NODE_ENV, PG* ...
+# must not change what the tests run against.
+PASSED_ENV = {"PATH", "HOME", "USER", "LANG", "TMPDIR", "NODE_EXTRA_CA_CERTS",
+              "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
+PASSED_ENV_PREFIXES = ("LC_", "npm_config_", "NPM_CONFIG_")
+
+
 def _node_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("npm_", "PG", "REDIS", "DATABASE_URL"))}
+    env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith(PASSED_ENV_PREFIXES)}
     if "NODE_EXTRA_CA_CERTS" not in env and Path(SYSTEM_CA_BUNDLE).exists():
         env["NODE_EXTRA_CA_CERTS"] = SYSTEM_CA_BUNDLE
-    env.pop("NODE_ENV", None)
     return env
 
 
