@@ -35,7 +35,7 @@ engine:
 lab-image: engine
 	@lab/build-image.sh
 
-# PostgreSQL 15 and redis-tools on this machine for the backup tests (no cluster is created or started).
+# PostgreSQL 15, Redis, Node.js and npm on this machine for the host-side tests (no server is left running).
 test-deps:
 	@lab/test-deps.sh
 
