@@ -506,7 +506,9 @@ def run_gate(checks: list[Check], *, consecutive: int, interval: float, deadline
              clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep) -> GateResult:
     """Probe every check once a round, a round every `interval` seconds, until `consecutive` rounds in
     a row passed and every check's window is within its thresholds (passed), `fail_after` rounds in a
-    row failed (0: never), or the next round would start after `deadline` seconds."""
+    row failed (0: never), or the next round would start after `deadline` seconds. No probe is given
+    more than the time left before the deadline, so the verdict comes by then (give or take
+    MIN_TIMEOUT and a probe's own slack past its timeout)."""
     settings = {"consecutive": consecutive, "interval": interval, "deadline": deadline, "fail_after": fail_after,
                 "window": checks[0].window.samples.maxlen if checks else 0}
     start = clock()
@@ -514,9 +516,21 @@ def run_gate(checks: list[Check], *, consecutive: int, interval: float, deadline
     while True:
         round_start = clock()
         rounds += 1
+        unfinished = False
         for check in checks:
-            remaining = deadline - (clock() - start)
-            check.window.add(measure(check.probe, max(MIN_TIMEOUT, min(check.timeout, remaining)), clock))
+            given = max(MIN_TIMEOUT, min(check.timeout, deadline - (clock() - start)))
+            sample = measure(check.probe, given, clock)
+            # A probe the deadline cut short did not get its timeout: counted, it would turn a slow
+            # check into a failing one. Only a check without any sample keeps it, to say why.
+            cut_short = not sample.ok and given < check.timeout and clock() - start >= deadline
+            if cut_short and check.window.count:
+                unfinished = True
+                break
+            check.window.add(sample)
+        if unfinished:
+            # An unfinished round counts neither way.
+            return GateResult(passed=False, rounds=rounds, consecutive=passes, elapsed=clock() - start,
+                              reason="deadline", checks=[_report(check) for check in checks], settings=settings)
         round_ok = all(check.window.last.ok for check in checks)
         passes, failures = (passes + 1, 0) if round_ok else (0, failures + 1)
         reports = [_report(check) for check in checks]

@@ -278,8 +278,26 @@ def test_a_round_that_overruns_the_interval_is_followed_at_once_and_no_round_sta
     checks, result = gate(clock, {"api": [(10_000, False)]}, timeout=2.0, deadline=7)
     assert result.rounds == 4  # rounds start at 0, 2, 4 and 6 s; the next would start at 8 s
     assert result.elapsed == pytest.approx(7.0)
-    # The last probe is given only what is left before the deadline.
+    # The last probe is given only what is left before the deadline ...
     assert checks[0].probe.timeouts == [2.0, 2.0, 2.0, pytest.approx(1.0)]
+    # ... and, cut short by it, is not counted.
+    assert result.checks[0]["count"] == 3
+
+
+def test_a_slow_check_cut_short_by_the_deadline_is_not_made_a_failing_one():
+    clock = FakeClock()
+    # 300 ms probes, 0.5 s apart, deadline 1.2 s: the third round's probe gets 0.2 s and times out.
+    slow = [(300, True), (300, True), (300, False)]
+    _, result = gate(clock, {"api": slow}, interval=0.5, deadline=1.2)
+    assert result.reason == "deadline" and result.rounds == 3
+    assert result.checks[0]["count"] == 2 and result.checks[0]["errors"] == 0
+    assert result.checks[0]["failures"] == ["p95 300.0 ms above 200 ms"]
+
+
+def test_a_check_with_no_sample_yet_keeps_the_one_the_deadline_cut_short():
+    clock = FakeClock()
+    _, result = gate(clock, {"api": [(10_000, False)]}, timeout=5.0, deadline=1.0)
+    assert result.rounds == 1 and result.checks[0]["count"] == 1 and result.checks[0]["last_error"] == "failure 1"
 
 
 def test_no_probe_is_given_less_than_the_minimum_timeout():
