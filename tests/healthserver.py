@@ -43,7 +43,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, with_body: bool) -> None:
         status, body = self.server.owner.next_answer()
-        data = json.dumps(body).encode()
+        # Compact, as Express's res.json() writes it.
+        data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))

@@ -93,7 +93,7 @@ def json_path(document: Any, path: str) -> Any:
     return node
 
 
-def _excerpt(body: bytes, size: int = 200) -> str:
+def _excerpt(body: bytes, size: int = 300) -> str:
     text = body.decode("utf-8", "replace").strip().replace("\n", " ")
     return text if len(text) <= size else text[:size] + "..."
 

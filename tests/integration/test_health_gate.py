@@ -61,7 +61,7 @@ class TestHttp:
         assert not result.passed and result.reason == "deadline" and result.failing() == ["api"]
         [check] = result.checks
         assert check["count"] == result.rounds >= 15 and check["errors"] in (result.rounds // 2, (result.rounds + 1) // 2)
-        assert check["last_error"].startswith('HTTP 503, expected 200: {"status": "unhealthy"')
+        assert check["last_error"].startswith('HTTP 503, expected 200: {"status":"unhealthy"')
         assert "api (GET http://127.0.0.1:" in result.message() and "error rate 50 % " in result.message()
 
     def test_a_slow_endpoint_fails_its_p95_and_passes_looser_thresholds(self, server):
