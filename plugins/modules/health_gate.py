@@ -324,7 +324,7 @@ checks:
     p99_ms: {description: p99 latency over the window., type: float, sample: 3.4}
     max_ms: {description: Slowest probe of the window., type: float, sample: 3.4}
     last_latency_ms: {description: The last probe's latency., type: float, sample: 1.7}
-    last_error: {description: The last failed probe's cause, or null., type: str, sample: 'HTTP 503, expected 200: {"status":"unhealthy"}'}
+    last_error: {description: "The last failed probe's cause; null when none failed.", type: str, sample: 'HTTP 503, expected 200: {"status":"unhealthy"}'}
     failures: {description: Each threshold the window breaks., type: list, elements: str, sample: ["error rate 50 % (5 of 10) above 0.1 %"]}
     thresholds: {description: The thresholds this check was judged by., type: dict, sample: {p95_ms: 200.0, p99_ms: 500.0, error_percent: 0.1}}
 msg:

@@ -12,7 +12,7 @@ import pytest
 from ansible_collections.chajipoa.platform.plugins.module_utils.health_checks import GateResult, build_checks, measure, run_gate
 from ansible_collections.chajipoa.platform.plugins.module_utils.health_stats import Sample, Thresholds
 from tests.healthserver import HealthServer
-from tests.redisserver import RedisNotInstalled, RedisServer, _make_tls_files
+from tests.redisserver import RedisNotInstalled, RedisServer, make_tls_files
 
 
 def gate(*specs: dict, consecutive: int = 3, interval: float = 0.1, deadline: float = 3.0, window: int = 10,
@@ -112,7 +112,8 @@ class TestHttp:
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory):
     """Two throwaway CAs, each with a certificate for 127.0.0.1 and localhost: ((ca, cert, key), (ca, cert, key))."""
-    return _make_tls_files(tmp_path_factory.mktemp("tls-ours")), _make_tls_files(tmp_path_factory.mktemp("tls-other"))
+    return (make_tls_files(tmp_path_factory.mktemp("tls-ours"), stem="http"),
+            make_tls_files(tmp_path_factory.mktemp("tls-other"), stem="http"))
 
 
 class TestHttps:

@@ -226,7 +226,7 @@ FAST, DOWN, SLOW = (10, True), (1, False), (300, True)
 
 def test_a_healthy_target_passes_after_the_consecutive_rounds():
     clock = FakeClock()
-    _, result = gate(clock, {"api": [FAST], "db": [FAST]})
+    result = gate(clock, {"api": [FAST], "db": [FAST]})[1]
     assert (result.passed, result.reason, result.rounds, result.consecutive) == (True, "passed", 3, 3)
     # Rounds start at 0, 1 and 2 s; the third ends after its two probes.
     assert result.elapsed == pytest.approx(2.02)
@@ -236,7 +236,7 @@ def test_a_healthy_target_passes_after_the_consecutive_rounds():
 
 def test_a_flapping_target_fails_at_the_deadline_naming_it():
     clock = FakeClock()
-    _, result = gate(clock, {"api": [FAST, DOWN] * 50, "db": [FAST]}, deadline=10)
+    result = gate(clock, {"api": [FAST, DOWN] * 50, "db": [FAST]}, deadline=10)[1]
     assert (result.passed, result.reason, result.rounds) == (False, "deadline", 10)
     assert result.failing() == ["api"]
     api, db = result.checks
@@ -249,7 +249,7 @@ def test_a_flapping_target_fails_at_the_deadline_naming_it():
 
 def test_a_slow_target_passes_every_probe_but_fails_its_percentiles():
     clock = FakeClock()
-    _, result = gate(clock, {"api": [SLOW]}, deadline=5)
+    result = gate(clock, {"api": [SLOW]}, deadline=5)[1]
     assert not result.passed and result.consecutive == 5
     assert result.checks[0]["failures"] == ["p95 300.0 ms above 200 ms"]
     assert result.checks[0]["p50_ms"] == result.checks[0]["p99_ms"] == 300.0
@@ -260,14 +260,14 @@ def test_an_error_keeps_the_gate_shut_until_it_leaves_the_window():
     clock = FakeClock()
     # Down for the first two rounds, healthy after: three clean rounds are not enough while the
     # errors are among the last five probes.
-    _, result = gate(clock, {"api": [DOWN, DOWN, FAST]}, window=5)
+    result = gate(clock, {"api": [DOWN, DOWN, FAST]}, window=5)[1]
     assert result.passed and result.rounds == 7 and result.consecutive == 5
     assert result.checks[0]["count"] == 7 and result.checks[0]["errors"] == 2 and result.checks[0]["window_errors"] == 0
 
 
 def test_fail_after_stops_before_the_deadline():
     clock = FakeClock()
-    _, result = gate(clock, {"api": [DOWN]}, fail_after=4, deadline=60)
+    result = gate(clock, {"api": [DOWN]}, fail_after=4, deadline=60)[1]
     assert (result.passed, result.reason, result.rounds) == (False, "fail_after", 4)
     assert result.message().startswith("Cannot pass the health gate after 4 failing rounds in a row (4 round(s), 3.0 s): api")
 
@@ -288,7 +288,7 @@ def test_a_slow_check_cut_short_by_the_deadline_is_not_made_a_failing_one():
     clock = FakeClock()
     # 300 ms probes, 0.5 s apart, deadline 1.2 s: the third round's probe gets 0.2 s and times out.
     slow = [(300, True), (300, True), (300, False)]
-    _, result = gate(clock, {"api": slow}, interval=0.5, deadline=1.2)
+    result = gate(clock, {"api": slow}, interval=0.5, deadline=1.2)[1]
     assert result.reason == "deadline" and result.rounds == 3
     assert result.checks[0]["count"] == 2 and result.checks[0]["errors"] == 0
     assert result.checks[0]["failures"] == ["p95 300.0 ms above 200 ms"]
@@ -296,19 +296,19 @@ def test_a_slow_check_cut_short_by_the_deadline_is_not_made_a_failing_one():
 
 def test_a_check_with_no_sample_yet_keeps_the_one_the_deadline_cut_short():
     clock = FakeClock()
-    _, result = gate(clock, {"api": [(10_000, False)]}, timeout=5.0, deadline=1.0)
+    result = gate(clock, {"api": [(10_000, False)]}, timeout=5.0, deadline=1.0)[1]
     assert result.rounds == 1 and result.checks[0]["count"] == 1 and result.checks[0]["last_error"] == "failure 1"
 
 
 def test_no_probe_is_given_less_than_the_minimum_timeout():
     clock = FakeClock()
-    checks, _ = gate(clock, {"slow": [(10_000, True)], "next": [FAST]}, timeout=10.0, deadline=1.0, interval=0.5)
+    checks = gate(clock, {"slow": [(10_000, True)], "next": [FAST]}, timeout=10.0, deadline=1.0, interval=0.5)[0]
     assert checks[1].probe.timeouts == [health_checks.MIN_TIMEOUT]
 
 
 def test_passing_needs_every_window_within_thresholds_even_after_enough_rounds():
     clock = FakeClock()
     # Not enough consecutive rounds before the deadline; no check is at fault by itself.
-    _, result = gate(clock, {"api": [FAST]}, consecutive=5, deadline=3)
+    result = gate(clock, {"api": [FAST]}, consecutive=5, deadline=3)[1]
     assert not result.passed and result.failing() == []
     assert result.message().endswith("only 3 of 5 consecutive rounds passed")
