@@ -144,9 +144,27 @@ def stack(pg_server):
         yield inventory, app
 
 
-@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check-mode"])
-def test_health_playbook_passes_a_healthy_stack(stack, tmp_path, check_mode):
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+def imports(python: str, module: str) -> bool:
+    return subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False).returncode == 0
+
+
+def set_python(inventory: dict, python: str) -> None:
+    for group in inventory["all"]["children"].values():
+        group["hosts"]["localhost"]["ansible_python_interpreter"] = python
+
+
+@pytest.mark.parametrize(("check_mode", "python"), [(False, sys.executable), (True, sys.executable), (False, DEBIAN_PYTHON)],
+                         ids=["run-psycopg3", "check-mode", "run-debian-psycopg2"])
+def test_health_playbook_passes_a_healthy_stack(stack, tmp_path, check_mode, python):
     inventory, _app = stack
+    if python == DEBIAN_PYTHON:
+        # Debian's python3 with Debian's psycopg2 (lab/test-deps.sh), as on the hosts: the psycopg2 path.
+        assert imports(DEBIAN_PYTHON, "psycopg2") and not imports(DEBIAN_PYTHON, "psycopg"), \
+            "Debian's python3 needs python3-psycopg2 and no psycopg: run lab/test-deps.sh"
+    set_python(inventory, python)
     process, output = ansible_playbook(HEALTH, inventory, tmp_path, *(["--check"] if check_mode else []))
     assert process.returncode == 0, process.stdout[-3000:]
     gate = task_result(output, "Gate on the services of this host")
@@ -182,9 +200,13 @@ def test_health_playbook_probes_a_standby_for_recovery(stack, tmp_path):
 
 def test_health_playbook_says_when_the_host_has_no_postgres_driver(stack, tmp_path):
     inventory, _app = stack
-    # Debian's python3 here has neither psycopg nor psycopg2: the gate stops at once, saying so.
-    inventory["all"]["children"]["postgres"]["hosts"]["localhost"]["ansible_python_interpreter"] = "/usr/bin/python3"
+    # A bare virtual environment of Debian's python3: the standard library only, as on a host
+    # without python3-psycopg2. The gate stops at once, saying so.
+    subprocess.run([DEBIAN_PYTHON, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    set_python(inventory, str(tmp_path / "bare" / "bin" / "python3"))
+    start = time.monotonic()
     process, output = ansible_playbook(HEALTH, inventory, tmp_path)
+    assert time.monotonic() - start < 30
     assert process.returncode == 2
     gate = task_result(output, "Gate on the services of this host")
     assert gate["msg"].startswith("Cannot probe postgres: neither psycopg nor psycopg2 is installed")
