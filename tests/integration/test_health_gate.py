@@ -1,6 +1,7 @@
 """The health gate's probes and rounds against real servers on 127.0.0.1: an HTTP(S) health endpoint
-(tests/healthserver.py), TCP ports, a PostgreSQL 15 cluster (tests/pgserver.py) and a TLS-only Redis
-with an ACL user (tests/redisserver.py). A missing server fails the tests rather than skipping them."""
+(tests/healthserver.py), TCP ports, a PostgreSQL 15 cluster (tests/pgserver.py, fixture pg_server)
+and a TLS-only Redis with an ACL user (tests/redisserver.py, fixture redis_server). A missing server
+fails the tests rather than skipping them."""
 from __future__ import annotations
 
 import socket
@@ -12,7 +13,7 @@ import pytest
 from ansible_collections.chajipoa.platform.plugins.module_utils.health_checks import GateResult, build_checks, measure, run_gate
 from ansible_collections.chajipoa.platform.plugins.module_utils.health_stats import Sample, Thresholds
 from tests.healthserver import HealthServer
-from tests.redisserver import RedisNotInstalled, RedisServer, make_tls_files
+from tests.redisserver import make_tls_files
 
 
 def gate(*specs: dict, consecutive: int = 3, interval: float = 0.1, deadline: float = 3.0, window: int = 10,
@@ -187,20 +188,11 @@ class TestPostgres:
 
 
 # -- redis ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def redis():
-    server = RedisServer()
-    try:
-        server.start()
-    except RedisNotInstalled as exc:
-        pytest.fail(f"{exc}. The Redis probe tests need a real redis-server: run `lab/test-deps.sh` as root.", pytrace=False)
-    yield server
-    server.remove()
-
-
 class TestRedis:
     @pytest.fixture
-    def spec(self, redis):
+    def spec(self, redis_server):
+        redis = redis_server
+
         def make(**options):
             return {"name": "redis", "kind": "redis", "host": redis.host, "port": redis.port, "user": redis.user,
                     "password": redis.password, "tls": True, "ca_file": str(redis.ca_file), **options}
@@ -222,7 +214,8 @@ class TestRedis:
     def test_plain_tcp_to_a_tls_port_fails(self, spec):
         assert not probe(spec(tls=False)).ok
 
-    def test_the_gate_waits_for_a_restarted_redis(self, spec, redis):
+    def test_the_gate_waits_for_a_restarted_redis(self, spec, redis_server):
+        redis = redis_server
         redis.kill()
         assert probe(spec()).error == "connection refused"
         threading.Timer(1.0, redis.start).start()

@@ -16,7 +16,6 @@ import yaml
 from tests.conftest import ROOT
 from tests.healthserver import HealthServer
 from tests.integration.test_health_gate import closed_port
-from tests.redisserver import RedisServer
 
 
 def ansible_playbook(playbook: Path, inventory: dict, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
@@ -127,11 +126,12 @@ HEALTH = ROOT / "playbooks" / "health.yml"
 
 
 @pytest.fixture
-def stack(pg_server):
+def stack(pg_server, redis_server):
     """A localhost inventory in groups postgres, redis and app, wired to real services on loopback:
     the PostgreSQL cluster, a TLS Redis, a health endpoint as the blue colour and a TCP port as
     PgBouncer. Yields (inventory, health endpoint)."""
-    with RedisServer() as redis, HealthServer() as app, HealthServer() as pgbouncer:
+    redis = redis_server
+    with HealthServer() as app, HealthServer() as pgbouncer:
         inventory = localhost(
             ["postgres", "redis", "app"],
             postgres_port=pg_server.port, postgres_monitoring_user=pg_server.user,
