@@ -474,7 +474,8 @@ class GateResult:
             if check["passed"]:
                 continue
             text = "; ".join(check["failures"])
-            if check["last_error"] and not check["last_ok"]:
+            # The last error explains an error rate even when the last probe passed.
+            if check["last_error"] and check["window_errors"]:
                 text = f"{text}; last error: {check['last_error']}" if text else f"last error: {check['last_error']}"
             details.append(f"{check['name']} ({check['target']}): {text}")
         if not details:

@@ -312,3 +312,10 @@ def test_passing_needs_every_window_within_thresholds_even_after_enough_rounds()
     result = gate(clock, {"api": [FAST]}, consecutive=5, deadline=3)[1]
     assert not result.passed and result.failing() == []
     assert result.message().endswith("only 3 of 5 consecutive rounds passed")
+
+
+def test_the_last_error_explains_an_error_rate_after_the_check_recovered():
+    clock = FakeClock()
+    result = gate(clock, {"api": [DOWN, FAST]}, deadline=3)[1]
+    assert not result.passed and result.checks[0]["last_ok"]
+    assert result.message().endswith("api (http): error rate 33.3 % (1 of 3) above 0.1 %; last error: failure 1")
