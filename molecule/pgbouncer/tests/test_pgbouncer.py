@@ -147,6 +147,17 @@ echo "$(grep -c ok /var/tmp/pgbouncer-clients.out) $peak_clients $peak_servers"
     assert peak_servers <= settings["max_db_connections"]
 
 
+def test_a_server_whose_certificate_does_not_name_it_is_refused(app, settings):
+    databases = app.check_output("sed -n '/^\\[databases\\]/,/^\\[/p' /etc/pgbouncer/pgbouncer.ini")
+    if not any(line.startswith("unverified =") for line in databases.splitlines()):
+        pytest.skip("this scenario wires no database under a name the server's certificate lacks")
+    info = conninfo("127.0.0.1", "unverified", settings["user"])
+    result = psql(app, info, settings["password"], "SELECT 1")
+    assert result.rc != 0
+    journal = app.check_output("journalctl -u pgbouncer -n 50 --no-pager")
+    assert "name `unnamed-db.molecule.chajipoa.lan' not present in server certificate" in journal
+
+
 def test_the_monitoring_login_reads_the_statistics(app, settings):
     stats = console(app, settings, "SHOW STATS")
     assert stats.rc == 0, stats.stderr
