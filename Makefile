@@ -47,8 +47,10 @@ test-deps:
 lab: venv lab-image
 	ansible-playbook playbooks/lab.yml
 
+# The health gate last: make dev succeeds only when every service answers within the guide's targets.
 dev: lab
 	ansible-playbook playbooks/site.yml
+	ansible-playbook playbooks/health.yml
 	@ansible-playbook playbooks/lab-summary.yml
 
 dev-down: venv
