@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the servers and tools the host-side tests run against, on Debian 12 as root: PostgreSQL 15
-# (the backup tests initdb a throwaway cluster of their own, see tests/pgserver.py) and the Redis
-# tools (redis-cli, and redis-check-rdb to check a dumped RDB file). Safe to rerun; silent when
-# everything is already there, so `make` output stays quiet on a prepared machine.
+# (the backup tests initdb a throwaway cluster of their own, see tests/pgserver.py), the Redis
+# tools (redis-cli, and redis-check-rdb to check a dumped RDB file), the Redis server (tests start a
+# throwaway TLS one, see tests/redisserver.py) and Node.js 18+ with npm (the reference API's tests).
+# No service is left running or enabled. Safe to rerun; silent when everything is already there, so
+# `make` output stays quiet on a prepared machine.
 set -euo pipefail
 
 PG_BINDIR=/usr/lib/postgresql/15/bin
@@ -32,8 +34,34 @@ if ! command -v redis-cli >/dev/null || ! command -v redis-check-rdb >/dev/null;
     packages+=(redis-tools)
 fi
 
+# The package's own server: the tests run theirs on a free port, in a directory of their own.
+if ! command -v redis-server >/dev/null; then
+    packages+=(redis-server)
+fi
+
+# Any Node.js from 18 on will do (the API's engines field); a machine without one gets Debian's 18.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if ((node_major < 18)); then
+    packages+=(nodejs npm)
+elif ! command -v npm >/dev/null; then
+    packages+=(npm)
+fi
+
 if ((${#packages[@]})); then
     export DEBIAN_FRONTEND=noninteractive
+    # redis-server's postinst starts its system-wide server (on 6379, through invoke-rc.d where no
+    # systemd runs, through systemctl where it does); a policy-rc.d that refuses every start keeps it
+    # from doing so, unless the machine already has a policy of its own (a Docker image's refuses).
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\n# chajipoa lab/test-deps.sh, for the duration of one apt-get install.\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${packages[@]}"
+    apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+    if [[ " ${packages[*]} " == *" redis-server "* ]]; then
+        # Not started at boot either (update-rc.d disables the systemd unit too where systemd runs).
+        update-rc.d redis-server disable >/dev/null 2>&1
+    fi
 fi
