@@ -135,7 +135,7 @@ def test_health_503_naming_redis_while_redis_is_stopped(web, db):
 
 
 def show(host, unit: str) -> dict[str, str]:
-    text = host.check_output(f"systemctl show {unit}")
+    text = host.check_output(f"systemctl show --all {unit}")
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
@@ -183,7 +183,7 @@ def release(source: Path, colour: str) -> subprocess.CompletedProcess:
 
 def copy_of_the_api(tmp_path: Path, version: str) -> Path:
     copy = tmp_path / f"api-{version}"
-    shutil.copytree(API, copy, ignore=shutil.ignore_patterns("node_modules", ".git"))
+    shutil.copytree(API, copy, ignore=shutil.ignore_patterns("node_modules", ".git"), dirs_exist_ok=True)
     package = json.loads((copy / "package.json").read_text())
     package["version"] = version
     (copy / "package.json").write_text(json.dumps(package, indent=2) + "\n")
