@@ -169,3 +169,37 @@ def test_a_source_without_lockfile_is_refused(tmp_path):
     (source / "package-lock.json").unlink()
     with pytest.raises(app_release.ReleaseError, match="no package-lock.json"):
         app_release.build(source, tmp_path / "out")
+
+
+# --- The validation gate's rules for the role's inputs -----------------------------------------
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("app_environment_extra", {"feature_flags": "x"}, "app_environment_extra key 'feature_flags' is not an environment variable name"),
+    ("app_environment_extra", {"FLAGS": "a\nDATABASE_URL=x"}, "app_environment_extra.FLAGS holds a newline"),
+    ("app_ports", {"blue": 3001, "green": 70000}, "app_ports.green 70000 is out of range"),
+    ("app_name", "Reference API", "app_name 'Reference API' is not an application name"),
+    ("app_git_version", "v1;rm -rf /", "is not a git tag, branch or commit"),
+    ("app_exec_start", "node server.js", "is not an absolute program path"),
+    ("app_database_host", "db host", "is not a host name or address"),
+    ("app_memory_max", "lots", "is not a systemd size"),
+    ("platform_market", {"currency": "tzs", "vat_percent": 18}, "platform_market.currency 'tzs' is not an ISO 4217 currency code"),
+    ("platform_market", {"mobile_money": ["M-Pesa", "Tigo\rPesa"]}, "platform_market.mobile_money[1] holds a newline"),
+])
+def test_the_gate_refuses_bad_app_inputs(variable, value, expected):
+    from tests.unit.plugins.filter.test_inventory_faults import faults
+
+    found = faults("app1", app1={variable: value})
+    assert any(expected in fault for fault in found), found
+
+
+def test_the_gate_accepts_the_tanzania_market_and_the_role_defaults():
+    from tests.unit.plugins.filter.test_inventory_faults import faults
+
+    market = load_market()
+    defaults = {name: value for name, value in rendering.LOADER.load_from_file(str(ROOT / "roles/app/defaults/main.yml")).items()
+                if "{{" not in str(value)}
+    assert faults("app1", app1={"platform_market": market, **defaults}) == []
+
+
+def load_market() -> dict:
+    return rendering.LOADER.load_from_file(str(ROOT / "inventories/tanzania/group_vars/all/market.yml"))["platform_market"]
