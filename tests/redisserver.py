@@ -60,13 +60,14 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate it signs, for 127.0.0.1 and localhost: (ca, cert, key) paths."""
+def make_tls_files(directory: Path, stem: str = "redis") -> tuple[Path, Path, Path]:
+    """A CA and a server certificate it signs, for 127.0.0.1 and localhost, written into `directory`
+    as ca.crt, <stem>.crt and <stem>.key (0600): their paths. Other throwaway TLS servers use it too."""
     now = datetime.datetime.now(datetime.timezone.utc)
     # Back-dated a little: a clock a few seconds behind elsewhere must not see "not yet valid".
     not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=2)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "chajipoa test Redis CA")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"chajipoa test {stem} CA")])
     ca_cert = (
         x509.CertificateBuilder()
         .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
@@ -92,7 +93,7 @@ def _make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    paths = (directory / "ca.crt", directory / "redis.crt", directory / "redis.key")
+    paths = (directory / "ca.crt", directory / f"{stem}.crt", directory / f"{stem}.key")
     paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     paths[2].write_bytes(_pem_key(key))
@@ -125,7 +126,7 @@ def _read_reply(stream):
         return None if size < 0 else stream.read(size + 2)[:-2]
     if kind == b"*":
         size = int(body)
-        return None if size < 0 else [_read_reply(stream) for _ in range(size)]
+        return None if size < 0 else [_read_reply(stream) for _item in range(size)]
     raise ConnectionError(f"Cannot read a reply from Redis: unknown type {kind!r}")
 
 
@@ -213,7 +214,7 @@ class RedisServer:
         first = self.dir is None
         if first:
             self.dir = Path(tempfile.mkdtemp(prefix="chajipoa-redis-", dir=self.base_dir))
-            _make_tls_files(self.dir)
+            make_tls_files(self.dir)
             atexit.register(self.remove)
         for attempt in range(5):
             if first:
@@ -287,11 +288,14 @@ class RedisServer:
         """A client context that verifies the server against this server's CA."""
         return ssl.create_default_context(cafile=str(self.ca_file))
 
-    def command(self, *args: str | bytes | int, timeout: float = 5):
-        """Run one command as the ACL user over TLS, on a connection of its own; its reply."""
+    def command(self, *args: str | bytes | int, timeout: float = 5, user: str | None = None,
+                password: str | None = None):
+        """Run one command over TLS, on a connection of its own, as the ACL user (or `user` with
+        `password`); its reply."""
         with socket.create_connection((self.host, self.port), timeout=timeout) as raw, \
                 self.ssl_context().wrap_socket(raw, server_hostname=self.host) as conn, \
                 conn.makefile("rb") as stream:
-            conn.sendall(_encode(("AUTH", self.user, self.password)) + _encode(args))
+            login = (user if user is not None else self.user, password if password is not None else self.password)
+            conn.sendall(_encode(("AUTH", *login)) + _encode(args))
             _read_reply(stream)
             return _read_reply(stream)

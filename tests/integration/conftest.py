@@ -1,8 +1,9 @@
-"""Servers the integration tests run against on this host: a real PostgreSQL 15 and a local S3.
+"""Servers the integration tests run against on this host: a real PostgreSQL 15, a real Redis and a
+local S3.
 
-PostgreSQL comes from the Debian packages `lab/test-deps.sh` installs (`make unit` runs it); a
-missing server fails the tests rather than skipping them, so a green run always means the backups
-were tested. S3 is moto's server, in this process, on a loopback port of its own: the code under
+PostgreSQL and Redis come from the Debian packages `lab/test-deps.sh` installs (`make unit` runs
+it); a missing server fails the tests rather than skipping them, so a green run always means the
+backups and the reference API were tested. S3 is moto's server, in this process, on a loopback port of its own: the code under
 test talks HTTP to it like to AWS, given the endpoint and the dummy credentials below.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 
 from tests.datasets import create_rental_dataset
 from tests.pgserver import PostgresNotInstalled, PostgresServer
+from tests.redisserver import RedisNotInstalled, RedisServer
 
 AWS_REGION = "af-south-1"
 # Dummy, and only ever passed explicitly (or through the aws_env fixture), so nothing here can
@@ -39,6 +41,20 @@ def pg_server():
                     "or `make unit`.", pytrace=False)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_server():
+    """A running RedisServer (tests/redisserver.py), TLS only with an ACL user: .url, .ca_file, .env(),
+    .command(), and .stop()/.kill()/.start() to take it away and bring it back on the same port;
+    removed after the test."""
+    server = RedisServer()
+    try:
+        server.start()
+    except RedisNotInstalled as exc:
+        pytest.fail(f"{exc}.", pytrace=False)
+    yield server
+    server.remove()
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,8 @@ function url(env, name, protocols, { required = true } = {}) {
 }
 
 // The guide's DATABASE_URL carries the pool's size and acquire timeout as Prisma-style query
-// parameters; pg would pass unknown parameters on to the server as settings, so they are taken out.
+// parameters. pg ignores parameters it does not know, so they are read here, applied to the pool
+// and taken out of the URL pg sees.
 function database(env) {
   const parsed = url(env, 'DATABASE_URL', ['postgresql:', 'postgres:']);
   const params = parsed.searchParams;
