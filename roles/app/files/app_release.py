@@ -5,7 +5,8 @@ The source is a directory or a .tar.gz/.tgz (npm pack's package/ layout or the p
 The archive is deterministic (sorted names, no times, root-owned, modes normalised, node_modules
 and .git left out), so its SHA-256 names the content: the release version is package.json's
 version plus the first 12 hex digits of it, and an unchanged source is the same release.
-Prints {"name", "version", "archive"}; the archive holds one top directory named after the version.
+Prints {"name", "version", "archive"}; the archive holds one top directory named after the version,
+whose last member is .chajipoa-release.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 SKIPPED = {"node_modules", ".git"}
+COMPLETE = ".chajipoa-release"
 VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
 
 
@@ -93,6 +95,11 @@ def build(source: Path, out_dir: Path) -> dict[str, str]:
                 info = tarfile.TarInfo(f"{release}/{relative}")
                 info.size, info.mode = len(data), 0o755 if executable else 0o644
                 archive.addfile(info, io.BytesIO(data))
+            # Last, so that its presence means the whole release was unpacked (the role's creates=).
+            marker = f"{release}\n".encode()
+            info = tarfile.TarInfo(f"{release}/{COMPLETE}")
+            info.size, info.mode = len(marker), 0o644
+            archive.addfile(info, io.BytesIO(marker))
         partial = archive_path.with_suffix(".partial")
         with gzip.GzipFile(partial, "wb", mtime=0) as compressed:
             compressed.write(buffer.getvalue())

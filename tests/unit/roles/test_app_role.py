@@ -203,3 +203,9 @@ def test_the_gate_accepts_the_tanzania_market_and_the_role_defaults():
 
 def load_market() -> dict:
     return rendering.LOADER.load_from_file(str(ROOT / "inventories/tanzania/group_vars/all/market.yml"))["platform_market"]
+
+
+def test_the_completion_marker_is_the_archives_last_member(tmp_path):
+    built = app_release.build(make_app(tmp_path / "a"), tmp_path / "out")
+    with tarfile.open(built["archive"]) as archive:
+        assert archive.getnames()[-1] == f"{built['version']}/.chajipoa-release"
