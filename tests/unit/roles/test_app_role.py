@@ -109,7 +109,7 @@ def test_extra_variables_join_and_optional_ones_stay_out():
                            mongodb_app_password="m", app_mongodb_replica_set="rs0"))
     assert env["FEATURE_FLAGS"] == "ussd"
     assert env["MONGODB_URL"] == ("mongodb://chajipoa:m@10.0.0.1:27017/chajipoa?tls=true"
-                                  "&tlsCAFile=/etc/chajipoa/apps/reference-api/mongodb-ca.crt&replicaSet=rs0")
+                                  "&tlsCAFile=/etc/chajipoa/apps/reference-api/ca.crt&replicaSet=rs0")
     assert "SMS_API_KEY" not in env and "PAYMENT_CLIENT_SECRET" not in env
 
 
