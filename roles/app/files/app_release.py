@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build a release archive of a Node.js application on the controller (the app role's source step).
 
 The source is a directory or a .tar.gz/.tgz (npm pack's package/ layout or the package at the top).
