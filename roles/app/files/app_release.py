@@ -60,7 +60,7 @@ def build(source: Path, out_dir: Path) -> dict[str, str]:
         files = list(tarball_files(source))
     else:
         raise ReleaseError(f"{source} is neither a directory nor a file (app_source)")
-    contents = dict((name, data) for name, data, _ in files)
+    contents = {entry[0]: entry[1] for entry in files}
     for needed in ("package.json", "package-lock.json"):
         if needed not in contents:
             raise ReleaseError(f"{source} has no {needed} (npm ci needs both; app_source)")
@@ -84,8 +84,8 @@ def build(source: Path, out_dir: Path) -> dict[str, str]:
     if not archive_path.exists():
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            directories = sorted({"/".join(relative.split("/")[:depth]) for relative, _, _ in files
-                                  for depth in range(1, relative.count("/") + 1)})
+            directories = sorted({"/".join(entry[0].split("/")[:depth]) for entry in files
+                                  for depth in range(1, entry[0].count("/") + 1)})
             for entry in [""] + directories:
                 info = tarfile.TarInfo(f"{release}/{entry}".rstrip("/"))
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
