@@ -9,7 +9,12 @@ BIN := $(CURDIR)/$(VENV)/bin
 # molecule needs the venv's tools (ansible-config, ansible-playbook) on PATH.
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_FORCE_COLOR ?= 1
-SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+# The longest first, so that the last to start is a short one (tests/run-molecule.sh runs
+# MOLECULE_JOBS at a time).
+LONG_SCENARIOS := backup postgres app
+SCENARIOS ?= $(filter $(LONG_SCENARIOS),$(ALL_SCENARIOS)) $(filter-out $(LONG_SCENARIOS),$(ALL_SCENARIOS))
+export MOLECULE_JOBS ?= 2
 
 .PHONY: help venv engine lab-image test-deps lab dev dev-down lint unit molecule test bench bench-backups clean
 
@@ -35,7 +40,7 @@ engine:
 lab-image: engine
 	@lab/build-image.sh
 
-# PostgreSQL 15 and redis-tools on this machine for the backup tests (no cluster is created or started).
+# PostgreSQL 15, Redis, Node.js and npm on this machine for the host-side tests (no server is left running).
 test-deps:
 	@lab/test-deps.sh
 
@@ -62,11 +67,7 @@ unit: venv lab-image test-deps
 	pytest
 
 molecule: venv lab-image
-	@failed=""; for scenario in $(SCENARIOS); do \
-	  echo "=== molecule test -s $$scenario"; \
-	  molecule test -s $$scenario || failed="$$failed $$scenario"; \
-	done; \
-	if [ -n "$$failed" ]; then echo "molecule scenarios failed:$$failed"; exit 1; fi
+	tests/run-molecule.sh $(SCENARIOS)
 
 test: lint unit molecule
 

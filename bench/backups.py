@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -28,7 +29,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "collections")]
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_program, pg_scratch  # noqa: E402
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_config, backup_program, pg_scratch  # noqa: E402
 from bench.benchlib import record, results_log  # noqa: E402
 from tests.datasets import create_rental_dataset  # noqa: E402
 from tests.pgserver import PostgresServer  # noqa: E402
@@ -84,6 +85,9 @@ def main() -> None:
         build_seconds, dataset = timed(lambda: create_rental_dataset(server, "rental", target_bytes=int(args.gigabytes * 1e9)))
         log.write(f"dataset: {dataset['size_bytes']} bytes in {build_seconds:.0f} s\n")
         os.environ["PGPASSWORD"] = server.password
+        # Backups are signed and every check authenticates the signature, as on a host.
+        manifest_key = secrets.token_hex(32)
+        os.environ[backup_config.MANIFEST_KEY_ENV] = manifest_key
         config = backup_program.Config({"backup_dir": str(work / "backups"), "postgresql": {
             "databases": ["rental"], "host": server.host, "port": server.port, "user": server.user,
             "bindir": str(server.bindir), "compress": args.compress}})
@@ -103,7 +107,8 @@ def main() -> None:
             (work / "plain.dump").unlink()
             times["catalogue"].append(manifest["timings"]["catalogue"])
             dump = report.backup_path
-            seconds, quick = timed(lambda: backup_checks.quick(backup_checks.Report("quick", dump, report.manifest_path)))
+            seconds, quick = timed(lambda: backup_checks.quick(backup_checks.Report("quick", dump, report.manifest_path),
+                                                                      manifest_key=manifest_key))
             assert quick.passed, quick.failure_message()
             times["quick"].append(seconds)
             seconds, _ = timed(lambda: subprocess.run(["sha256sum", str(dump)], check=True, stdout=subprocess.DEVNULL))
@@ -112,7 +117,7 @@ def main() -> None:
                           ("plain_cluster", lambda: plain_cluster_restore_and_count(dump, manifest["tables"])),
                           ("thorough", lambda: backup_checks.thorough(
                               backup_checks.Report("thorough", dump, report.manifest_path), scratch_dir=scratch_dir,
-                              jobs=JOBS))]
+                              jobs=JOBS, manifest_key=manifest_key))]
             # Each contender goes first once in three rounds.
             shift = round_no % len(contenders)
             for name, action in contenders[shift:] + contenders[:shift]:

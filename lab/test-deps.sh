@@ -2,7 +2,8 @@
 # Installs the servers and tools the host-side tests run against, on Debian 12 as root: PostgreSQL 15
 # (the backup tests initdb a throwaway cluster of their own, see tests/pgserver.py), the Redis
 # tools (redis-cli, and redis-check-rdb to check a dumped RDB file), the Redis server (tests start a
-# throwaway TLS one, see tests/redisserver.py) and Node.js 18+ with npm (the reference API's tests).
+# throwaway TLS one, see tests/redisserver.py), Node.js 18+ with npm (the reference API's tests) and
+# python3-psycopg2 (the health gate's postgres probe under Debian's python3).
 # No service is left running or enabled. Safe to rerun; silent when everything is already there, so
 # `make` output stays quiet on a prepared machine.
 set -euo pipefail
@@ -37,6 +38,12 @@ fi
 # The package's own server: the tests run theirs on a free port, in a directory of their own.
 if ! command -v redis-server >/dev/null; then
     packages+=(redis-server)
+fi
+
+# Debian's psycopg2 for Debian's python3: the health gate's postgres probe runs that way on the
+# hosts, and a test runs the module so (tests/integration/test_health_playbook.py).
+if ! /usr/bin/python3 -c 'import psycopg2' 2>/dev/null; then
+    packages+=(python3-psycopg2)
 fi
 
 # Any Node.js from 18 on will do (the API's engines field); a machine without one gets Debian's 18.

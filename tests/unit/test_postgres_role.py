@@ -148,6 +148,63 @@ def test_the_preflight_refuses(entry):
     assert hba_refused(entry)
 
 
+# --- PgBouncer's auth login (postgres_pgbouncer_auth_enabled) --------------------------------
+
+PGBOUNCER = {"postgres_pgbouncer_auth_enabled": True,
+             "groups": {"all": [*HOSTS, "app1", "app2"], "postgres": ["db1"], "postgres_replica": ["db2"],
+                        "app": ["app1", "app2"]},
+             "hostvars": {"db1": {"private_address": "10.20.1.11"}, "db2": {"private_address": "10.20.1.12"},
+                          "app1": {"private_address": "10.20.2.21"}, "app2": {"private_address": "10.20.2.22"}}}
+
+
+def test_the_auth_login_comes_in_by_certificate_before_any_password_line():
+    lines = hba_lines(**PGBOUNCER)
+    assert lines[:2] == [
+        "hostssl     chajipoa        pgbouncer_auth  10.20.2.21/32           cert map=pgbouncer",
+        "hostssl     chajipoa        pgbouncer_auth  10.20.2.22/32           cert map=pgbouncer",
+    ]
+    assert lines[2:] == hba_lines(groups=PGBOUNCER["groups"], hostvars=PGBOUNCER["hostvars"])
+
+
+def ident_lines(**overrides) -> list[str]:
+    text = render("etc/postgresql/cluster/pg_ident.conf.j2", **overrides)
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_each_pgbouncer_hosts_certificate_maps_to_the_auth_login():
+    assert ident_lines(**PGBOUNCER) == [
+        "pgbouncer       app1                            pgbouncer_auth",
+        "pgbouncer       app2                            pgbouncer_auth",
+    ]
+
+
+def test_nothing_is_admitted_or_mapped_while_disabled():
+    assert ident_lines(groups=PGBOUNCER["groups"], hostvars=PGBOUNCER["hostvars"]) == []
+    assert not [line for line in hba_lines(groups=PGBOUNCER["groups"], hostvars=PGBOUNCER["hostvars"])
+                if "pgbouncer_auth" in line]
+    users = render("{{ _postgres_users | map(attribute='name') | list }}")
+    assert "pgbouncer_auth" not in users
+
+
+@pytest.mark.parametrize("host", ["/^.*$", "app 1", 'app"1'])
+def test_a_host_name_that_is_no_plain_name_is_not_mapped(host):
+    groups = {**PGBOUNCER["groups"], "app": [host]}
+    hostvars = {**PGBOUNCER["hostvars"], host: {"private_address": "10.20.2.23"}}
+    with pytest.raises(AnsibleError, match="Cannot render pg_ident.conf"):
+        render("etc/postgresql/cluster/pg_ident.conf.j2", **{**PGBOUNCER, "groups": groups, "hostvars": hostvars})
+
+
+def test_the_auth_function_is_a_definer_with_a_safe_path_run_by_the_auth_login_only():
+    statements = render("{{ _postgres_pgbouncer_auth_sql }}", **PGBOUNCER)
+    function = next(sql for sql in statements if sql.startswith("CREATE OR REPLACE FUNCTION"))
+    assert "SECURITY DEFINER" in function and "SET search_path = pg_catalog, pg_temp" in function
+    assert "pg_catalog.pg_shadow WHERE usename = p_usename AND NOT usesuper" in function
+    assert 'REVOKE ALL ON FUNCTION "pgbouncer".get_auth(text) FROM PUBLIC' in statements
+    assert statements[-1] == 'GRANT EXECUTE ON FUNCTION "pgbouncer".get_auth(text) TO "pgbouncer_auth"'
+    assert render("{{ _postgres_pgbouncer_auth_comment }}", **PGBOUNCER).endswith(
+        "IS '" + render("{{ _postgres_pgbouncer_auth_version }}", **PGBOUNCER) + "'")
+
+
 # --- The standby's copy decision -------------------------------------------------------------
 
 PRIMARY = {"system_identifier": "7314462346822676431", "catalog_version": "202209061"}

@@ -162,6 +162,8 @@ def test_environment_file_protected_and_no_secret_in_systemctl_show(web):
     variables = RUNNER.get_variables(RUNNER.get_hosts("app")[0])
     content = env.content_string
     assert "sslmode=verify-full" in content and "connection_limit=20" in content and "rediss://" in content
+    # Through PgBouncer on the host, verified against the CA that signed its certificate.
+    assert "@127.0.0.1:6432/chajipoa?" in content
     assert "APP_CURRENCY=\"TZS\"" in content and "CACHE_TTL_SECONDS=\"120\"" in content
     shown = web.check_output(f"systemctl show {APP}@blue.service")
     for secret in ("app_jwt_secret", "app_jwt_refresh_secret", "postgres_app_password", "redis_app_password"):

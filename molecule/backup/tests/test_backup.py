@@ -199,6 +199,11 @@ def db(lab_host):
 
 
 @pytest.fixture(scope="module")
+def drill(lab_host):
+    return lab_host("backup-drill")
+
+
+@pytest.fixture(scope="module")
 def variables(db):
     return db.ansible.get_variables()
 
@@ -416,16 +421,35 @@ def test_thorough_verification_passes(db, daily_backup):
     assert not [name for name in databases(db) if name.startswith("chajipoa_verify")]
 
 
-@pytest.mark.parametrize("source", ["local", "s3"])
-def test_restore_drill_within_rto(db, daily_backup, source):
-    run = playbook("restore-drill.yml", "-e", f"restore_drill_source={source}")
+# With a host in group backup_drill the drill runs there by default, from S3; on the primary it
+# drills the local copies (or S3's when asked).
+@pytest.mark.parametrize("extra, where", [
+    (("-e", "backup_drill_host=backup-db"), "backup-db"),
+    (("-e", "backup_drill_host=backup-db", "-e", "restore_drill_source=s3"), "backup-db"),
+    ((), "backup-drill"),
+])
+def test_restore_drill_within_rto(db, drill, daily_backup, extra, where):
+    run = playbook("restore-drill.yml", *extra)
     assert run.returncode == 0, failure(run)
     (report,) = task_results(run, "Print the measured time against the RTO")
     message = report["msg"]
+    assert message.startswith(f"Restore drill on {where}:")
     total = sum(t["rows"] for t in manifest_of(db, daily_backup["postgresql"])["tables"])
     assert f"{total} rows equal to the manifest" in message
     assert "within the objective" in message
     assert not [name for name in databases(db) if name.startswith("chajipoa_verify")]
+    # The throwaway cluster is gone from whichever host ran it.
+    for host in (db, drill):
+        assert host.run("find /var/lib/chajipoa-backup/scratch -mindepth 1 -maxdepth 1").stdout == ""
+
+
+def test_drill_host_takes_no_backups_and_runs_no_cluster(drill):
+    assert drill.run("systemctl list-timers --all --no-legend 'chajipoa-backup*'").stdout.strip() == ""
+    assert not drill.file("/etc/systemd/system/chajipoa-backup@.service").exists
+    assert drill.run("find /var/backups/chajipoa -mindepth 1").stdout == ""
+    # The server's binaries for the throwaway clusters, without a cluster of their own.
+    assert drill.file("/usr/lib/postgresql/15/bin/initdb").exists
+    assert drill.check_output("pg_lsclusters --no-header") == ""
 
 
 def test_pre_deploy_backup_and_verification_from_s3(db, daily_backup, variables):
@@ -451,7 +475,7 @@ def test_pre_deploy_backup_and_verification_from_s3(db, daily_backup, variables)
     ("verify-backups.yml", ("-e", "verify_mode=thorough"), 0),
     ("verify-backups.yml", ("-e", "verify_source=s3"), 0),
     ("restore-drill.yml", (), 0),
-    ("restore-drill.yml", ("-e", "restore_drill_source=s3"), 0),
+    ("restore-drill.yml", ("-e", "backup_drill_host=backup-db"), 0),
     ("restore.yml", ("-e", "restore_replace=true", "-e", "restore_allow_unsigned=true"), 1),
 ])
 def test_operational_playbooks_run_under_check_without_changing_anything(db, daily_backup, name, extra, would_change):

@@ -1,0 +1,122 @@
+"""A health endpoint on 127.0.0.1, served from a thread, whose answers a test or benchmark chooses.
+
+No pytest in here, so a benchmark can use it too:
+
+    from tests.healthserver import HealthServer
+    with HealthServer(mode="flapping") as server:
+        urllib.request.urlopen(server.url())   # 200, then 503, then 200 ...
+
+Modes (the `mode` attribute, changeable while it runs):
+  healthy     200 and the reference API's healthy answer
+  unhealthy   503 and its unhealthy answer (redis down)
+  flapping    healthy and unhealthy in turn, request by request
+  degraded    200 "healthy" but checks.postgres.status "down" (a JSON expectation must catch it)
+  slow        the healthy answer after `delay` seconds
+Every answer carries the header X-App-Version. With tls=(cert, key) it serves HTTPS.
+"""
+from __future__ import annotations
+
+import http.server
+import json
+import ssl
+import sys
+import threading
+import time
+from pathlib import Path
+
+VERSION = "1.4.2"
+MODES = ("healthy", "unhealthy", "flapping", "degraded", "slow")
+
+
+def health_body(postgres: str = "up", redis: str = "up") -> dict:
+    """The reference API's /api/health answer (contract point 1) with the given dependency states."""
+    def check(state: str) -> dict:
+        return {"status": "up", "latency_ms": 1} if state == "up" else {"status": "down", "error": "connect ECONNREFUSED"}
+
+    healthy = postgres == redis == "up"
+    return {"status": "healthy" if healthy else "unhealthy", "timestamp": "2026-12-02T01:00:00.000Z",
+            "version": VERSION, "checks": {"postgres": check(postgres), "redis": check(redis)}}
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def _answer(self, with_body: bool) -> None:
+        status, body = self.server.owner.next_answer()
+        # Compact, as Express's res.json() writes it.
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-App-Version", VERSION)
+        self.end_headers()
+        if with_body:
+            self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        self._answer(True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._answer(False)
+
+    def log_message(self, *args) -> None:
+        """Quiet: a test's output is its assertions."""
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    owner: HealthServer
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hung up first (a probe past its timeout, a refused certificate) is the
+        # client's business; anything else is a fault of this server, printed as usual.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
+            super().handle_error(request, client_address)
+
+
+class HealthServer:
+    def __init__(self, mode: str = "healthy", delay: float = 0.3, tls: tuple[Path, Path] | None = None) -> None:
+        self.mode = mode
+        self.delay = delay
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.scheme = "https" if tls else "http"
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def url(self, path: str = "/api/health") -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+    def next_answer(self) -> tuple[int, dict]:
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        with self._lock:
+            self.requests += 1
+            count = self.requests
+        if self.mode == "slow":
+            time.sleep(self.delay)
+        if self.mode == "unhealthy" or (self.mode == "flapping" and count % 2 == 0):
+            return 503, health_body(redis="down")
+        if self.mode == "degraded":
+            return 200, {**health_body(postgres="down"), "status": "healthy"}
+        return 200, health_body()
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> HealthServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,233 @@
+"""The health gate's probes and rounds against real servers on 127.0.0.1: an HTTP(S) health endpoint
+(tests/healthserver.py), TCP ports, a PostgreSQL 15 cluster (tests/pgserver.py, fixture pg_server)
+and a TLS-only Redis with an ACL user (tests/redisserver.py, fixture redis_server). A missing server
+fails the tests rather than skipping them."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from ansible_collections.chajipoa.platform.plugins.module_utils.health_checks import GateResult, build_checks, measure, run_gate
+from ansible_collections.chajipoa.platform.plugins.module_utils.health_stats import Sample, Thresholds
+from tests.healthserver import HealthServer
+from tests.redisserver import make_tls_files
+
+
+def gate(*specs: dict, consecutive: int = 3, interval: float = 0.1, deadline: float = 3.0, window: int = 10,
+         fail_after: int = 0, thresholds: dict | None = None) -> GateResult:
+    checks = build_checks(list(specs), Thresholds.from_dict(thresholds), window)
+    return run_gate(checks, consecutive=consecutive, interval=interval, deadline=deadline, fail_after=fail_after)
+
+
+def probe(spec: dict) -> Sample:
+    [check] = build_checks([spec], Thresholds(), 1)
+    return measure(check.probe, check.timeout)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (free when asked)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server():
+    with HealthServer() as running:
+        yield running
+
+
+def api(url: str, **options) -> dict:
+    return {"name": "api", "kind": "http", "url": url, "expect_json": {"status": "healthy"}, **options}
+
+
+# -- http -------------------------------------------------------------------------------------------
+class TestHttp:
+    def test_a_healthy_endpoint_passes_after_the_consecutive_rounds(self, server):
+        result = gate(api(server.url(), expect_json={"status": "healthy", "checks.postgres.status": "up"}))
+        assert result.passed and result.rounds == 3 and server.requests == 3
+        # Rounds start 0.1 s apart: the verdict comes after the third, not at the deadline.
+        assert 0.2 <= result.elapsed < 1.0
+        [check] = result.checks
+        assert check["errors"] == 0 and 0 < check["p50_ms"] <= check["p95_ms"] <= check["max_ms"] < 200
+
+    def test_a_flapping_endpoint_fails_at_the_deadline_naming_it(self, server):
+        server.mode = "flapping"
+        start = time.monotonic()
+        result = gate(api(server.url()), deadline=2.0)
+        assert time.monotonic() - start < 2.5
+        assert not result.passed and result.reason == "deadline" and result.failing() == ["api"]
+        [check] = result.checks
+        assert check["count"] == result.rounds >= 15 and check["errors"] in (result.rounds // 2, (result.rounds + 1) // 2)
+        assert check["last_error"].startswith('HTTP 503, expected 200: {"status":"unhealthy"')
+        assert "api (GET http://127.0.0.1:" in result.message() and "error rate 50 % " in result.message()
+
+    def test_a_slow_endpoint_fails_its_p95_and_passes_looser_thresholds(self, server):
+        server.mode, server.delay = "slow", 0.25
+        result = gate(api(server.url()), deadline=1.5)
+        assert not result.passed and result.consecutive >= 3
+        [failure] = result.checks[0]["failures"]
+        assert failure.startswith("p95 2") and failure.endswith("ms above 200 ms")
+        assert gate(api(server.url()), deadline=3, thresholds={"p95_ms": 1000, "p99_ms": 1000}).passed
+
+    def test_a_down_endpoint_fails_with_connection_refused(self):
+        result = gate(api(f"http://127.0.0.1:{closed_port()}/api/health"), deadline=1.0)
+        assert not result.passed and result.checks[0]["last_error"] == "connection refused"
+
+    def test_fail_after_decides_before_the_deadline(self):
+        start = time.monotonic()
+        result = gate(api(f"http://127.0.0.1:{closed_port()}/api/health"), deadline=30, fail_after=3)
+        assert result.reason == "fail_after" and result.rounds == 3 and time.monotonic() - start < 1.0
+
+    def test_a_hanging_endpoint_is_cut_off_at_the_deadline(self, server):
+        server.mode, server.delay = "slow", 10
+        start = time.monotonic()
+        result = gate(api(server.url(), timeout=5.0), deadline=1.5)
+        taken = time.monotonic() - start
+        assert not result.passed and 1.4 < taken < 2.0
+        assert result.checks[0]["last_error"] == "timed out after 1.5 s"
+
+    def test_a_json_expectation_catches_a_degraded_dependency_behind_a_200(self, server):
+        server.mode = "degraded"
+        check = api(server.url(), expect_json={"status": "healthy", "checks.postgres.status": "up"})
+        assert probe(check).error == "checks.postgres.status is 'down', expected 'up'"
+        assert probe(api(server.url(), expect_json={"checks.mongodb.status": "up"})).error == (
+            "checks.mongodb.status: no 'mongodb' at checks of the answer")
+
+    def test_status_header_and_method_expectations(self, server):
+        assert probe(api(server.url(), method="HEAD", expect_json=None, expect_headers={"X-App-Version": "1.4.2"})).ok
+        assert probe(api(server.url(), expect_headers={"x-app-version": "1.5.0"})).error == (
+            "header x-app-version is '1.4.2', expected '1.5.0'")
+        assert probe(api(server.url(), expect_headers={"X-Cache": "hit"})).error == "header X-Cache missing, expected 'hit'"
+        server.mode = "unhealthy"
+        assert probe(api(server.url(), status=[200, 503], expect_json=None)).ok
+
+    def test_an_answer_that_is_not_json_fails_a_json_expectation(self, server):
+        # HEAD has no body to parse.
+        assert probe(api(server.url(), method="HEAD")).error == "the answer is not JSON: ''"
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """Two throwaway CAs, each with a certificate for 127.0.0.1 and localhost: ((ca, cert, key), (ca, cert, key))."""
+    return (make_tls_files(tmp_path_factory.mktemp("tls-ours"), stem="http"),
+            make_tls_files(tmp_path_factory.mktemp("tls-other"), stem="http"))
+
+
+class TestHttps:
+    @pytest.fixture
+    def https(self, tls_files):
+        (_ca, cert, key), _other = tls_files
+        with HealthServer(tls=(cert, key)) as running:
+            yield running
+
+    def test_verified_against_its_ca(self, https, tls_files):
+        (ca, _cert, _key), _other = tls_files
+        assert https.url().startswith("https://")
+        assert gate(api(https.url(), ca_file=str(ca))).passed
+
+    def test_refused_against_the_system_cas_and_another_ca(self, https, tls_files):
+        _ours, (other_ca, _cert, _key) = tls_files
+        for options in ({}, {"ca_file": str(other_ca)}):
+            sample = probe(api(https.url(), **options))
+            assert sample.error == "certificate verification failed: unable to get local issuer certificate", options
+
+    def test_accepted_unverified_when_told(self, https):
+        assert probe(api(https.url(), validate_certs=False)).ok
+
+
+# -- tcp --------------------------------------------------------------------------------------------
+def test_tcp_passes_on_a_listening_port_and_fails_on_a_closed_one(server):
+    assert probe({"name": "t", "kind": "tcp", "host": "127.0.0.1", "port": server.port}).ok
+    assert probe({"name": "t", "kind": "tcp", "host": "127.0.0.1", "port": closed_port()}).error == "connection refused"
+
+
+# -- postgres ---------------------------------------------------------------------------------------
+class TestPostgres:
+    @pytest.fixture
+    def pg(self, pg_server):
+        def spec(**options):
+            return {"name": "pg", "kind": "postgres", "host": pg_server.host, "port": pg_server.port,
+                    "user": pg_server.user, "password": pg_server.password, **options}
+        return spec
+
+    def test_a_primary_is_not_in_recovery(self, pg):
+        assert gate(pg(query="SELECT pg_is_in_recovery()", expect=False)).passed
+        assert probe(pg(query="SELECT pg_is_in_recovery()", expect=True)).error == (
+            "'SELECT pg_is_in_recovery()' returned 'false', expected 'true'")
+
+    def test_expected_numbers_and_rows(self, pg):
+        assert probe(pg(query="SELECT count(*) FROM pg_database WHERE datname = 'postgres'", expect=1)).ok
+        assert probe(pg(query="SELECT 1 WHERE false", expect=1)).error == "'SELECT 1 WHERE false' returned no row, expected '1'"
+
+    def test_a_wrong_password_is_refused(self, pg):
+        error = probe(pg(password="not-the-password")).error
+        assert error.startswith("cannot connect: ") and "password authentication failed" in error
+
+    def test_sslmode_require_fails_against_a_server_without_tls(self, pg):
+        error = probe(pg(sslmode="require")).error
+        assert error.startswith("cannot connect: ") and "server does not support SSL" in error
+
+    def test_no_query_can_write(self, pg, pg_server):
+        error = probe(pg(query="CREATE TABLE health_gate_was_here ()")).error
+        assert error == "query failed: cannot execute CREATE TABLE in a read-only transaction"
+        assert pg_server.execute("SELECT to_regclass('health_gate_was_here')") == [(None,)]
+
+    def test_a_stuck_query_is_cut_off_by_the_statement_timeout(self, pg):
+        start = time.monotonic()
+        error = probe(pg(query="SELECT pg_sleep(10)", timeout=1.0)).error
+        assert error == "query failed: canceling statement due to statement timeout"
+        assert time.monotonic() - start < 3
+
+    def test_a_stopped_port_fails(self, pg):
+        error = probe(pg(port=closed_port())).error
+        assert error.startswith("cannot connect: ") and "Connection refused" in error
+
+
+# -- redis ------------------------------------------------------------------------------------------
+class TestRedis:
+    @pytest.fixture
+    def spec(self, redis_server):
+        redis = redis_server
+
+        def make(**options):
+            return {"name": "redis", "kind": "redis", "host": redis.host, "port": redis.port, "user": redis.user,
+                    "password": redis.password, "tls": True, "ca_file": str(redis.ca_file), **options}
+        return make
+
+    def test_ping_as_the_acl_user_over_verified_tls(self, spec):
+        assert gate(spec()).passed
+
+    def test_a_wrong_password_is_refused(self, spec):
+        assert probe(spec(password="wrong")).error == "AUTH as chajipoa refused: WRONGPASS invalid username-password pair or user is disabled."
+
+    def test_without_a_login_the_default_user_is_off(self, spec):
+        assert probe(spec(user=None, password=None)).error == "PING answered 'NOAUTH Authentication required.', expected PONG"
+
+    def test_the_certificate_must_verify(self, spec):
+        # Redis sends its CA along: OpenSSL then names a self-signed certificate in the chain.
+        assert probe(spec(ca_file=None)).error == "certificate verification failed: self-signed certificate in certificate chain"
+
+    def test_plain_tcp_to_a_tls_port_fails(self, spec):
+        assert not probe(spec(tls=False)).ok
+
+    def test_the_gate_waits_for_a_restarted_redis(self, spec, redis_server):
+        redis = redis_server
+        redis.kill()
+        assert probe(spec()).error == "connection refused"
+        threading.Timer(1.0, redis.start).start()
+        result = gate(spec(), interval=0.2, deadline=15, window=5)
+        assert result.passed and result.checks[0]["errors"] >= 3
+        # Passing waited for the refusals to leave the window of five.
+        assert result.rounds >= result.checks[0]["errors"] + 5
+
+
+# -- mongodb ----------------------------------------------------------------------------------------
+def test_mongodb_ping_fails_within_its_timeout_when_nothing_listens():
+    start = time.monotonic()
+    sample = probe({"name": "m", "kind": "mongodb", "port": closed_port(), "timeout": 0.5})
+    assert sample.error.startswith("ping failed: 127.0.0.1:") and "refused" in sample.error
+    assert time.monotonic() - start < 2
