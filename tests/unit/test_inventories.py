@@ -61,6 +61,6 @@ def test_validation_formats_name_only_variables_that_exist():
     known = {name for path in ROOT.glob("roles/*/meta/argument_specs.yml")
              for entry in load_yaml(path)["argument_specs"].values() for name in entry.get("options") or {}}
     formats = CATALOGUE["_validate_inventory_rules"]["formats"]
-    inventory_wide = {"private_address", "platform_domain"}
+    inventory_wide = {"private_address", "platform_domain", "platform_market"}
     assert set(formats) - known - set(SECRETS) - inventory_wide == set()
     assert set(CATALOGUE["_validate_inventory_rules"]["multiline"]) <= set(SECRETS)

@@ -1,0 +1,211 @@
+"""The app role offline: the environment its template renders from real inventories (the Tanzania
+overlay on production) through ansible-playbook with no host contacted, and the controller-side
+release builder (roles/app/files/app_release.py) on real directories and tarballs.
+molecule/app runs the role for real."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.unit.roles import rendering
+
+PLAY = Path(__file__).with_name("app_environment.yml")
+VAULT = ["postgres_app_password", "redis_app_password", "app_jwt_secret", "app_jwt_refresh_secret",
+         "mongodb_app_password"]
+
+spec = importlib.util.spec_from_file_location("app_release", ROOT / "roles/app/files/app_release.py")
+app_release = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app_release)
+
+
+def environments(*inventories: str) -> dict[str, dict[str, str]]:
+    """Each app host's rendered environment file, parsed, as ansible-playbook printed it."""
+    args = ["ansible-playbook", str(PLAY)]
+    for inventory in inventories:
+        args += ["-i", str(ROOT / "inventories" / inventory)]
+    for name in VAULT:
+        args += ["-e", f"vault_{name}=test-{name}-0123456789abcdef0123456789abcdef"]
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CACHE_PLUGIN="memory")
+    run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    task = json.loads(run.stdout)["plays"][0]["tasks"][-1]
+    return {host: parse(result["msg"]) for host, result in task["hosts"].items()}
+
+
+def parse(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, quoted = line.split("=", 1)
+            assert quoted.startswith('"') and quoted.endswith('"'), line
+            values[name] = quoted[1:-1].replace('\\"', '"').replace("\\$", "$").replace("\\\\", "\\")
+    return values
+
+
+def test_tanzania_market_reaches_the_environment():
+    hosts = environments("production", "tanzania")
+    assert set(hosts) == {"app1.prod.chajipoa.internal", "app2.prod.chajipoa.internal"}
+    for env in hosts.values():
+        assert env["TZ"] == "Africa/Dar_es_Salaam"
+        assert env["APP_LOCALE"] == "sw_TZ" and env["APP_LANGUAGES"] == "sw,en" and env["APP_COUNTRY"] == "TZ"
+        assert env["APP_CURRENCY"] == "TZS" and env["APP_VAT_PERCENT"] == "18"
+        assert env["PAYMENT_GATEWAY"] == "azampay"
+        assert env["MOBILE_MONEY_PROVIDERS"] == "M-Pesa,Tigo Pesa,Airtel Money,Halopesa"
+        assert env["DATABASE_URL"] == (
+            "postgresql://chajipoa:test-postgres_app_password-0123456789abcdef0123456789abcdef@127.0.0.1:6432/chajipoa"
+            "?sslmode=verify-full&sslrootcert=/etc/chajipoa/apps/reference-api/database-ca.crt"
+            "&connection_limit=20&pool_timeout=20")
+        assert env["REDIS_URL"].startswith("rediss://app:") and env["REDIS_URL"].endswith("@cache.prod.chajipoa.internal:6379")
+        assert env["REDIS_CA_FILE"] == "/etc/chajipoa/apps/reference-api/redis-ca.crt"
+        assert env["JWT_SECRET"].startswith("test-app_jwt_secret-")
+        assert env["PORT"] == "3001" and env["HOST"] == "127.0.0.1" and env["APP_VERSION"] == "1.0.0-0123456789ab"
+        assert "MONGODB_URL" not in env and "SENTRY_DSN" not in env
+
+
+def test_production_alone_has_no_market():
+    for env in environments("production").values():
+        assert env["TZ"] == "Etc/UTC"
+        assert not {"APP_CURRENCY", "APP_LOCALE", "PAYMENT_GATEWAY", "MOBILE_MONEY_PROVIDERS"} & set(env)
+
+
+def render_env(**overrides) -> str:
+    variables = {
+        **rendering.role_variables("app"),
+        "role_path": str(ROOT / "roles/app"),
+        "__app_colour": "green",
+        "__app_build": {"stdout": '{"version": "2.0.0-abcdefabcdef"}'},
+        "app_redis_host": "fd00::13",
+        "postgres_app_password": "p/w:@?#%",
+        "redis_app_password": "r/w",
+        "app_jwt_secret": "j" * 32,
+        "app_jwt_refresh_secret": "k" * 32,
+        **overrides,
+    }
+    return rendering.render("app", "etc/chajipoa/apps/app.env.j2", variables)
+
+
+def test_passwords_are_url_encoded_and_ipv6_bracketed():
+    env = parse(render_env())
+    assert env["DATABASE_URL"].startswith("postgresql://chajipoa:p%2Fw%3A%40%3F%23%25@127.0.0.1:6432/")
+    assert env["REDIS_URL"] == "rediss://app:r%2Fw@[fd00::13]:6379"
+    assert env["PORT"] == "3002" and env["APP_COLOUR"] == "green"
+
+
+def test_quotes_backslashes_and_dollars_stay_literal():
+    text = render_env(app_sentry_dsn='https://k"e\\y$HOME@sentry.example/1')
+    assert 'SENTRY_DSN="https://k\\"e\\\\y\\$HOME@sentry.example/1"' in text
+    assert parse(text)["SENTRY_DSN"] == 'https://k"e\\y$HOME@sentry.example/1'
+
+
+def test_extra_variables_join_and_optional_ones_stay_out():
+    env = parse(render_env(app_environment_extra={"FEATURE_FLAGS": "ussd"}, app_mongodb_hosts=["10.0.0.1:27017"],
+                           mongodb_app_password="m", app_mongodb_replica_set="rs0"))
+    assert env["FEATURE_FLAGS"] == "ussd"
+    assert env["MONGODB_URL"] == ("mongodb://chajipoa:m@10.0.0.1:27017/chajipoa?tls=true"
+                                  "&tlsCAFile=/etc/chajipoa/apps/reference-api/ca.crt&replicaSet=rs0")
+    assert "SMS_API_KEY" not in env and "PAYMENT_CLIENT_SECRET" not in env
+
+
+def test_the_preflight_knows_every_name_the_role_sets():
+    variables = rendering.role_variables("app")
+    rendered = rendering.render("app", "{{ _app_environment_role.keys() | list }}", {
+        **variables, "__app_colour": "blue", "__app_build": {"stdout": '{"version": "1"}'}, "app_redis_host": "h",
+        "postgres_app_password": "p", "redis_app_password": "r", "app_jwt_secret": "j", "app_jwt_refresh_secret": "k"})
+    assert list(rendered) == variables["_app_environment_names"]
+
+
+# --- The release builder -----------------------------------------------------------------------
+
+def make_app(path: Path, version: str = "1.2.3", code: str = "console.log(1)\n") -> Path:
+    path.mkdir(parents=True)
+    (path / "package.json").write_text(json.dumps({"name": "demo", "version": version}))
+    (path / "package-lock.json").write_text("{}")
+    (path / "index.js").write_text(code)
+    (path / "node_modules" / "left-pad").mkdir(parents=True)
+    (path / "node_modules" / "left-pad" / "index.js").write_text("junk")
+    return path
+
+
+def test_same_content_same_release_and_archive(tmp_path):
+    first = app_release.build(make_app(tmp_path / "a"), tmp_path / "out")
+    second = app_release.build(make_app(tmp_path / "b"), tmp_path / "out2")
+    assert first["version"] == second["version"] and first["version"].startswith("1.2.3-")
+    assert Path(first["archive"]).read_bytes() == Path(second["archive"]).read_bytes()
+
+
+def test_changed_code_is_a_new_release_under_the_same_version(tmp_path):
+    first = app_release.build(make_app(tmp_path / "a"), tmp_path / "out")
+    second = app_release.build(make_app(tmp_path / "b", code="console.log(2)\n"), tmp_path / "out")
+    assert first["version"] != second["version"] and second["version"].startswith("1.2.3-")
+
+
+def test_archive_holds_one_release_directory_without_node_modules(tmp_path):
+    built = app_release.build(make_app(tmp_path / "a"), tmp_path / "out")
+    with tarfile.open(built["archive"]) as archive:
+        names = archive.getnames()
+        assert all(name.split("/", 1)[0] == built["version"] for name in names)
+        assert not any("node_modules" in name for name in names)
+        assert all(member.uid == 0 and member.mtime == 0 for member in archive.getmembers())
+
+
+def test_npm_pack_tarball_is_the_same_release_as_its_directory(tmp_path):
+    source = make_app(tmp_path / "a")
+    packed = tmp_path / "demo-1.2.3.tgz"
+    with tarfile.open(packed, "w:gz") as archive:
+        for name in ("package.json", "package-lock.json", "index.js"):
+            archive.add(source / name, arcname=f"package/{name}")
+    assert app_release.build(packed, tmp_path / "o1")["version"] == app_release.build(source, tmp_path / "o2")["version"]
+
+
+def test_a_source_without_lockfile_is_refused(tmp_path):
+    source = make_app(tmp_path / "a")
+    (source / "package-lock.json").unlink()
+    with pytest.raises(app_release.ReleaseError, match="no package-lock.json"):
+        app_release.build(source, tmp_path / "out")
+
+
+# --- The validation gate's rules for the role's inputs -----------------------------------------
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("app_environment_extra", {"feature_flags": "x"}, "app_environment_extra key 'feature_flags' is not an environment variable name"),
+    ("app_environment_extra", {"FLAGS": "a\nDATABASE_URL=x"}, "app_environment_extra.FLAGS holds a newline"),
+    ("app_ports", {"blue": 3001, "green": 70000}, "app_ports.green 70000 is out of range"),
+    ("app_name", "Reference API", "app_name 'Reference API' is not an application name"),
+    ("app_git_version", "v1;rm -rf /", "is not a git tag, branch or commit"),
+    ("app_exec_start", "node server.js", "is not an absolute program path"),
+    ("app_database_host", "db host", "is not a host name or address"),
+    ("app_memory_max", "lots", "is not a systemd size"),
+    ("platform_market", {"currency": "tzs", "vat_percent": 18}, "platform_market.currency 'tzs' is not an ISO 4217 currency code"),
+    ("platform_market", {"mobile_money": ["M-Pesa", "Tigo\rPesa"]}, "platform_market.mobile_money[1] holds a newline"),
+])
+def test_the_gate_refuses_bad_app_inputs(variable, value, expected):
+    from tests.unit.plugins.filter.test_inventory_faults import faults
+
+    found = faults("app1", app1={variable: value})
+    assert any(expected in fault for fault in found), found
+
+
+def test_the_gate_accepts_the_tanzania_market_and_the_role_defaults():
+    from tests.unit.plugins.filter.test_inventory_faults import faults
+
+    market = load_market()
+    defaults = {name: value for name, value in rendering.LOADER.load_from_file(str(ROOT / "roles/app/defaults/main.yml")).items()
+                if "{{" not in str(value)}
+    assert faults("app1", app1={"platform_market": market, **defaults}) == []
+
+
+def load_market() -> dict:
+    return rendering.LOADER.load_from_file(str(ROOT / "inventories/tanzania/group_vars/all/market.yml"))["platform_market"]
+
+
+def test_the_completion_marker_is_the_archives_last_member(tmp_path):
+    built = app_release.build(make_app(tmp_path / "a"), tmp_path / "out")
+    with tarfile.open(built["archive"]) as archive:
+        assert archive.getnames()[-1] == f"{built['version']}/.chajipoa-release"
