@@ -8,6 +8,9 @@ reports as failed.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -21,6 +24,22 @@ def lab_host():
     """Returns a function that gives the testinfra host of a scenario instance by name."""
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     return lambda name: testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
+
+
+@pytest.fixture(scope="session")
+def run_playbook():
+    """Returns a function that runs one of the project's playbooks (a path relative to the project,
+    or absolute) on this scenario's inventory and returns the completed process, whose stdout is the
+    ansible.posix.json callback's report (parse it with json.loads)."""
+    project = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(project / "collections"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               ANSIBLE_INJECT_FACT_VARS="false", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+
+    def run(playbook: str | Path, *args: str) -> subprocess.CompletedProcess:
+        command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+                   str(project / playbook), *args]
+        return subprocess.run(command, cwd=project, capture_output=True, text=True, check=False, env=env)
+    return run
 
 
 def _units_for(item: pytest.Item, host) -> list[str]:

@@ -55,8 +55,8 @@ def test_transaction_pooling_scram_with_the_auth_query_and_tls_both_ways():
 
 def test_listen_ini_holds_the_sockets_only():
     text = render("etc/pgbouncer/listen.ini.j2")
-    pairs = [line.partition("=") for line in text.splitlines() if line and not line.startswith(";")]
-    settings = {name.strip(): value.strip() for name, _, value in pairs}
+    pairs = [line.split("=", 1) for line in text.splitlines() if line and not line.startswith(";")]
+    settings = {name.strip(): value.strip() for name, value in pairs}
     assert settings == {"listen_addr": "127.0.0.1,10.20.2.21", "listen_port": "6432", "unix_socket_dir": ""}
 
 
