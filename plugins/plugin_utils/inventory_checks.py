@@ -583,9 +583,16 @@ class HostCheck:
                 self.fault(f"common_admin_users[{index}] needs at least one key in ssh_keys (password logins are disabled)")
         over_ssh = self.value("ansible_connection", "ssh") in ("ssh", "ansible.builtin.ssh", "paramiko", "ansible.builtin.paramiko_ssh")
         present = any(isinstance(user, Mapping) and user.get("state", "present") == "present" for user in users)
-        if over_ssh and self.value("ansible_user", "root") == "root" and not present:
+        user = self.value("ansible_user", "root")
+        if over_ssh and user == "root" and not present:
             self.fault("common_admin_users: Ansible connects as root over SSH, which the common role disables; "
                        "define an administrator with an SSH key and connect as that user")
+        # sshd's AllowGroups admits the administrators and common_ssh_allow_groups only.
+        admins = {entry.get("name") for entry in users if isinstance(entry, Mapping) and entry.get("state", "present") == "present"}
+        if over_ssh and user != "root" and user not in admins and not self.effective("common_ssh_allow_groups"):
+            self.fault(f"common_ssh_allow_groups: Ansible connects as {show(user)} over SSH, which is not in common_admin_users, "
+                       "and common_ssh_allow_groups is empty, so sshd would refuse the next run; list the account in "
+                       "common_admin_users or its group in common_ssh_allow_groups")
 
     def check_backup(self) -> None:
         if "backup" not in self.roles:

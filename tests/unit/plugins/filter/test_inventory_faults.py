@@ -43,6 +43,7 @@ def inventory(env_name="production", **changes) -> tuple[dict, dict]:
     hostvars = {}
     for host, own in {**HOSTS, **{host: {} for members in groups.values() for host in members if host not in HOSTS}}.items():
         hostvars[host] = {"env_name": env_name, "common_ssh_sources": ["10.20.0.0/24"], "ansible_user": "deploy",
+                          "common_ssh_allow_groups": ["deploy"],
                           **SECRETS, **own, **changes.get(host, {})}
     groups["all"] = list(hostvars)
     return hostvars, groups
@@ -168,6 +169,8 @@ def test_argument_spec_errors_never_show_a_no_log_value():
         ("cache1", {"cache1": {"redis_acl_users": [{"name": "default", "password": "x", "rules": "~*"}]}}, "names the default user"),
         ("app1", {"app1": {"common_admin_users": [{"name": "amina"}]}}, "common_admin_users[0] needs at least one key"),
         ("app1", {"app1": {"ansible_user": "root"}}, "Ansible connects as root over SSH"),
+        ("app1", {"app1": {"ansible_user": "ops", "common_ssh_allow_groups": []}},
+         "Ansible connects as 'ops' over SSH, which is not in common_admin_users, and common_ssh_allow_groups is empty"),
         ("app1", {"app1": {"common_ssh_sources": []}}, "common_ssh_sources is empty or unset; outside development"),
         ("db1", {"db1": {"backup_s3_kms_key_id": "alias/backups"}}, "backup_s3_kms_key_id is set but backup_s3_sse is 'AES256'"),
         ("db1", {"db1": {"backup_s3_access_key_id": "AKIA"}}, "backup_s3_access_key_id and backup_s3_secret_access_key are set together"),
@@ -176,6 +179,15 @@ def test_argument_spec_errors_never_show_a_no_log_value():
 def test_topology_and_environment_faults(host, changes, expected):
     found = faults(host, **changes)
     assert any(expected in fault and fault.startswith(f"Cannot configure {host}: ") for fault in found), found
+
+
+@pytest.mark.parametrize("app1", [
+    {"ansible_user": "ops", "common_ssh_allow_groups": [], "common_admin_users": [{"name": "ops", "ssh_keys": ["ssh-ed25519 AAAA ops"]}]},
+    {"ansible_user": "ops", "common_ssh_allow_groups": ["ops"]},
+    {"ansible_user": "ops", "common_ssh_allow_groups": [], "ansible_connection": "community.docker.docker"},
+])
+def test_an_account_sshd_will_admit_is_no_fault(app1):
+    assert not any("sshd would refuse" in fault for fault in faults("app1", app1=app1))
 
 
 def test_ssh_sources_may_be_empty_in_development():
