@@ -10,7 +10,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_FORCE_COLOR ?= 1
 ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
-# The longest first, so that the last to start is a short one (tests/run-molecule.sh runs
+# The long ones first, so that the last to start is a short one (tests/run-molecule.sh runs
 # MOLECULE_JOBS at a time).
 LONG_SCENARIOS := backup postgres app
 SCENARIOS ?= $(filter $(LONG_SCENARIOS),$(ALL_SCENARIOS)) $(filter-out $(LONG_SCENARIOS),$(ALL_SCENARIOS))
