@@ -18,25 +18,18 @@ import atexit
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 from ansible_collections.chajipoa.platform.plugins.module_utils.pg_scratch import as_server_user, give_to_server_user
+from tests.ports import free_port
 
 BINDIR = Path("/usr/lib/postgresql/15/bin")
 
 
 class PostgresNotInstalled(RuntimeError):
     """PostgreSQL 15's server binaries are missing: `lab/test-deps.sh` installs them."""
-
-
-def _free_port() -> int:
-    # The port is free when asked; start() retries on the rare race with another process.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _quote_conninfo(value: str) -> str:
@@ -112,7 +105,7 @@ class PostgresServer:
             give_to_server_user(self.dir)
             self._initdb()
             for attempt in range(5):
-                self.port = _free_port()
+                self.port = free_port()
                 self._write_settings()
                 result = self._run(self.bindir / "pg_ctl", "-D", self.datadir, "-l", self.logfile,
                                    "-w", "-t", "60", "start", check=False)

@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.ports import free_port
+
 REDIS_SERVER = "redis-server"
 
 
@@ -46,13 +48,6 @@ class RedisNotInstalled(RuntimeError):
 
 class RedisError(RuntimeError):
     """An error reply from the server (the text after the '-')."""
-
-
-def _free_port() -> int:
-    # The port is free when asked; start() retries on the rare race with another process.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -218,14 +213,14 @@ class RedisServer:
             atexit.register(self.remove)
         for attempt in range(5):
             if first:
-                self.port = _free_port()
+                self.port = free_port()
             self._spawn()
             try:
                 self._wait_ready(timeout)
                 return self
             except RuntimeError:
                 self.kill()
-                # Another process took the port between _free_port() and the bind: try another.
+                # Another process took the port between free_port() and the bind: try another.
                 if not first or attempt == 4 or "Address already in use" not in self._log_tail():
                     raise
         return self

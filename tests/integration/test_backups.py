@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.ports import free_port
 from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, backup_config, backup_manifest,
                                                                         backup_program, backup_state, backup_store,
                                                                         pg_scratch)
@@ -483,17 +483,11 @@ def gauge(metrics_file: Path, metric: str, database: str = "rental", mode: str |
                  if line.startswith(f"{metric}{{{labels}}} ")), None)
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_run_against_an_unreachable_server_fails_in_the_metrics_without_a_traceback(make_config, rental_db, tmp_path):
     config = make_config("rental")
     config_file = write_config(config, tmp_path)
     assert run_program(config_file, "run").returncode == 0
-    config.data["postgresql"]["port"] = closed_port()
+    config.data["postgresql"]["port"] = free_port()
     result = run_program(write_config(config, tmp_path), "run", "--reason", "manual")
     assert result.returncode == 1
     assert "postgresql rental: FAILED: " in result.stderr and "Traceback" not in result.stderr
@@ -507,7 +501,7 @@ def test_a_verification_that_cannot_run_fails_in_the_metrics_without_a_traceback
     assert run_program(write_config(config, tmp_path), "verify").returncode == 0
     assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_verify_last_success", mode="quick") == "1"
     # Neither a server nor a scratch directory to restore into.
-    config.data["postgresql"]["port"] = closed_port()
+    config.data["postgresql"]["port"] = free_port()
     (tmp_path / "not-a-directory").write_text("")
     config.data["scratch_dir"] = str(tmp_path / "not-a-directory")
     result = run_program(write_config(config, tmp_path), "verify", "--mode", "thorough")

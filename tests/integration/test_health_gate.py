@@ -4,7 +4,6 @@ and a TLS-only Redis with an ACL user (tests/redisserver.py, fixture redis_serve
 fails the tests rather than skipping them."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -13,6 +12,7 @@ import pytest
 from ansible_collections.chajipoa.platform.plugins.module_utils.health_checks import GateResult, build_checks, measure, run_gate
 from ansible_collections.chajipoa.platform.plugins.module_utils.health_stats import Sample, Thresholds
 from tests.healthserver import HealthServer
+from tests.ports import free_port
 from tests.redisserver import make_tls_files
 
 
@@ -25,13 +25,6 @@ def gate(*specs: dict, consecutive: int = 3, interval: float = 0.1, deadline: fl
 def probe(spec: dict) -> Sample:
     [check] = build_checks([spec], Thresholds(), 1)
     return measure(check.probe, check.timeout)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (free when asked)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -74,12 +67,12 @@ class TestHttp:
         assert gate(api(server.url()), deadline=3, thresholds={"p95_ms": 1000, "p99_ms": 1000}).passed
 
     def test_a_down_endpoint_fails_with_connection_refused(self):
-        result = gate(api(f"http://127.0.0.1:{closed_port()}/api/health"), deadline=1.0)
+        result = gate(api(f"http://127.0.0.1:{free_port()}/api/health"), deadline=1.0)
         assert not result.passed and result.checks[0]["last_error"] == "connection refused"
 
     def test_fail_after_decides_before_the_deadline(self):
         start = time.monotonic()
-        result = gate(api(f"http://127.0.0.1:{closed_port()}/api/health"), deadline=30, fail_after=3)
+        result = gate(api(f"http://127.0.0.1:{free_port()}/api/health"), deadline=30, fail_after=3)
         assert result.reason == "fail_after" and result.rounds == 3 and time.monotonic() - start < 1.0
 
     def test_a_hanging_endpoint_is_cut_off_at_the_deadline(self, server):
@@ -142,7 +135,7 @@ class TestHttps:
 # -- tcp --------------------------------------------------------------------------------------------
 def test_tcp_passes_on_a_listening_port_and_fails_on_a_closed_one(server):
     assert probe({"name": "t", "kind": "tcp", "host": "127.0.0.1", "port": server.port}).ok
-    assert probe({"name": "t", "kind": "tcp", "host": "127.0.0.1", "port": closed_port()}).error == "connection refused"
+    assert probe({"name": "t", "kind": "tcp", "host": "127.0.0.1", "port": free_port()}).error == "connection refused"
 
 
 # -- postgres ---------------------------------------------------------------------------------------
@@ -183,7 +176,7 @@ class TestPostgres:
         assert time.monotonic() - start < 3
 
     def test_a_stopped_port_fails(self, pg):
-        error = probe(pg(port=closed_port())).error
+        error = probe(pg(port=free_port())).error
         assert error.startswith("cannot connect: ") and "Connection refused" in error
 
 
@@ -228,6 +221,6 @@ class TestRedis:
 # -- mongodb ----------------------------------------------------------------------------------------
 def test_mongodb_ping_fails_within_its_timeout_when_nothing_listens():
     start = time.monotonic()
-    sample = probe({"name": "m", "kind": "mongodb", "port": closed_port(), "timeout": 0.5})
+    sample = probe({"name": "m", "kind": "mongodb", "port": free_port(), "timeout": 0.5})
     assert sample.error.startswith("ping failed: 127.0.0.1:") and "refused" in sample.error
     assert time.monotonic() - start < 2

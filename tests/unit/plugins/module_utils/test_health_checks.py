@@ -24,6 +24,7 @@ from ansible_collections.chajipoa.platform.plugins.module_utils.health_checks im
     same_value,
 )
 from ansible_collections.chajipoa.platform.plugins.module_utils.health_stats import Thresholds, Window
+from tests.unit.fake_clock import FakeClock
 
 
 @pytest.mark.parametrize(
@@ -186,18 +187,6 @@ class TestBuildChecks:
 
 
 # -- rounds, with scripted probes (mocks) on a fake clock -------------------------------------------
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.now += seconds
-
-
 class ScriptedProbe:
     """A mock probe: each call takes the next (latency_ms, ok) of its script on the fake clock (the
     last one repeats) and records the timeout it was given."""

@@ -4,17 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.chajipoa.platform.plugins.modules import systemd_ready
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.unit.fake_clock import FakeClock
 
 
 def scripted(states: list[str]):
