@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.chajipoa.platform.plugins.module_utils.health_checks import build_checks, measure, run_gate
 from ansible_collections.chajipoa.platform.plugins.module_utils.health_stats import Thresholds
-from tests.integration.test_health_gate import closed_port
+from tests.ports import free_port
 # Fixtures (app_copy, api_database, tls_postgres) and helpers of the reference API's tests.
 from tests.integration.test_reference_api import (  # noqa: F401  pylint: disable=unused-import
     _node_env,
@@ -29,7 +29,7 @@ VERSION = "1.0.0-gate"
 @pytest.fixture
 def reference_api(app_copy, api_database, redis_server):  # noqa: F811 (the fixtures imported above)
     """The reference API listening on a free loopback port: (its /api/health URL, the Redis it uses)."""
-    port = closed_port()
+    port = free_port()
     # A dependency that does not answer within 0.5 s is reported down: a stopped Redis shows at once.
     env = {**_node_env(), "DATABASE_URL": api_database, **redis_server.env(), "PORT": str(port), "HOST": "127.0.0.1",
            "APP_VERSION": VERSION, "HEALTH_TIMEOUT_MS": "500"}

@@ -15,7 +15,7 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.healthserver import HealthServer
-from tests.integration.test_health_gate import closed_port
+from tests.ports import free_port
 
 
 def ansible_playbook(playbook: Path, inventory: dict, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
@@ -139,7 +139,7 @@ def stack(pg_server, redis_server):
             redis_port=redis.port, redis_monitoring_user=redis.user, redis_monitoring_password=redis.password,
             health_redis_ca_file=str(redis.ca_file),
             # No /etc/chajipoa/apps/<app_name>/live on this machine: the blue colour's port serves.
-            app_name="health-gate-test", app_ports={"blue": app.port, "green": closed_port()},
+            app_name="health-gate-test", app_ports={"blue": app.port, "green": free_port()},
             pgbouncer_port=pgbouncer.port, health_interval=0.2)
         yield inventory, app
 
