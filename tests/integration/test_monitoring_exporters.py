@@ -134,7 +134,7 @@ def statements_server() -> Iterator[PostgresServer]:
         server.create_database("chajipoa")
         server.execute("CREATE EXTENSION pg_stat_statements", "chajipoa")
         server.execute(f"CREATE ROLE {MONITORING_USER} LOGIN PASSWORD '{MONITORING_PASSWORD}' IN ROLE pg_monitor")
-        for _ in range(3):
+        for _repeat in range(3):
             server.execute("SELECT count(*) FROM pg_class", "chajipoa")
         yield server
     finally:
@@ -228,4 +228,3 @@ def test_debian_pgbouncer_exporter_dies_on_pgbouncer_1_18(server_user_dir, state
         # runuser waits for PgBouncer: the session started for both goes.
         os.killpg(bouncer.pid, signal.SIGKILL)
         bouncer.wait()
-

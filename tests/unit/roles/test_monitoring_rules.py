@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +90,8 @@ class Case:
     # The variable that sets the alert's `for` (the rendered rule's own is not trusted).
     hold: str = "monitoring_alert_for"
     quiet: Callable[[dict], Series] = lambda variables: []
-    # The alert's labels are its first series' without these (aggregated away), with these set.
+    # The alert's labels are its first series' without these (aggregated away).
     drop: tuple[str, ...] = ("le",)
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 def counter(per_second: float) -> str:
@@ -190,7 +189,7 @@ CASES: dict[str, Case] = {
     "PostgresStandbyNotStreaming": Case(
         None, hold="monitoring_instance_down_for",
         series=lambda i, q, v: [(f'chajipoa_pg_replication_is_standby{{job="postgres", instance="{i}"}}', gauge(1)),
-                         (f'chajipoa_pg_replication_streaming{{job="postgres", instance="{i}"}}', gauge(1 - q))],
+                                (f'chajipoa_pg_replication_streaming{{job="postgres", instance="{i}"}}', gauge(1 - q))],
         # A primary streams from nobody.
         quiet=lambda v: [('chajipoa_pg_replication_is_standby{job="postgres", instance="db1"}', gauge(0)),
                          ('chajipoa_pg_replication_streaming{job="postgres", instance="db1"}', gauge(0))],
@@ -221,12 +220,12 @@ CASES: dict[str, Case] = {
     "BackupFailed": Case(
         None, hold="monitoring_backup_run_grace",
         series=lambda i, q, v: [(f'chajipoa_backup_last_run_success{{{node(i, ",postgres,")}, kind="postgres", '
-                          f'database="chajipoa"}}', gauge(1 - q))],
+                                 f'database="chajipoa"}}', gauge(1 - q))],
         **BOOLEAN),
     "BackupVerificationFailed": Case(
         None, hold="monitoring_backup_run_grace",
         series=lambda i, q, v: [(f'chajipoa_backup_verify_last_success{{{node(i, ",postgres,")}, kind="postgres", '
-                          f'database="chajipoa", mode="thorough"}}', gauge(1 - q))],
+                                 f'database="chajipoa", mode="thorough"}}', gauge(1 - q))],
         **BOOLEAN),
     "BackupVerificationTooOld": Case(
         "monitoring_backup_verify_max_age_days",
@@ -238,14 +237,13 @@ CASES: dict[str, Case] = {
     "ProbeFailed": Case(
         None, hold="monitoring_instance_down_for",
         series=lambda i, q, v: [(f'probe_success{{job="blackbox_http", instance="https://{i}/api/health"}}', gauge(1 - q))],
-        labels={"instance": "https://{instance}/api/health"}, **BOOLEAN),
+        **BOOLEAN),
     "CertificateExpiringSoon": Case(
         "monitoring_certificate_min_days",
         lambda i, q, v: [(f'probe_ssl_earliest_cert_expiry{{job="blackbox_http", instance="https://{i}/"}}',
                           gauge(q * 86400))],
         # Firing is the quantity under the threshold here (time left).
-        over=lambda t: t * 0.98, under=lambda t: t * 1.02 + 0.01,
-        labels={"instance": "https://{instance}/"}),
+        over=lambda t: t * 0.98, under=lambda t: t * 1.02 + 0.01),
 }
 
 
@@ -267,13 +265,11 @@ def unit_tests(settings: dict) -> list[dict]:
         case = CASES[name]
         assert rule["for"] == variables[case.hold], f"{name}: for is not {case.hold}"
         threshold = 0 if case.threshold is None else float(variables[case.threshold])
-        start = case.start
-        fires_at = start + minutes(variables[case.hold]) + 1
+        fires_at = case.start + minutes(variables[case.hold]) + 1
         samples = fires_at + 5
         over = case.series("over", case.over(threshold), variables) + case.quiet(variables)
         expected = {key: value for key, value in _series_labels(over[0][0]).items() if key not in case.drop}
         expected.update({"alertname": name, "severity": rule["labels"]["severity"]})
-        expected.update({label: value.format(instance="over") for label, value in case.labels.items()})
         for which, series, evaluations in (
                 ("over", over, [(fires_at - 2, []), (fires_at, [{"exp_labels": expected}])]),
                 ("under", case.series("under", case.under(threshold), variables), [(fires_at, [])])):
