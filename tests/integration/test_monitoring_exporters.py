@@ -159,6 +159,60 @@ def test_postgres_exporter_with_custom_queries(tmp_path, statements_server):
     assert any('datname="chajipoa"' in line for line in served["chajipoa_pg_statements_calls"])
 
 
+class StandbyServer(StatementsServer):
+    """A streaming standby of `primary`, cloned with pg_basebackup instead of initdb."""
+
+    def __init__(self, primary: PostgresServer):
+        super().__init__()
+        self.primary = primary
+        # The clone's logins are the primary's.
+        self.password = primary.password
+
+    def _initdb(self) -> None:
+        self._run(self.bindir / "pg_basebackup", "-D", self.datadir, "-X", "stream", "--checkpoint=fast", "--no-sync",
+                  "-d", self.primary.conninfo())
+
+    def _write_settings(self) -> None:
+        super()._write_settings()
+        with (self.datadir / "postgresql.auto.conf").open("a") as settings:
+            quoted = self.primary.conninfo().replace("'", "''")
+            settings.write(f"primary_conninfo = '{quoted}'\n")
+        (self.datadir / "standby.signal").touch()
+
+    def wait_for_receiver(self, streaming: bool, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        query = "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+        while (self.execute(query)[0][0] == 1) != streaming:
+            assert time.monotonic() < deadline, f"the standby's WAL receiver is {'not ' * streaming}streaming"
+            time.sleep(0.1)
+
+
+def replication(server: PostgresServer, tmp_path: Path) -> dict[str, str]:
+    """The replication metrics the exporter serves for `server`, name -> value."""
+    queries = tmp_path / "queries.yaml"
+    queries.write_text(monitoring.render(monitoring.POSTGRES_QUERIES))
+    port = free_port()
+    dsn = f"postgresql://{MONITORING_USER}:{MONITORING_PASSWORD}@127.0.0.1:{server.port}/chajipoa?sslmode=disable"
+    with exporter(["prometheus-postgres-exporter", f"--web.listen-address=127.0.0.1:{port}",
+                   f"--extend.query-path={queries}"], port, env={"DATA_SOURCE_NAME": dsn}, log=tmp_path / "log"):
+        served = scrape(port)
+    return {name: served[name][0].split()[-1] for name in served if name.startswith("chajipoa_pg_replication_")}
+
+
+def test_standby_replication_metrics(tmp_path, statements_server):
+    """On a real standby: streaming, then (its primary out of reach) not, which PostgresStandbyNotStreaming reads."""
+    with StandbyServer(statements_server) as standby:
+        standby.wait_for_receiver(streaming=True)
+        metrics = replication(standby, tmp_path)
+        assert (metrics["chajipoa_pg_replication_is_standby"], metrics["chajipoa_pg_replication_streaming"]) == ("1", "1")
+        assert float(metrics["chajipoa_pg_replication_lag_seconds"]) >= 0
+        standby.execute(f"ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={free_port()}'")
+        standby.execute("SELECT pg_reload_conf()")
+        standby.wait_for_receiver(streaming=False)
+        metrics = replication(standby, tmp_path)
+        assert (metrics["chajipoa_pg_replication_is_standby"], metrics["chajipoa_pg_replication_streaming"]) == ("1", "0")
+
+
 # --- redis_exporter as the redis role's monitoring ACL user --------------------------------------
 def test_redis_exporter_as_the_monitoring_user(tmp_path):
     rules = load_yaml(ROOT / "roles/redis/defaults/main.yml")["redis_monitoring_acl_rules"].split()
