@@ -58,6 +58,7 @@ declare -A monitoring_tools=(
     [prometheus-postgres-exporter]=prometheus-postgres-exporter
     [prometheus-redis-exporter]=prometheus-redis-exporter
     [prometheus-pgbouncer-exporter]=prometheus-pgbouncer-exporter
+    [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
     [pgbouncer]=pgbouncer
 )
 for tool in "${!monitoring_tools[@]}"; do

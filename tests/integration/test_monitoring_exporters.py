@@ -4,15 +4,19 @@ The exporters from Debian 12 (lab/test-deps.sh) run on loopback, on free ports, 
 servers: a throwaway PostgreSQL 15 with pg_stat_statements loaded and the role's custom queries, a
 TLS Redis read by an ACL user with the redis role's monitoring rules, the node exporter reading the
 textfile the backup program writes, PgBouncer 1.18. Each is scraped once and the rules' names are
-looked up in what it served. Names no exporter here can serve are listed in NOT_HERE with the reason.
+looked up in what it served; the blackbox exporter probes a TLS server of the test's own. Names no
+exporter here can serve are listed in NOT_HERE with the reason.
 """
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +32,7 @@ from ansible_collections.chajipoa.platform.plugins.module_utils.pg_scratch impor
 from tests.conftest import ROOT, load_yaml
 from tests.pgserver import PostgresServer
 from tests.ports import free_port
-from tests.redisserver import RedisServer
+from tests.redisserver import RedisServer, make_tls_files
 from tests.unit.roles import monitoring
 
 NOT_HERE = {
@@ -39,12 +43,11 @@ NOT_HERE = {
     "chajipoa_db_pool_max": "the API exports prom-client metrics in the next step",
     "process_resident_memory_bytes": "the API's prom-client default metric (next step)",
     "process_cpu_seconds_total": "the API's prom-client default metric (next step)",
-    "probe_success": "the blackbox exporter's probes go through the edge (the role's molecule scenario)",
-    "probe_ssl_earliest_cert_expiry": "the blackbox exporter's probes go through the edge (the role's molecule scenario)",
     "pgbouncer_waiting_clients": "Debian 12's pgbouncer exporter dies against PgBouncer 1.18 (see the test below)",
 }
 # Which exporter serves a name, by its prefix.
-EXPORTERS = {"node": ("node_", "chajipoa_backup_"), "postgres": ("pg_", "chajipoa_pg_"), "redis": ("redis_",)}
+EXPORTERS = {"node": ("node_", "chajipoa_backup_"), "postgres": ("pg_", "chajipoa_pg_"), "redis": ("redis_",),
+             "blackbox": ("probe_",)}
 MONITORING_USER = "monitoring"
 MONITORING_PASSWORD = "monitoring-test-password"
 
@@ -60,9 +63,9 @@ def test_every_name_is_checked_or_excused():
     assert set(NOT_HERE) <= names, "NOT_HERE excuses names no rule reads"
 
 
-def scrape(port: int) -> dict[str, list[str]]:
+def scrape(port: int, path: str = "/metrics") -> dict[str, list[str]]:
     """Metric name -> its sample lines."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=20) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=20) as response:
         text = response.read().decode()
     samples: dict[str, list[str]] = {}
     for line in text.splitlines():
@@ -226,6 +229,49 @@ def test_redis_exporter_as_the_monitoring_user(tmp_path):
             served = scrape(port)
     assert served["redis_up"] == ["redis_up 1"], (tmp_path / "log").read_text()
     assert needed("redis") - set(served) == set()
+
+
+# --- blackbox exporter probing a TLS server --------------------------------------------------------
+@contextmanager
+def https_server(directory: Path) -> Iterator[tuple[int, Path]]:
+    """An HTTPS server on loopback answering 200 to everything: its port and its CA file."""
+    ca_file, cert, key = make_tls_files(directory, "web")
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # pylint: disable=invalid-name  # http.server's name for it
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Ok)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], ca_file
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_blackbox_exporter_probe_of_a_tls_server(tmp_path):
+    with https_server(tmp_path) as (web_port, ca_file):
+        config = tmp_path / "blackbox.yml"
+        config.write_text(f"modules:\n  http_2xx:\n    prober: http\n    http:\n      tls_config:\n        ca_file: {ca_file}\n")
+        port = free_port()
+        with exporter(["prometheus-blackbox-exporter", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
+                      port, log=tmp_path / "log"):
+            served = scrape(port, f"/probe?module=http_2xx&target=https://127.0.0.1:{web_port}/")
+    assert served["probe_success"] == ["probe_success 1"], served
+    assert needed("blackbox") - set(served) == set()
+    # The test certificate is valid for two days: CertificateExpiringSoon would fire, as it should.
+    expiry = float(served["probe_ssl_earliest_cert_expiry"][0].split()[-1])
+    assert 1 < (expiry - time.time()) / 86400 <= 2
 
 
 # --- PgBouncer ----------------------------------------------------------------------------------
