@@ -88,8 +88,11 @@ if ((${#packages[@]})); then
     fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-    if [[ " ${packages[*]} " == *" redis-server "* ]]; then
-        # Not started at boot either (update-rc.d disables the systemd unit too where systemd runs).
-        update-rc.d redis-server disable >/dev/null 2>&1
-    fi
+    # Not started at boot either (update-rc.d disables the systemd unit too where systemd runs): the
+    # Redis server and every monitoring package's service, each named as its package.
+    for service in redis-server "${monitoring_tools[@]}"; do
+        if [[ " ${packages[*]} " == *" $service "* ]]; then
+            update-rc.d "$service" disable >/dev/null 2>&1
+        fi
+    done
 fi
