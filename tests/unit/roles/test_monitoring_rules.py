@@ -300,8 +300,10 @@ def without_annotations(path: Path) -> None:
 # --- Tests --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_promtool_accepts_the_rules(tmp_path, setting):
-    result = run("promtool", "check", "rules", *monitoring.write_rules(tmp_path, **SETTINGS[setting]))
+    paths = monitoring.write_rules(tmp_path, **SETTINGS[setting])
+    result = run("promtool", "check", "rules", *paths)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert all(path.read_text().startswith("#\n# Ansible managed\n#\n") for path in paths)
 
 
 def test_every_alert_has_a_case():
