@@ -3,7 +3,9 @@
 # (the backup tests initdb a throwaway cluster of their own, see tests/pgserver.py), the Redis
 # tools (redis-cli, and redis-check-rdb to check a dumped RDB file), the Redis server (tests start a
 # throwaway TLS one, see tests/redisserver.py), Node.js 18+ with npm (the reference API's tests) and
-# python3-psycopg2 (the health gate's postgres probe under Debian's python3).
+# python3-psycopg2 (the health gate's postgres probe under Debian's python3); Prometheus's promtool and
+# Alertmanager's amtool, the exporters and PgBouncer the monitoring rules' tests run on loopback
+# (tests/unit/roles/test_monitoring_rules.py, tests/integration/test_monitoring_exporters.py).
 # No service is left running or enabled. Safe to rerun; silent when everything is already there, so
 # `make` output stays quiet on a prepared machine.
 set -euo pipefail
@@ -46,6 +48,25 @@ if ! /usr/bin/python3 -c 'import psycopg2' 2>/dev/null; then
     packages+=(python3-psycopg2)
 fi
 
+# The monitoring rules are checked by the tools and exporters of the Debian release the hosts run
+# (promtool, amtool and the exporters' metric names change between releases); the packages' own
+# services are never started here (policy-rc.d below, and no init system runs them).
+declare -A monitoring_tools=(
+    [promtool]=prometheus
+    [amtool]=prometheus-alertmanager
+    [prometheus-node-exporter]=prometheus-node-exporter
+    [prometheus-postgres-exporter]=prometheus-postgres-exporter
+    [prometheus-redis-exporter]=prometheus-redis-exporter
+    [prometheus-pgbouncer-exporter]=prometheus-pgbouncer-exporter
+    [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
+    [pgbouncer]=pgbouncer
+)
+for tool in "${!monitoring_tools[@]}"; do
+    if ! command -v "$tool" >/dev/null; then
+        packages+=("${monitoring_tools[$tool]}")
+    fi
+done
+
 # Any Node.js from 18 on will do (the API's engines field); a machine without one gets Debian's 18.
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if ((node_major < 18)); then
@@ -67,8 +88,11 @@ if ((${#packages[@]})); then
     fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-    if [[ " ${packages[*]} " == *" redis-server "* ]]; then
-        # Not started at boot either (update-rc.d disables the systemd unit too where systemd runs).
-        update-rc.d redis-server disable >/dev/null 2>&1
-    fi
+    # Not started at boot either (update-rc.d disables the systemd unit too where systemd runs): the
+    # Redis server and every monitoring package's service, each named as its package.
+    for service in redis-server "${monitoring_tools[@]}"; do
+        if [[ " ${packages[*]} " == *" $service "* ]]; then
+            update-rc.d "$service" disable >/dev/null 2>&1
+        fi
+    done
 fi
