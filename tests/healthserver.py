@@ -15,6 +15,9 @@ Modes (the `mode` attribute, changeable while it runs):
 Every answer carries the header X-App-Version. With tls=(cert, key) it serves HTTPS; with
 unix_socket=<path> it listens on that unix socket instead of a loopback port (as the edge's status
 server does), and `host` records the Host header of the last request.
+It speaks HTTP/1.1 and keeps connections open (`connections` counts those accepted); with
+`drop_kept_alive` set it closes each connection after its answer without saying so, as a server
+closing idle kept-alive connections does (a client's next request on it finds it closed).
 """
 from __future__ import annotations
 
@@ -43,6 +46,14 @@ def health_body(postgres: str = "up", redis: str = "up") -> dict:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"
+    # Buffered, flushed once per answer: headers and body in one segment, or Nagle's algorithm and
+    # the client's delayed ACK hold each kept-alive answer 40 ms.
+    wbufsize = -1
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.owner.connected()
 
     def _answer(self, with_body: bool) -> None:
         self.server.owner.host = self.headers.get("Host")
@@ -56,6 +67,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if with_body:
             self.wfile.write(data)
+        if self.server.owner.drop_kept_alive:
+            self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         self._answer(True)
@@ -92,6 +105,8 @@ class HealthServer:
         self.mode = mode
         self.delay = delay
         self.requests = 0
+        self.connections = 0
+        self.drop_kept_alive = False
         self.host: str | None = None
         self.unix_socket = unix_socket
         self._lock = threading.Lock()
@@ -109,6 +124,10 @@ class HealthServer:
     def url(self, path: str = "/api/health") -> str:
         """With a unix socket the host is only the Host header: localhost, as for the edge's status server."""
         return f"{self.scheme}://localhost{path}" if self.unix_socket else f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+    def connected(self) -> None:
+        with self._lock:
+            self.connections += 1
 
     def next_answer(self) -> tuple[int, dict]:
         if self.mode not in MODES:
