@@ -20,8 +20,9 @@ graceful reload) is reopened and the GET sent again once; such retries are count
 
 `address` sends the requests to another address than the URL's host (curl's --resolve): the URL's
 host stays the Host header and the TLS name, e.g. the edge container's IP for the platform's domain.
-A JSON answer's `version` field is tallied per version with when it was first and last seen, so a
-caller sees when a new release started to serve and that the old one stopped.
+A JSON answer's `version` field is tallied per version with when it was first and last seen, and
+each answer whose version differs from the answer before it is kept in `changes` (time, version),
+so a caller sees when a release started to serve again, and that the old one stopped.
 """
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ class Report:
     failures: list[Failure] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     versions: dict[str, Seen] = field(default_factory=dict)
+    changes: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def requests_per_second(self) -> float:
@@ -78,7 +80,12 @@ class Report:
     def from_dict(cls, data: dict) -> Report:
         return cls(elapsed=data["elapsed"], requests=data["requests"], retries=data["retries"],
                    failures=[Failure(**item) for item in data["failures"]], latencies_ms=data["latencies_ms"],
-                   versions={key: Seen(**value) for key, value in data["versions"].items()})
+                   versions={key: Seen(**value) for key, value in data["versions"].items()},
+                   changes=[(at, version) for at, version in data["changes"]])
+
+    def first_after(self, version: str, since: float) -> float | None:
+        """When `version` first answered at or after `since` (seconds since the start), or None."""
+        return next((at for at, seen in self.changes if seen == version and at >= since), None)
 
     def summary(self) -> dict:
         """Requests, failures, requests/s and latency percentiles, by the health gate's own statistics
@@ -230,6 +237,8 @@ class RequestLoop:
             if error is not None:
                 report.failures.append(Failure(at=round(at, 3), client=number, keepalive=keepalive, error=error))
             elif isinstance(version, str):
+                if not report.changes or report.changes[-1][1] != version:
+                    report.changes.append((at, version))
                 seen = report.versions.get(version)
                 if seen is None:
                     report.versions[version] = Seen(count=1, first=at, last=at)

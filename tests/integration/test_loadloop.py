@@ -35,6 +35,7 @@ def test_a_healthy_server_gives_no_failure_and_keepalive_clients_reuse_their_con
     assert report.failures == [] and report.retries == 0
     assert report.requests >= 200 and len(report.latencies_ms) == report.requests
     assert list(report.versions) == [VERSION] and report.versions[VERSION].count == report.requests
+    assert len(report.changes) == 1 and report.first_after(VERSION, 0) == report.changes[0][0]
     # The two kept-alive clients used one connection each; the two others one per request.
     assert server.connections < report.requests * 0.75
     summary = report.summary()
@@ -85,6 +86,19 @@ def test_https_to_another_address_verifies_the_url_host(tmp_path):
         assert good.failures == [] and https.host == f"localhost:{https.port}"
         bad = run_for(RequestLoop(url, clients=1, address=address, ca_file=str(other_ca)), 3)
         assert bad.failures and "CERTIFICATE_VERIFY_FAILED" in bad.failures[0].error
+
+
+def test_a_version_that_serves_again_is_seen_when_it_returns(server, monkeypatch):
+    loop = RequestLoop(server.url(), clients=2).start()
+    assert loop.wait_for(lambda report: report.requests >= 20, timeout=20)
+    monkeypatch.setattr("tests.healthserver.VERSION", "2.0.0")
+    assert loop.wait_for(lambda report: "2.0.0" in report.versions, timeout=20)
+    returned = loop.now()
+    monkeypatch.setattr("tests.healthserver.VERSION", VERSION)
+    assert loop.wait_for(lambda report: (report.first_after(VERSION, returned) or 0) > 0, timeout=20)
+    report = loop.stop()
+    assert report.failures == [] and [version for _at, version in report.changes][:3] == [VERSION, "2.0.0", VERSION]
+    assert report.first_after(VERSION, returned) >= returned > report.versions[VERSION].first
 
 
 def test_the_command_line_prints_a_report_the_caller_reads_back(server):
