@@ -81,7 +81,7 @@ class Report:
         return cls(elapsed=data["elapsed"], requests=data["requests"], retries=data["retries"],
                    failures=[Failure(**item) for item in data["failures"]], latencies_ms=data["latencies_ms"],
                    versions={key: Seen(**value) for key, value in data["versions"].items()},
-                   changes=[(at, version) for at, version in data["changes"]])
+                   changes=[tuple(change) for change in data["changes"]])
 
     def first_after(self, version: str, since: float) -> float | None:
         """When `version` first answered at or after `since` (seconds since the start), or None."""
@@ -112,7 +112,7 @@ class RequestLoop:
         self.host = parts.hostname
         self.port = parts.port or (443 if self.https else 80)
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connect_host, _, connect_port = (address or "").partition(":")
+        connect_host, _colon, connect_port = (address or "").partition(":")
         self.connect_to = (connect_host or self.host, int(connect_port) if connect_port else self.port)
         self.clients = clients
         self.keepalive = clients // 2 if keepalive is None else keepalive

@@ -67,12 +67,12 @@ def running(tmp_path):
 def test_a_new_version_serves_its_version(running):
     process, base = running("1.0.1")
     wait_listening(process, base)
-    status, body, _ = get(f"{base}/api/version")
+    status, body, _taken = get(f"{base}/api/version")
     assert status == 200 and b'"version":"1.0.1"' in body
 
 
 def test_the_crashing_release_exits_at_start(running):
-    process, _ = running("1.0.2", "crash")
+    process, _base = running("1.0.2", "crash")
     assert process.wait(timeout=20) == 1
     assert "built to crash" in process.stdout.read()
 
@@ -80,7 +80,7 @@ def test_the_crashing_release_exits_at_start(running):
 def test_the_unhealthy_release_answers_500_on_its_health_only(running):
     process, base = running("1.0.3", "unhealthy")
     wait_listening(process, base)
-    status, body, _ = get(f"{base}/api/health")
+    status, body, _taken = get(f"{base}/api/health")
     assert status == 500 and b"built to fail its health" in body
     assert get(f"{base}/api/version")[0] == 200
 
@@ -88,7 +88,7 @@ def test_the_unhealthy_release_answers_500_on_its_health_only(running):
 def test_the_slow_release_answers_every_request_late(running):
     process, base = running("1.0.4", "slow")
     wait_listening(process, base)
-    for _ in range(3):
+    for _request in range(3):
         status, body, taken = get(f"{base}/api/version")
         assert status == 200 and b'"version":"1.0.4"' in body and taken >= SLOW_MS / 1000
 

@@ -40,7 +40,7 @@ def test_create_then_deploy_is_recorded_with_the_token_and_never_logs_it(tmp_pat
     created, output = run(tmp_path, sentry, "new")
     assert created.returncode == 0, created.stdout[-3000:]
     assert task_result(output, f"Create the release in Sentry, {VERSION}")["changed"] is True
-    deployed, _ = run(tmp_path, sentry, "deployed")
+    deployed, _output = run(tmp_path, sentry, "deployed")
     assert deployed.returncode == 0, deployed.stdout[-3000:]
     assert [(call.method, call.path, call.status) for call in sentry.calls] == [
         ("POST", "/api/0/organizations/chajipoa/releases/", 201),
@@ -68,7 +68,7 @@ def test_a_refused_token_fails_naming_the_status_and_not_the_token(tmp_path, sen
 
 
 def test_check_mode_calls_nothing(tmp_path, sentry):
-    checked, _ = run(tmp_path, sentry, "new", "--check")
+    checked, _output = run(tmp_path, sentry, "new", "--check")
     assert checked.returncode == 0 and sentry.calls == []
 
 
