@@ -11,10 +11,12 @@ In one run, while tests/loadloop.py requests /api/version through the edge all a
               the idle gate's decision time (its `elapsed`) and the run's; the release that serves
               keeps serving (failed requests counted)
   proxy       requests/s and p95 of the same loop for --seconds through the edge (https, TLS ended
-              by nginx) and to the app's live colour directly (http on its published port),
-              alternating, --rounds each: the proxy's cost as ratios
+              by nginx) and to the app host's live colour directly (http), alternating, --rounds
+              each: the proxy's cost as ratios. Both loops run inside the edge's container (the app's
+              firewall admits the edge hosts only), the same client for both paths.
 Usage: .venv/bin/python bench/deploy.py [--clients 8] [--seconds 10] [--rounds 2]; writes
-docs/performance.md. The lab is left serving the previous release (after the rollback), the colour
+docs/performance.md. Other labs (a molecule scenario): --inventory, --edge-url with --edge-address,
+--edge-container, --app-urls, and ansible-playbook arguments after --. The lab is left serving the previous release (after the rollback), the colour
 of the refused releases stopped: rerunnable, each run deploys a version of its own.
 """
 from __future__ import annotations
@@ -28,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,34 +80,40 @@ def first_seen_after(loop: RequestLoop, version: str, since: float, timeout: flo
     return loop.report.first_after(version, since) - since
 
 
-def measured(url: str, args, address: str | None = None, ca_file: str | None = None) -> Report:
-    loop = RequestLoop(url, clients=args.clients, address=address, ca_file=ca_file).start()
-    time.sleep(args.seconds)
-    return loop.stop()
+def in_container(container: str, url: str, seconds: float, clients: int, *options: str) -> Report:
+    """The request loop run by the container's python3 (tests/loadloop.py copied in), its report."""
+    run = subprocess.run(["docker", "exec", container, "python3", "/tmp/chajipoa-loadloop.py", url, "--duration",
+                          str(seconds), "--clients", str(clients), *options], capture_output=True, text=True, check=False)
+    if run.returncode:
+        sys.exit(f"the request loop in {container} failed: {run.stderr[-2000:]}")
+    return Report.from_dict(json.loads(run.stdout))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inventory", default="inventories/development")
-    parser.add_argument("--edge-url", default="https://127.0.0.1:18443/api/version")
-    parser.add_argument("--app-url", default="http://127.0.0.1:{port}/api/version",
-                        help="the app directly; {port} is the live colour's published port")
-    parser.add_argument("--app-ports", default="13001,13002", help="the colours' published ports")
+    parser.add_argument("--edge-url", default="https://127.0.0.1:18443/api/version", help="the edge, from here")
+    parser.add_argument("--edge-address", help="connect to this IP[:port] for --edge-url's host")
+    parser.add_argument("--edge-container", default="chajipoa-dev-edge1")
+    parser.add_argument("--edge-url-inside", default="https://127.0.0.1/api/version",
+                        help="the edge from inside its container, reached on 127.0.0.1:443 (the URL's host is the name TLS checks)")
+    parser.add_argument("--app-urls", default="http://172.30.80.14:3001/api/version,http://172.30.80.14:3002/api/version",
+                        help="the app host's colours, from the edge's container; the one serving the live release is used")
     parser.add_argument("--ca-file", default=str(ROOT / "inventories/development/credentials/pki/ca.crt"))
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("ansible_args", nargs="*", help="more ansible-playbook arguments, after --")
     args = parser.parse_args()
-    ports = args.app_ports.split(",")
     stamp = dt.datetime.now(dt.timezone.utc)
-    version = f"1.{stamp:%y%m%d}.{stamp:%H%M%S}"
+    # Semantic versions: no leading zero in a number.
+    version = f"1.{stamp:%y%m%d}.{int(f'{stamp:%H%M%S}') + 1}"
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as scratch, results_log("deploy", stamp) as log:
         good = make_release(Path(scratch), version)
         crash = make_release(Path(scratch), version + "1", "crash")
         sick = make_release(Path(scratch), version + "2", "unhealthy")
-        loop = RequestLoop(args.edge_url, clients=args.clients, ca_file=args.ca_file).start()
+        loop = RequestLoop(args.edge_url, clients=args.clients, address=args.edge_address, ca_file=args.ca_file).start()
         if not loop.wait_for(lambda report: report.versions, 30):
             sys.exit(f"nothing answered {args.edge_url} with a version: is the lab up (make dev)? {loop.stop().failures[:3]}")
         before = live_version(loop.report)
@@ -142,11 +149,18 @@ def main() -> None:
         loop.stop()
         serving = live_version(loop.report)
 
+        for source, target in ((ROOT / "tests" / "loadloop.py", "/tmp/chajipoa-loadloop.py"), (args.ca_file, "/tmp/chajipoa-ca.crt")):
+            subprocess.run(["docker", "cp", str(source), f"{args.edge_container}:{target}"], check=True)
+        # The edge's own port 443 whatever the URL's host, which names the certificate's name.
+        inside = ("--ca-file", "/tmp/chajipoa-ca.crt", "--address", "127.0.0.1:443")
+        app_url = next((url for url in args.app_urls.split(",")
+                        if serving in in_container(args.edge_container, url, 0.3, 1).versions), None)
+        if app_url is None:
+            sys.exit(f"none of {args.app_urls} serves {serving} from {args.edge_container}")
         edge, direct = [], []
-        app_url = live_app_url(args.app_url, ports, serving)
         for _round in range(args.rounds):
-            edge.append(measured(args.edge_url, args, ca_file=args.ca_file).summary())
-            direct.append(measured(app_url, args).summary())
+            edge.append(in_container(args.edge_container, args.edge_url_inside, args.seconds, args.clients, *inside).summary())
+            direct.append(in_container(args.edge_container, app_url, args.seconds, args.clients).summary())
         log.write(json.dumps({"edge": edge, "direct": direct}, indent=1) + "\n")
 
     rps = {name: statistics.median(r["requests_per_second"] for r in runs) for name, runs in (("edge", edge), ("direct", direct))}
@@ -166,25 +180,13 @@ def main() -> None:
         "| Path | requests/s | p95 |",
         "|---|---|---|",
         f"| through the edge (https, nginx, keepalive upstream) | {rps['edge']:.0f} | {p95['edge']:.1f} ms |",
-        f"| the app directly (http, its published port) | {rps['direct']:.0f} | {p95['direct']:.1f} ms |",
+        f"| the app host's live colour directly (http) | {rps['direct']:.0f} | {p95['direct']:.1f} ms |",
         f"| **edge / direct** | **{rps['edge'] / rps['direct']:.2f}×** | **{p95['edge'] / p95['direct']:.2f}×** |",
         "",
-        f"Medians of {args.rounds} rounds of {args.seconds:g} s each, alternating; {errors} failed requests in them. "
+        f"Medians of {args.rounds} rounds of {args.seconds:g} s each, alternating, both from inside the edge's container "
+        f"with {args.clients} clients; {errors} failed requests in them. "
         f"Raw output: bench/results/deploy-{stamp:%Y%m%dT%H%M%SZ}.log.",
     ]))
-
-
-def live_app_url(template: str, ports: list[str], serving: str) -> str:
-    """The app's colour that serves `serving` (the release the edge answered with), on its published port."""
-    for port in ports:
-        url = template.format(port=port)
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if json.load(answer).get("version") == serving:
-                    return url
-        except OSError:
-            continue
-    sys.exit(f"no published port of the app ({', '.join(ports)}) serves {serving}")
 
 
 if __name__ == "__main__":
