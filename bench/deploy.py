@@ -82,7 +82,7 @@ def first_seen_after(loop: RequestLoop, version: str, since: float, timeout: flo
 
 def in_container(container: str, url: str, seconds: float, clients: int, *options: str) -> Report:
     """The request loop run by the container's python3 (tests/loadloop.py copied in), its report."""
-    run = subprocess.run(["docker", "exec", container, "python3", "/tmp/chajipoa-loadloop.py", url, "--duration",
+    run = subprocess.run(["docker", "exec", container, "python3", "/var/tmp/chajipoa-loadloop.py", url, "--duration",
                           str(seconds), "--clients", str(clients), *options], capture_output=True, text=True, check=False)
     if run.returncode:
         sys.exit(f"the request loop in {container} failed: {run.stderr[-2000:]}")
@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--app-urls", default="http://172.30.80.14:3001/api/version,http://172.30.80.14:3002/api/version",
                         help="the app host's colours, from the edge's container; the one serving the live release is used")
     parser.add_argument("--ca-file", default=str(ROOT / "inventories/development/credentials/pki/ca.crt"))
+    parser.add_argument("--lab", default="the development lab", help="what the write-up calls the lab measured")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=2)
@@ -113,7 +114,10 @@ def main() -> None:
         good = make_release(Path(scratch), version)
         crash = make_release(Path(scratch), version + "1", "crash")
         sick = make_release(Path(scratch), version + "2", "unhealthy")
-        loop = RequestLoop(args.edge_url, clients=args.clients, address=args.edge_address, ca_file=args.ca_file).start()
+        # Paced (20 ms between a client's requests): traffic all along, without taking the cores the
+        # deploy itself needs. /var/tmp below: docker cp cannot write into a container's tmpfs /tmp.
+        loop = RequestLoop(args.edge_url, clients=args.clients, address=args.edge_address, ca_file=args.ca_file,
+                           pause=0.02).start()
         if not loop.wait_for(lambda report: report.versions, 30):
             sys.exit(f"nothing answered {args.edge_url} with a version: is the lab up (make dev)? {loop.stop().failures[:3]}")
         before = live_version(loop.report)
@@ -149,10 +153,10 @@ def main() -> None:
         loop.stop()
         serving = live_version(loop.report)
 
-        for source, target in ((ROOT / "tests" / "loadloop.py", "/tmp/chajipoa-loadloop.py"), (args.ca_file, "/tmp/chajipoa-ca.crt")):
+        for source, target in ((ROOT / "tests" / "loadloop.py", "/var/tmp/chajipoa-loadloop.py"), (args.ca_file, "/var/tmp/chajipoa-ca.crt")):
             subprocess.run(["docker", "cp", str(source), f"{args.edge_container}:{target}"], check=True)
         # The edge's own port 443 whatever the URL's host, which names the certificate's name.
-        inside = ("--ca-file", "/tmp/chajipoa-ca.crt", "--address", "127.0.0.1:443")
+        inside = ("--ca-file", "/var/tmp/chajipoa-ca.crt", "--address", "127.0.0.1:443")
         app_url = next((url for url in args.app_urls.split(",")
                         if serving in in_container(args.edge_container, url, 0.3, 1).versions), None)
         if app_url is None:
@@ -169,8 +173,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     record("deploy", "\n".join([
         f"Measured {stamp:%Y-%m-%d} with `python3 bench/deploy.py --clients {args.clients} --seconds {args.seconds:g} "
-        f"--rounds {args.rounds}` on the development lab ({os.cpu_count()} cores, load average (1 min) {load:.1f} at the end), "
-        f"the request loop ({args.clients} clients, half on kept-alive connections) on /api/version through the edge "
+        f"--rounds {args.rounds}` on {args.lab} ({os.cpu_count()} cores, load average (1 min) {load:.1f} at the end), "
+        f"the request loop ({args.clients} clients, half on kept-alive connections, 20 ms between requests) on /api/version through the edge "
         f"throughout; deploy gates with their defaults.",
         "",
         "| What | Time | Detail |",
