@@ -12,12 +12,18 @@ Modes (the `mode` attribute, changeable while it runs):
   flapping    healthy and unhealthy in turn, request by request
   degraded    200 "healthy" but checks.postgres.status "down" (a JSON expectation must catch it)
   slow        the healthy answer after `delay` seconds
-Every answer carries the header X-App-Version. With tls=(cert, key) it serves HTTPS.
+Every answer carries the header X-App-Version. With tls=(cert, key) it serves HTTPS; with
+unix_socket=<path> it listens on that unix socket instead of a loopback port (as the edge's status
+server does), and `host` records the Host header of the last request.
+It speaks HTTP/1.1 and keeps connections open (`connections` counts those accepted); with
+`drop_kept_alive` set it closes each connection after its answer without saying so, as a server
+closing idle kept-alive connections does (a client's next request on it finds it closed).
 """
 from __future__ import annotations
 
 import http.server
 import json
+import socketserver
 import ssl
 import sys
 import threading
@@ -40,8 +46,17 @@ def health_body(postgres: str = "up", redis: str = "up") -> dict:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"
+    # Buffered, flushed once per answer: headers and body in one segment, or Nagle's algorithm and
+    # the client's delayed ACK hold each kept-alive answer 40 ms.
+    wbufsize = -1
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.owner.connected()
 
     def _answer(self, with_body: bool) -> None:
+        self.server.owner.host = self.headers.get("Host")
         status, body = self.server.owner.next_answer()
         # Compact, as Express's res.json() writes it.
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -52,6 +67,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if with_body:
             self.wfile.write(data)
+        if self.server.owner.drop_kept_alive:
+            self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         self._answer(True)
@@ -63,35 +80,54 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """Quiet: a test's output is its assertions."""
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class _Quiet:
     owner: HealthServer
 
     def handle_error(self, request, client_address) -> None:
         # A client that hung up first (a probe past its timeout, a refused certificate) is the
         # client's business; anything else is a fault of this server, printed as usual.
         if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
-            super().handle_error(request, client_address)
+            super().handle_error(request, client_address)  # type: ignore[misc]
+
+
+class _Server(_Quiet, http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+# HTTPServer's bind wants a (host, port) address; a unix socket has a path.
+class _UnixServer(_Quiet, socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
 
 
 class HealthServer:
-    def __init__(self, mode: str = "healthy", delay: float = 0.3, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(self, mode: str = "healthy", delay: float = 0.3, tls: tuple[Path, Path] | None = None,
+                 unix_socket: Path | None = None) -> None:
         self.mode = mode
         self.delay = delay
         self.requests = 0
+        self.connections = 0
+        self.drop_kept_alive = False
+        self.host: str | None = None
+        self.unix_socket = unix_socket
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server: socketserver.BaseServer = (_UnixServer(str(unix_socket), _Handler) if unix_socket
+                                                 else _Server(("127.0.0.1", 0), _Handler))
         self._server.owner = self
         if tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(str(tls[0]), str(tls[1]))
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.scheme = "https" if tls else "http"
-        self.port = self._server.server_address[1]
+        self.port = None if unix_socket else self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def url(self, path: str = "/api/health") -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+        """With a unix socket the host is only the Host header: localhost, as for the edge's status server."""
+        return f"{self.scheme}://localhost{path}" if self.unix_socket else f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+    def connected(self) -> None:
+        with self._lock:
+            self.connections += 1
 
     def next_answer(self) -> tuple[int, dict]:
         if self.mode not in MODES:
@@ -114,6 +150,8 @@ class HealthServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        if self.unix_socket:
+            self.unix_socket.unlink(missing_ok=True)
 
     def __enter__(self) -> HealthServer:
         return self.start()

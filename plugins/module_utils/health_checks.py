@@ -29,7 +29,7 @@ COMMON_OPTIONS = frozenset({"name", "kind", "timeout", "thresholds"})
 # The options of each kind, with the defaults applied when a check leaves them out (None: none).
 KIND_OPTIONS: dict[str, dict[str, Any]] = {
     "http": {"url": None, "method": "GET", "status": [200], "headers": {}, "expect_json": {}, "expect_headers": {},
-             "validate_certs": True, "ca_file": None},
+             "validate_certs": True, "ca_file": None, "unix_socket": None},
     "tcp": {"host": None, "port": None},
     "postgres": {"host": "127.0.0.1", "port": 5432, "database": "postgres", "user": None, "password": None,
                  "sslmode": "prefer", "ca_file": None, "query": "SELECT 1", "expect": None},
@@ -129,6 +129,31 @@ def tls_context(validate_certs: bool, ca_file: str | None, what: str) -> ssl.SSL
 
 
 # -- probes ---------------------------------------------------------------------------------------
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP (or HTTPS, given a context) over a unix socket; `host` is only the Host header and the
+    name a certificate is verified against. http.client's own connect would set TCP options a unix
+    socket refuses."""
+
+    def __init__(self, socket_path: str, host: str, port: int | None, timeout: float,
+                 context: ssl.SSLContext | None = None) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.socket_path = socket_path
+        self.context = context
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.socket_path)
+        except FileNotFoundError:
+            sock.close()
+            raise CheckFailed(f"no socket at {self.socket_path}") from None
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = self.context.wrap_socket(sock, server_hostname=self.host) if self.context else sock
+
+
 @dataclass
 class HttpProbe:
     url: str
@@ -138,15 +163,18 @@ class HttpProbe:
     expect_json: dict[str, Any]
     expect_headers: dict[str, str]
     context: ssl.SSLContext | None
+    unix_socket: str | None = None
 
     @property
     def target(self) -> str:
-        return f"{self.method} {self.url}"
+        return f"{self.method} {self.url}" + (f" via {self.unix_socket}" if self.unix_socket else "")
 
     def __call__(self, timeout: float) -> None:
         parts = urlsplit(self.url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if self.context is None:
+        if self.unix_socket:
+            conn = UnixHTTPConnection(self.unix_socket, parts.hostname, parts.port, timeout, self.context)
+        elif self.context is None:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         else:
             conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=self.context)
@@ -375,8 +403,10 @@ def _http_probe(options: dict[str, Any], what: str) -> HttpProbe:
     for path in options["expect_json"]:
         if not str(path) or "" in str(path).split("."):
             raise CheckUnusable(f"Cannot use {what}.expect_json path {path!r}: expected dotted keys such as checks.postgres.status")
+    if options["unix_socket"] is not None and not str(options["unix_socket"]).startswith("/"):
+        raise CheckUnusable(f"Cannot use {what}.unix_socket {options['unix_socket']!r}: expected an absolute path")
     context = (tls_context(options["validate_certs"], options["ca_file"], what) if parts.scheme == "https" else None)
-    return HttpProbe(url=options["url"], method=method, status=[int(s) for s in options["status"]],
+    return HttpProbe(unix_socket=options["unix_socket"], url=options["url"], method=method, status=[int(s) for s in options["status"]],
                      headers={str(k): str(v) for k, v in options["headers"].items()},
                      expect_json={str(k): v for k, v in options["expect_json"].items()},
                      expect_headers={str(k): str(v) for k, v in options["expect_headers"].items()}, context=context)

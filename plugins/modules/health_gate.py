@@ -105,6 +105,14 @@ options:
             of the system's.
           - V(postgres). C(sslrootcert), read by libpq.
         type: path
+      unix_socket:
+        description:
+          - V(http). Path of a unix socket to send the request over instead of connecting to the URL's
+            host and port, which then only make the C(Host) header (and, for C(https://), the name the
+            certificate is verified against), as with M(ansible.builtin.uri)'s O(ansible.builtin.uri#module:unix_socket).
+          - For a status server that listens only on a socket root can reach, such as the edge's
+            C(/run/chajipoa-edge/status.sock).
+        type: path
       host:
         description:
           - V(tcp) (required), V(postgres), V(redis), V(mongodb) (default V(127.0.0.1)). The server's
@@ -245,6 +253,21 @@ EXAMPLES = r"""
         tls: true
         ca_file: /etc/redis/ca.crt
 
+- name: The edge's workers use the new upstream servers and the live path answers healthy
+  chajipoa.platform.health_gate:
+    checks:
+      - name: edge upstream
+        kind: http
+        url: http://localhost/upstream
+        unix_socket: /run/chajipoa-edge/status.sock
+        expect_json: {servers: "10.20.2.11:3002 10.20.2.12:3001"}
+      - name: live path
+        kind: http
+        url: http://localhost/api/health
+        unix_socket: /run/chajipoa-edge/status.sock
+        expect_json: {status: healthy}
+  delegate_to: edge1
+
 - name: Gate a release after the switch, and keep the verdict for the rollback decision
   chajipoa.platform.health_gate:
     checks:
@@ -355,6 +378,7 @@ ARGUMENT_SPEC = {
         "expect_headers": {"type": "dict"},
         "validate_certs": {"type": "bool"},
         "ca_file": {"type": "path"},
+        "unix_socket": {"type": "path"},
         "host": {"type": "str"},
         "port": {"type": "int"},
         "database": {"type": "str"},

@@ -4,6 +4,7 @@ and a TLS-only Redis with an ACL user (tests/redisserver.py, fixture redis_serve
 fails the tests rather than skipping them."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -130,6 +131,51 @@ class TestHttps:
 
     def test_accepted_unverified_when_told(self, https):
         assert probe(api(https.url(), validate_certs=False)).ok
+
+
+class TestHttpOverUnixSocket:
+    """The edge's status server listens only on a unix socket (/run/chajipoa-edge/status.sock): the
+    URL's host is then only the Host header."""
+
+    @pytest.fixture
+    def unix(self, tmp_path):
+        with HealthServer(unix_socket=tmp_path / "status.sock") as running:
+            yield running
+
+    def test_a_healthy_endpoint_passes_and_the_url_host_is_the_host_header(self, unix):
+        result = gate(api("http://edge.example:8080/api/health", unix_socket=str(unix.unix_socket)))
+        assert result.passed and unix.requests == 3 and unix.host == "edge.example:8080"
+        assert result.checks[0]["target"] == f"GET http://edge.example:8080/api/health via {unix.unix_socket}"
+
+    def test_an_unhealthy_answer_fails_naming_the_status(self, unix):
+        unix.mode = "unhealthy"
+        sample = probe(api(unix.url(), unix_socket=str(unix.unix_socket)))
+        assert sample.error.startswith('HTTP 503, expected 200: {"status":"unhealthy"')
+
+    def test_a_missing_socket_is_named(self, tmp_path):
+        missing = tmp_path / "absent.sock"
+        assert probe(api("http://localhost/api/health", unix_socket=str(missing))).error == f"no socket at {missing}"
+
+    def test_a_socket_nobody_accepts_on_is_refused(self, tmp_path):
+        path = tmp_path / "stale.sock"
+        # Bound, never listening: what a crashed server leaves behind.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+            stale.bind(str(path))
+            assert probe(api("http://localhost/api/health", unix_socket=str(path))).error == "connection refused"
+
+    def test_a_hanging_server_times_out(self, unix):
+        unix.mode, unix.delay = "slow", 5
+        sample = probe(api(unix.url(), unix_socket=str(unix.unix_socket), timeout=0.5))
+        assert sample.error == "timed out after 0.5 s"
+
+    def test_https_over_the_socket_verifies_the_url_host(self, tmp_path, tls_files):
+        (ca, cert, key), _other = tls_files
+        with HealthServer(tls=(cert, key), unix_socket=tmp_path / "tls.sock") as https:
+            socket_path = str(https.unix_socket)
+            assert gate(api("https://localhost/api/health", unix_socket=socket_path, ca_file=str(ca))).passed
+            # The certificate holds 127.0.0.1 and localhost, not this name.
+            error = probe(api("https://edge.example/api/health", unix_socket=socket_path, ca_file=str(ca))).error
+            assert error.startswith("certificate verification failed: ") and "mismatch" in error
 
 
 # -- tcp --------------------------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""Releases of the reference API made for deploy tests: a copy of apps/reference-api with one change.
+
+No pytest in here, so a molecule test or a benchmark can use it too:
+
+    from tests.releases import make_release
+    good = make_release(tmp_path, "1.0.1")                 # a new version, nothing else changed
+    crash = make_release(tmp_path, "1.0.2", "crash")       # exits 1 at start, before it listens
+    sick = make_release(tmp_path, "1.0.3", "unhealthy")    # /api/health answers 500
+    slow = make_release(tmp_path, "1.0.4", "slow")         # every answer 300 ms late (SLOW_MS)
+
+Each is a directory the app role takes as app_source. The changes are made by replacing exact
+lines of the app's source: when the app changes so that a line is no longer there, making the
+release fails, naming it, rather than giving a release that is not broken the way a test expects.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+API = Path(__file__).resolve().parents[1] / "apps" / "reference-api"
+FAULTS = ("crash", "unhealthy", "slow")
+# Beyond the health gate's p95 threshold (the guide's 200 ms) on every request.
+SLOW_MS = 300
+
+# file, the line the change goes after, the lines inserted
+_AFTER_JSON_PARSER = "  app.use(express.json({ limit: '16kb' }));\n"
+_CHANGES: dict[str, tuple[str, str, str]] = {
+    "crash": ("src/server.js", "'use strict';\n",
+              "// A release built to crash at start (tests/releases.py).\n"
+              "console.error('Cannot start: this release is built to crash');\nprocess.exit(1);\n"),
+    "unhealthy": ("src/app.js", _AFTER_JSON_PARSER,
+                  "  // A release built to fail its health (tests/releases.py): the first matching route answers.\n"
+                  "  app.get('/api/health', (req, res) => {\n"
+                  "    res.status(500).json({ status: 'unhealthy', error: 'this release is built to fail its health' });\n"
+                  "  });\n"),
+    "slow": ("src/app.js", _AFTER_JSON_PARSER,
+             "  // A release built to be slow (tests/releases.py): every answer late.\n"
+             f"  app.use((req, res, next) => setTimeout(next, {SLOW_MS}));\n"),
+}
+
+
+def make_release(directory: Path, version: str, fault: str | None = None) -> Path:
+    """A copy of the reference API under `directory` with package.json's version set to `version`
+    and, given a fault, broken that way; returns its path."""
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"Cannot make a release with fault {fault!r}: expected one of {', '.join(FAULTS)}")
+    copy = directory / f"reference-api-{version}{'-' + fault if fault else ''}"
+    shutil.copytree(API, copy, ignore=shutil.ignore_patterns("node_modules", ".git"))
+    package = json.loads((copy / "package.json").read_text())
+    package["version"] = version
+    (copy / "package.json").write_text(json.dumps(package, indent=2) + "\n")
+    if fault:
+        name, after, inserted = _CHANGES[fault]
+        source = copy / name
+        text = source.read_text()
+        if after not in text:
+            raise ValueError(f"Cannot make a {fault} release: {name} of {API} no longer has the line {after.strip()!r}")
+        source.write_text(text.replace(after, after + inserted, 1))
+    return copy
