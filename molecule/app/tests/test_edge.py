@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import subprocess
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -347,6 +348,25 @@ def test_a_configuration_nginx_refuses_is_never_installed(edge, get):
     assert "/etc/nginx/chajipoa/headers.conf" in check.stderr and "/var/tmp/chajipoa-nginx-check" not in check.stderr
     assert edge.file("/etc/nginx/chajipoa/headers.conf").content_string == before
     assert get("/api/health").status == 200
+
+
+def test_a_frontend_tarball_is_unpacked_once_and_served(run_playbook, get, tmp_path):
+    archive = tmp_path / "frontend.tar.gz"
+    extra = tmp_path / "extra-0a1b2c3d.css"
+    extra.write_text("body { color: #123456; }\n")
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted((SCENARIO / "frontend").rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(SCENARIO / "frontend")), recursive=False)
+        tar.add(extra, arcname="assets/extra-0a1b2c3d.css")
+    for attempt in ("first", "again"):
+        run = run_playbook("playbooks/edge.yml", "-e", f"edge_frontend_source={archive}")
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+        changed = json.loads(run.stdout)["stats"][EDGE]["changed"]
+        assert (changed > 0) if attempt == "first" else (changed == 0), (attempt, changed)
+    css = get("/assets/extra-0a1b2c3d.css")
+    assert css.status == 200 and "#123456" in css.body
+    assert css.header("Cache-Control") == "public, max-age=31536000, immutable"
+    assert "chajipoa-test-frontend" in get("/").body
 
 
 def test_the_playbook_in_check_mode_changes_nothing(run_playbook):
