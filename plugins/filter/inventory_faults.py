@@ -66,7 +66,8 @@ options:
             V(positive), V(milliseconds_or_off), V(address), V(source), V(host), V(host_port),
             V(listen_address), V(redis_bind), V(mongodb_key), V(redis_acl_rules), V(hba_entry)) or of
             a pattern, or a dict with C(items) (the format of each list item), C(fields) (field name
-            to format, for a dict) and C(keys) (the format of each key of a dict).
+            to format, for a dict), C(keys) (the format of each key of a dict) and C(values) (the
+            format of each value of a dict).
         type: dict
       patterns:
         description: Named regular expressions (C(pattern), matched whole) with the words C(means) for messages.

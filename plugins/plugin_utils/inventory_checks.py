@@ -280,7 +280,7 @@ class Rules:
                 if spec not in self.checks:
                     raise RuleError(f"unknown format {spec}")
             elif isinstance(spec, Mapping):
-                self._check_spec_names(value for key, value in spec.items() if key in ("items", "keys"))
+                self._check_spec_names(value for key, value in spec.items() if key in ("items", "keys", "values"))
                 self._check_spec_names((spec.get("fields") or {}).values())
             else:
                 raise RuleError(f"a format is a name or a mapping, got {kind(spec)}")
@@ -323,6 +323,9 @@ class Rules:
             for field, field_spec in (spec.get("fields") or {}).items():
                 if field in value:
                     found += self.check(f"{path}.{field}", value[field], field_spec)
+            if "values" in spec:
+                for key, item in value.items():
+                    found += self.check(f"{path}.{key}", item, spec["values"])
         return found
 
 

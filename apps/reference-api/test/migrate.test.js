@@ -58,6 +58,20 @@ test('migrate creates the tables once; a second run is a no-op', async () => {
   }
 });
 
+test('two runs at once (two app hosts) apply each migration once and both succeed', async () => {
+  const fresh = `${database}_twice`;
+  await admin.query(`CREATE DATABASE ${fresh}`);
+  const parsed = new URL(url);
+  parsed.pathname = `/${fresh}`;
+  try {
+    const runs = await Promise.all([1, 2].map(() => migrate({ DATABASE_URL: parsed.toString() })));
+    for (const run of runs) assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.equal(runs.flatMap((run) => logged(run.stdout)).filter((l) => l.msg === 'migration applied').length, 1);
+  } finally {
+    await admin.query(`DROP DATABASE IF EXISTS ${fresh} WITH (FORCE)`);
+  }
+});
+
 test('migrate refuses a migration edited after it was applied, naming it', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'refapi-migrations-'));
   try {

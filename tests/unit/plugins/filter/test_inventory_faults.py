@@ -26,7 +26,8 @@ SECRETS = {
     # Wrapped, as openssl rand -base64 prints it.
     "mongodb_keyfile": "c2VjcmV0LWtleWZpbGUtY29udGVudHM=\nbW9yZQ==",
 }
-GROUPS = {"postgres": ["db1"], "postgres_replica": ["db2"], "redis": ["cache1", "cache2"], "mongodb": ["mongo1"], "app": ["app1"]}
+GROUPS = {"postgres": ["db1"], "postgres_replica": ["db2"], "redis": ["cache1", "cache2"], "mongodb": ["mongo1"], "app": ["app1"],
+          "edge": ["edge1"]}
 HOSTS = {
     "db1": {"private_address": "10.20.2.11"},
     "db2": {"private_address": "10.20.2.12"},
@@ -34,6 +35,7 @@ HOSTS = {
     "cache2": {"private_address": "10.20.3.12", "redis_replica_of": "cache1"},
     "mongo1": {"private_address": "10.20.4.11"},
     "app1": {"private_address": "10.20.1.11"},
+    "edge1": {"private_address": "10.20.0.11"},
 }
 
 
@@ -111,6 +113,50 @@ def test_a_sound_inventory_has_no_faults(host):
 def test_a_value_in_the_wrong_format_is_named_with_its_host(host, variable, value, expected):
     found = faults(host, **{host: {variable: value}})
     assert any(expected in fault and fault.startswith(f"Cannot configure {host}: ") for fault in found), found
+
+
+EDGE_DEFAULTS = load_yaml(ROOT / "roles/edge/defaults/main.yml")
+
+
+def test_the_edge_defaults_written_into_an_inventory_pass():
+    plain = {name: value for name, value in EDGE_DEFAULTS.items() if not (isinstance(value, str) and "{{" in value)}
+    assert {"edge_csp", "edge_security_headers", "edge_rate_limit", "edge_maintenance_message"} <= set(plain)
+    assert faults("edge1", edge1=plain) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        # Each would end or change an nginx directive (a quote, a semicolon, a $ variable, a brace).
+        ("edge_csp", {"script-src": ["'self'; report-uri https://evil.example"]}, "edge_csp.script-src[0]"),
+        ("edge_csp", {"script-src": ["'self'", 'https://x" always; add_header A "b']}, "edge_csp.script-src[1]"),
+        ("edge_csp", {"script-srcx": ["'self'"]}, "edge_csp key 'script-srcx' is not a Content-Security-Policy directive"),
+        ("edge_security_headers", {"X-Frame-Options": 'DENY" always; return 200 "x'}, "edge_security_headers.X-Frame-Options"),
+        ("edge_security_headers", {"Referrer-Policy": "$http_referer"}, "edge_security_headers.Referrer-Policy"),
+        ("edge_security_headers", {"X Frame": "DENY"}, "edge_security_headers key 'X Frame' is not an HTTP header name"),
+        ("edge_rate_limit", "10/m", "edge_rate_limit '10/m' is not an nginx rate"),
+        ("edge_rate_limit", "10r/h", "is not an nginx rate"),
+        ("edge_rate_limited_routes", ["/api/auth/login { return 200; }"], "edge_rate_limited_routes[0]"),
+        ("edge_rate_limited_routes", ["api/payments"], "is not a URL path"),
+        ("edge_frontend_immutable_prefixes", ["/assets/;"], "edge_frontend_immutable_prefixes[0]"),
+        ("edge_server_name", "chajipoa.co.tz;", "edge_server_name"),
+        ("edge_server_aliases", ["www.chajipoa.co.tz *"], "edge_server_aliases[0]"),
+        ("edge_maintenance_message", "Back soon <script>alert(1)</script>", "edge_maintenance_message"),
+        ("edge_platform_name", "Chaji$host", "edge_platform_name"),
+        ("edge_real_ip_from", ["10.0.0.1/8"], "edge_real_ip_from[0] '10.0.0.1/8' is not"),
+        ("edge_firewall_sources", ["lb.example"], "edge_firewall_sources[0] 'lb.example' is not"),
+        ("edge_proxy_read_timeout", "60 s", "edge_proxy_read_timeout '60 s' is not an nginx time"),
+        ("edge_client_max_body_size", "1 MB", "is not an nginx size"),
+        ("edge_https_port", 70000, "edge_https_port 70000 is out of range"),
+        ("edge_app_upstreams", [{"name": "app1", "address": "app1.internal", "port": 3001}], "edge_app_upstreams[0].address"),
+        ("edge_resolvers", ["dns.example"], "edge_resolvers[0] 'dns.example' is not an IPv4 or IPv6 address"),
+        ("edge_tls_ciphers", "ECDHE-RSA-AES128-GCM-SHA256; ssl_protocols TLSv1", "edge_tls_ciphers"),
+        ("edge_frontend_source", "builds/web", "edge_frontend_source 'builds/web' is not an absolute path"),
+    ],
+)
+def test_an_edge_value_that_would_break_its_nginx_directive_is_refused(variable, value, expected):
+    found = faults("edge1", edge1={variable: value})
+    assert any(expected in fault and fault.startswith("Cannot configure edge1: ") for fault in found), found
 
 
 @pytest.mark.parametrize(
