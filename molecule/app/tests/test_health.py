@@ -32,9 +32,10 @@ def test_health_passes_on_the_running_stack(run_playbook):
     run = run_playbook("playbooks/health.yml", "-e", "health_deadline=60")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     results = gate_results(run)
-    assert set(results) == set(RUNNER.get_hosts("postgres") + RUNNER.get_hosts("redis") + RUNNER.get_hosts("app"))
+    assert set(results) == set(RUNNER.get_hosts("postgres") + RUNNER.get_hosts("redis") + RUNNER.get_hosts("app")
+                               + RUNNER.get_hosts("edge"))
     checked = {check["name"].split(" (")[0] for result in results.values() for check in result["checks"]}
-    assert checked == {"postgres primary", "redis", "app reference-api", "pgbouncer"}
+    assert checked == {"postgres primary", "redis", "app reference-api", "pgbouncer", "edge /api/health"}
     assert all(result["passed"] for result in results.values())
 
 
@@ -51,6 +52,9 @@ def test_health_fails_by_its_deadline_naming_postgres_when_it_is_stopped(db, run
     # The API answers 503 and says which of its dependencies is down.
     assert not results[application]["passed"] and "app reference-api" in results[application]["msg"]
     assert "postgres" in results[application]["msg"]
+    # Through the edge too: the live path answers 503 while PostgreSQL is down.
+    edge = RUNNER.get_hosts("edge")[0]
+    assert not results[edge]["passed"] and "edge /api/health" in results[edge]["msg"]
     # Redis on the same host was not affected and is not named.
     assert "redis" not in results[database]["failing"]
     for result in results.values():
