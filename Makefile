@@ -12,7 +12,7 @@ export ANSIBLE_FORCE_COLOR ?= 1
 ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # The long ones first, so that the last to start is a short one (tests/run-molecule.sh runs
 # MOLECULE_JOBS at a time).
-LONG_SCENARIOS := backup postgres app
+LONG_SCENARIOS := app postgres backup
 SCENARIOS ?= $(filter $(LONG_SCENARIOS),$(ALL_SCENARIOS)) $(filter-out $(LONG_SCENARIOS),$(ALL_SCENARIOS))
 export MOLECULE_JOBS ?= 2
 
