@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jinja2
-import jinja2.nodes as nodes
+from jinja2 import nodes
 import pytest
 
 from tests.conftest import ROOT, load_yaml
