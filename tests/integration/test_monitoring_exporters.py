@@ -1,4 +1,4 @@
-"""Every metric name the monitoring rules read is one Debian's exporters really export.
+"""Every metric name the monitoring rules and dashboards read is one Debian's exporters really export.
 
 The exporters from Debian 12 (lab/test-deps.sh) run on loopback, on free ports, against real
 servers: a throwaway PostgreSQL 15 with pg_stat_statements loaded and the role's custom queries, a
@@ -29,6 +29,7 @@ import pytest
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_state
 from ansible_collections.chajipoa.platform.plugins.module_utils.pg_scratch import as_server_user, give_to_server_user
+from tests import dashboards
 from tests.conftest import ROOT, load_yaml
 from tests.pgserver import PostgresServer
 from tests.ports import free_port
@@ -52,12 +53,17 @@ MONITORING_USER = "monitoring"
 MONITORING_PASSWORD = "monitoring-test-password"
 
 
+def names_read() -> set[str]:
+    """What the rules read, and what the dashboards read beyond it."""
+    return set(monitoring.exported_names_needed()) | dashboards.EXPORTER_NAMES
+
+
 def needed(exporter: str) -> set[str]:
-    return {name for name in monitoring.exported_names_needed() if name.startswith(EXPORTERS[exporter])}
+    return {name for name in names_read() if name.startswith(EXPORTERS[exporter])}
 
 
 def test_every_name_is_checked_or_excused():
-    names = set(monitoring.exported_names_needed())
+    names = names_read()
     covered = set().union(*(needed(exporter) for exporter in EXPORTERS))
     assert names - covered == set(NOT_HERE) & names
     assert set(NOT_HERE) <= names, "NOT_HERE excuses names no rule reads"
