@@ -5,7 +5,8 @@
 # throwaway TLS one, see tests/redisserver.py), Node.js 18+ with npm (the reference API's tests) and
 # python3-psycopg2 (the health gate's postgres probe under Debian's python3); Prometheus's promtool and
 # Alertmanager's amtool, the exporters and PgBouncer the monitoring rules' tests run on loopback
-# (tests/unit/roles/test_monitoring_rules.py, tests/integration/test_monitoring_exporters.py).
+# (tests/unit/roles/test_monitoring_rules.py, tests/integration/test_monitoring_exporters.py), and
+# Chromium, which renders the monitoring console page (tests/integration/test_monitoring_console.py).
 # No service is left running or enabled. Safe to rerun; silent when everything is already there, so
 # `make` output stays quiet on a prepared machine.
 set -euo pipefail
@@ -66,6 +67,12 @@ for tool in "${!monitoring_tools[@]}"; do
         packages+=("${monitoring_tools[$tool]}")
     fi
 done
+
+# Debian's chromium renders the monitoring console page headless, as a person's browser would
+# (tests/integration/test_monitoring_console.py); it has no service to keep from starting.
+if ! command -v chromium >/dev/null; then
+    packages+=(chromium)
+fi
 
 # Any Node.js from 18 on will do (the API's engines field); a machine without one gets Debian's 18.
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)

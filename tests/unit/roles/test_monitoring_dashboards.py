@@ -167,11 +167,17 @@ def test_console_page_queries_parse_and_exist(tmp_path):
 
 
 def test_console_page_thresholds_follow_the_role_variables():
-    """The cells a page marks red are the alerts' own thresholds: move one and the page moves."""
+    """The cells a page marks red are the alerts' own thresholds: move one and the page moves. Each is
+    written as a float: Go's `gt` refuses to compare a sample's float with an integer, and the page then
+    answers 500 (tests/integration/test_monitoring_console.py saw it)."""
     defaults = monitoring.render(CONSOLE_PAGE)
-    moved = monitoring.render(CONSOLE_PAGE, monitoring_api_latency_p95_ms=300, monitoring_certificate_min_days=30)
-    assert "args .Value 0.5 " in defaults and "args .Value 0.3 " in moved
+    moved = monitoring.render(CONSOLE_PAGE, monitoring_api_latency_p95_ms=1000, monitoring_certificate_min_days=30,
+                              monitoring_api_error_rate_percent=100, monitoring_backup_max_age_hours=24)
+    assert "args .Value 0.5 " in defaults and "args .Value 1.0 " in moved
     assert "args .Value 14.0 " in defaults and "args .Value 30.0 " in moved
+    for page in (defaults, moved):
+        thresholds = re.findall(r"args \.Value (\S+) ", page)
+        assert len(thresholds) == 8 and all(re.fullmatch(r"\d+\.\d+", value) for value in thresholds), thresholds
 
 
 def test_exporter_names_are_all_used():
