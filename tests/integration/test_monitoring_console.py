@@ -8,6 +8,8 @@ empty; the page is served from those files, the way the role points Prometheus a
 lives two days, under the role's 14), and a target where nothing listens (down). The page must
 answer 200 with those numbers in it, no template error, and the cells past their alert's threshold
 marked; Debian's chromium must render the same numbers headless (the page needs no JavaScript).
+The same Prometheus answers every dashboard panel's query, and the overview's with data where this
+lab has the series (the lab's molecule test asks for the rest).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import pytest
 import yaml
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_state
+from tests import dashboards
 from tests.integration.test_monitoring_exporters import exporter, https_server
 from tests.ports import free_port
 from tests.unit.roles import monitoring
@@ -45,8 +48,11 @@ class Lab:
 
 
 def query(url: str, expr: str) -> list[dict]:
-    with urllib.request.urlopen(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}", timeout=10) as response:
-        return json.load(response)["data"]["result"]
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}", timeout=10) as response:
+            return json.load(response)["data"]["result"]
+    except urllib.error.HTTPError as error:
+        raise AssertionError(f"Prometheus refused {expr!r}: {error.code} {error.read().decode()}") from None
 
 
 def wait_for(url: str, expr: str, count: int, timeout: float = 60) -> None:
@@ -166,3 +172,23 @@ def test_console_page_in_headless_chromium(lab, tmp_path):
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     check_page(result.stdout, lab)
+
+
+def test_every_dashboard_query_is_accepted(lab):
+    for path in dashboards.all_dashboards():
+        for _title, expr in dashboards.panel_queries(path):
+            query(lab.url, expr)
+
+
+# The overview's panels whose series this lab has: Prometheus, a node exporter with a backup, a probe.
+OVERVIEW_HERE = {"Targets up by job": 4, "Targets down by job": 4, "Alerts firing": 1, "Last good backup age": 1,
+                 "Uptime probes": 1, "Certificate days left": 1}
+
+
+def test_overview_answers_with_data(lab):
+    answers = {title: query(lab.url, expr) for title, expr in dashboards.panel_queries(dashboards.DASHBOARDS / "overview.json")
+               if title in OVERVIEW_HERE}
+    assert {title: len(series) for title, series in answers.items()} == OVERVIEW_HERE
+    down = {series["metric"]["job"]: series["value"][1] for series in answers["Targets down by job"]}
+    assert down == {"prometheus": "0", "node": "0", "redis": "1", "blackbox_http": "0"}
+    assert 29 * 3600 < float(answers["Last good backup age"][0]["value"][1]) < 31 * 3600
