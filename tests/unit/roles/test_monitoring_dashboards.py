@@ -23,7 +23,8 @@ from tests import dashboards
 from tests.conftest import ROOT
 from tests.unit.roles import monitoring
 
-# Grafana 10.3 to 11 write this version; older Grafanas migrate a newer dashboard badly or not at all.
+# The classic JSON model's version of Grafana 10 and 11; a Grafana migrates a lower version on load, so
+# one place pins it rather than each file drifting with whichever Grafana last exported it.
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PROMETHEUS_OWN = {"up", "ALERTS"}
