@@ -196,7 +196,7 @@ CASES: dict[str, Case] = {
         **BOOLEAN),
     "PgBouncerClientsWaiting": Case(
         "monitoring_pgbouncer_waiting_clients",
-        lambda i, q, v: [(f'pgbouncer_waiting_clients{{job="pgbouncer", instance="{i}", database="chajipoa", '
+        lambda i, q, v: [(f'pgbouncer_pools_client_waiting_connections{{job="pgbouncer", instance="{i}", database="chajipoa", '
                           f'user="chajipoa"}}', gauge(q))],
         over=lambda t: t + 1, under=lambda t: t),
     "RedisDown": Case(

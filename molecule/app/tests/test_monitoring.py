@@ -1,0 +1,233 @@
+"""Monitoring on the app scenario's hosts, asked as an operator would: Prometheus's and Alertmanager's
+HTTP APIs on app-web (the monitoring host) from this machine, and real receivers on app-web's loopback
+(lab/alert_inbox.py: an SMTP server and a webhook server, molecule/app/prepare.yml) that record each
+notification with the time it arrived. Redis is stopped for real to raise RedisDown, the edge's
+maintenance switch is thrown with the project's playbook, and the console page is rendered by
+Debian's headless chromium."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests import dashboards  # noqa: E402  # pylint: disable=wrong-import-position
+
+RUNNER = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+MONITOR = RUNNER.get_hosts("monitoring")[0]
+REDIS = RUNNER.get_hosts("redis")[0]
+APPS = RUNNER.get_hosts("app")
+EDGE = RUNNER.get_hosts("edge")[0]
+INBOX = "/var/lib/alert-inbox"
+# Generous bounds for a busy machine; the bench (bench/alerts.py) measures the real times.
+DEADLINE = 180
+
+pytestmark = pytest.mark.journal("prometheus.service", "prometheus-alertmanager.service", "alert-inbox.service")
+
+
+def container_address(name: str) -> str:
+    output = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name],
+                            capture_output=True, text=True, check=True).stdout
+    return output.split()[0]
+
+
+@pytest.fixture(scope="module")
+def monitor(lab_host):
+    return lab_host(MONITOR)
+
+
+@pytest.fixture(scope="module")
+def urls() -> dict[str, str]:
+    address = container_address(MONITOR)
+    return {"prometheus": f"http://{address}:9090", "alertmanager": f"http://{address}:9093"}
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310  # the lab's own container
+        return json.load(answer)
+
+
+def query(urls: dict[str, str], expr: str) -> list[dict]:
+    answer = get_json(f"{urls['prometheus']}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    assert answer["status"] == "success", (expr, answer)
+    return answer["data"]["result"]
+
+
+def wait_for(what: str, check, deadline: float = DEADLINE, interval: float = 2):
+    """check() until it returns something true; fails naming `what` and the last value at the deadline."""
+    end = time.monotonic() + deadline
+    value = None
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"{what}: not within {deadline} s (last: {value!r})")
+
+
+def wait_until_none(what: str, find, deadline: float = DEADLINE, interval: float = 2) -> None:
+    """find() until it returns nothing; fails naming `what` and what was still found at the deadline."""
+    end = time.monotonic() + deadline
+    found = find()
+    while found and time.monotonic() < end:
+        time.sleep(interval)
+        found = find()
+    assert not found, f"{what}: still {found!r} after {deadline} s"
+
+
+def targets(urls) -> list[dict]:
+    return get_json(f"{urls['prometheus']}/api/v1/targets?state=active")["data"]["activeTargets"]
+
+
+def test_every_target_of_the_inventory_is_scraped_and_up(urls):
+    expected = ({("node", host) for host in (MONITOR, REDIS, *APPS)} | {("postgres", REDIS), ("redis", REDIS)}
+                | {("pgbouncer", host) for host in APPS} | {("api", host) for host in APPS}
+                | {("prometheus", MONITOR), ("alertmanager", MONITOR)})
+    found = {(t["labels"]["job"], t["labels"]["instance"]) for t in targets(urls) if t["labels"]["job"] != "blackbox_http"}
+    assert found == expected
+    probes = {t["labels"]["instance"] for t in targets(urls) if t["labels"]["job"] == "blackbox_http"}
+    domain = RUNNER.get_variables(EDGE)["platform_domain"]
+    assert probes == {f"https://{domain}{path}" for path in ("/", "/api/health", "/api/market")}
+    wait_until_none("targets not up", lambda: [(t["labels"]["job"], t["labels"]["instance"], t["lastError"])
+                                               for t in targets(urls) if t["health"] != "up"], deadline=60)
+
+
+def test_the_node_targets_carry_the_hosts_groups(urls):
+    labels = {s["metric"]["instance"]: s["metric"]["groups"] for s in query(urls, 'up{job="node"}')}
+    assert labels[REDIS] == ",postgres,redis,"
+    assert labels[MONITOR] == ",app,monitoring,"
+
+
+def test_the_api_is_scraped_on_each_hosts_live_colour(urls, lab_host):
+    for host in APPS:
+        node = lab_host(host)
+        colour = node.file("/etc/chajipoa/apps/reference-api/live").content_string.strip() \
+            if node.file("/etc/chajipoa/apps/reference-api/live").exists else "blue"
+        port = {"blue": 3001, "green": 3002}[colour]
+        (target,) = [t for t in targets(urls) if t["labels"]["job"] == "api" and t["labels"]["instance"] == host]
+        assert target["scrapeUrl"].endswith(f":{port}/metrics"), (host, colour, target["scrapeUrl"])
+    assert query(urls, 'sum(chajipoa_db_pool_max{job="api"})'), "the API exports its pool metrics"
+
+
+def test_pgbouncer_pools_are_exported(urls):
+    pools = query(urls, 'pgbouncer_pools_client_waiting_connections{job="pgbouncer", database="chajipoa"}')
+    assert {s["metric"]["instance"] for s in pools} == set(APPS)
+
+
+def test_exporters_answer_the_monitoring_host_only(monitor, lab_host):
+    database = lab_host(REDIS)
+    address = database.check_output("ip -4 -o addr show eth0").split()[3].split("/")[0]
+    assert monitor.run(f"curl -sf --max-time 5 http://{address}:9100/metrics").rc == 0
+    # app-edge is no monitoring host: the firewall drops its packets (curl times out, 28).
+    other = lab_host(EDGE)
+    assert other.run(f"curl -sf --max-time 5 http://{address}:9100/metrics").rc == 28
+
+
+def test_every_dashboard_query_is_accepted_and_the_overview_has_data(urls):
+    empty = []
+    for path in dashboards.all_dashboards():
+        for title, expr in dashboards.panel_queries(path):
+            result = query(urls, expr)
+            if path.stem == "overview" and not result and not dashboards.may_be_empty(expr):
+                empty.append(title)
+    assert empty == [], f"overview panels without data: {empty}"
+
+
+def test_the_console_page_renders_with_data_in_headless_chromium(urls, tmp_path):
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is not installed: run lab/test-deps.sh"
+    page = f"{urls['prometheus']}/consoles/chajipoa-overview.html"
+    # --no-sandbox: Chromium's sandbox refuses to run as root, as the tests do.
+    result = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+                             "--dump-dom", page], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    dom = result.stdout
+    assert "error executing template" not in dom and "ChajiPoa" in dom, dom[:2000]
+    for host in (MONITOR, REDIS, *APPS):
+        assert host in dom, f"{host} missing from the console page"
+
+
+def inbox(monitor, name: str) -> list[dict]:
+    text = monitor.run(f"cat {INBOX}/{name}.jsonl 2>/dev/null").stdout
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def webhook_alerts(monitor, path: str, since: float) -> list[tuple[str, str, float]]:
+    """(alertname, status, received) of every alert in the webhook posts to `path` since `since`."""
+    found = []
+    for post in inbox(monitor, "webhook"):
+        if post["path"] != path or post["received"] < since:
+            continue
+        body = post["body"]
+        if path == "/slack":
+            # Slack's message: the title template names the alert and says FIRING or RESOLVED.
+            text = json.dumps(body)
+            for name in ("RedisDown", "ProbeFailed"):
+                if name in text:
+                    found.append((name, "resolved" if "RESOLVED" in text else "firing", post["received"]))
+        else:
+            found += [(alert["labels"]["alertname"], alert["status"], post["received"]) for alert in body["alerts"]]
+    return found
+
+
+def mails(monitor, since: float) -> list[tuple[str, float]]:
+    return [(mail["subject"], mail["received"]) for mail in inbox(monitor, "mail") if mail["received"] >= since]
+
+
+def test_redis_down_reaches_webhook_sms_and_mail_and_resolves(monitor, lab_host, urls):
+    redis = lab_host(REDIS)
+    since = float(monitor.check_output("date +%s.%N"))
+    redis.check_output("systemctl stop redis-server")
+    try:
+        slack = wait_for("RedisDown at the Slack-style webhook",
+                         lambda: [a for a in webhook_alerts(monitor, "/slack", since) if a[:2] == ("RedisDown", "firing")])
+        sms = wait_for("RedisDown (critical) at the SMS webhook",
+                       lambda: [a for a in webhook_alerts(monitor, "/sms", since) if a[:2] == ("RedisDown", "firing")])
+        mail = wait_for("RedisDown by mail", lambda: [m for m in mails(monitor, since) if "RedisDown" in m[0]])
+        print(f"RedisDown arrived after: webhook {slack[0][2] - since:.1f} s, sms {sms[0][2] - since:.1f} s, "
+              f"mail {mail[0][1] - since:.1f} s")
+    finally:
+        redis.check_output("systemctl start redis-server")
+    resolved_since = float(monitor.check_output("date +%s.%N"))
+    wait_for("RedisDown resolved at the Slack-style webhook",
+             lambda: [a for a in webhook_alerts(monitor, "/slack", resolved_since) if a[:2] == ("RedisDown", "resolved")])
+    wait_for("RedisDown resolved by mail",
+             lambda: [m for m in mails(monitor, resolved_since) if "RedisDown" in m[0] and "RESOLVED" in m[0].upper()])
+    # The SMS gateway pages, it does not tell of resolutions.
+    assert [a for a in webhook_alerts(monitor, "/sms", resolved_since) if a[1] == "resolved"] == []
+    wait_until_none("probes failing after Redis is back", lambda: query(urls, 'probe_success{job="blackbox_http"} == 0'), deadline=90)
+
+
+def alert_states(urls, name: str) -> list[dict]:
+    alerts = get_json(f"{urls['alertmanager']}/api/v2/alerts?" + urllib.parse.urlencode({"filter": f'alertname="{name}"'}))
+    return [alert["status"] for alert in alerts]
+
+
+def test_maintenance_silences_the_probe_alerts_and_lifts_the_silence(run_playbook, urls, monitor):
+    on = run_playbook("playbooks/maintenance.yml", "-e", "maintenance=on")
+    assert on.returncode == 0, on.stdout[-3000:]
+    try:
+        since = float(monitor.check_output("date +%s.%N"))
+        silences = [s for s in get_json(f"{urls['alertmanager']}/api/v2/silences") if s["status"]["state"] == "active"]
+        assert len(silences) == 1 and silences[0]["createdBy"] == "chajipoa playbooks/maintenance.yml", silences
+        # The maintenance page answers 503: the homepage's probe fails, its alert fires and is suppressed.
+        states = wait_for("ProbeFailed suppressed by the maintenance silence",
+                          lambda: [s for s in alert_states(urls, "ProbeFailed") if s["state"] == "suppressed"])
+        assert states[0]["silencedBy"] == [silences[0]["id"]]
+        again = run_playbook("playbooks/maintenance.yml", "-e", "maintenance=on")
+        assert again.returncode == 0 and sum(host["changed"] for host in json.loads(again.stdout)["stats"].values()) == 0
+        assert [a for a in webhook_alerts(monitor, "/slack", since) if a[0] == "ProbeFailed"] == []
+    finally:
+        off = run_playbook("playbooks/maintenance.yml", "-e", "maintenance=off")
+    assert off.returncode == 0, off.stdout[-3000:]
+    assert [s for s in get_json(f"{urls['alertmanager']}/api/v2/silences") if s["status"]["state"] == "active"] == []
+    wait_until_none("probes failing after maintenance", lambda: query(urls, 'probe_success{job="blackbox_http"} == 0'), deadline=90)
