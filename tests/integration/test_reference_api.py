@@ -34,7 +34,7 @@ APP = Path(__file__).resolve().parents[2] / "apps" / "reference-api"
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 NPM_TIMEOUT = 600
 # Fewer and the suite lost tests without failing: the count npm test reports must not drop below it.
-MIN_NODE_TESTS = 40
+MIN_NODE_TESTS = 53
 
 
 # Only these reach npm and the API: a developer's own DATABASE_URL, MONGODB_URL, NODE_ENV, PG* ...
