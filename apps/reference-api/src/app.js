@@ -4,6 +4,7 @@ const express = require('express');
 const log = require('./log');
 const { createHealth } = require('./health');
 const { createRentals, InputError } = require('./rentals');
+const { createMetrics } = require('./metrics');
 
 // An incoming X-Request-Id is kept (a proxy's or a caller's, to follow a request across services)
 // only when it is a plain token; anything else could forge log fields, so it is replaced.
@@ -13,6 +14,7 @@ function createApp({ config, pool, redis, mongodb, isShuttingDown = () => false 
   const app = express();
   const health = createHealth({ config, pool, redis, mongodb });
   const rentals = createRentals({ config, pool, redis });
+  const metrics = createMetrics({ config, pool });
 
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -41,7 +43,8 @@ function createApp({ config, pool, redis, mongodb, isShuttingDown = () => false 
     next();
   });
 
-  app.use(express.json({ limit: '16kb' }));
+  app.get('/metrics', metrics.handler);
+  app.use(metrics.middleware);
 
   app.get('/api/health', async (req, res) => {
     const { healthy, body } = await health();
@@ -60,7 +63,8 @@ function createApp({ config, pool, redis, mongodb, isShuttingDown = () => false 
     res.json(config.market);
   });
 
-  app.post('/api/rentals', async (req, res) => {
+  // The body parser inside the route: a body it refuses (400, 413) is still counted under the route.
+  app.post('/api/rentals', express.json({ limit: '16kb' }), async (req, res) => {
     const rental = await rentals.create(req.body);
     res.status(201).location(`/api/rentals/${rental.id}`).json(rental);
   });
