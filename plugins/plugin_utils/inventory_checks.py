@@ -561,6 +561,7 @@ class HostCheck:
         self.check_redis_users()
         self.check_admin_users()
         self.check_backup()
+        self.check_monitoring()
 
     def _peer(self, host: str, name: str) -> Any:
         try:
@@ -605,6 +606,25 @@ class HostCheck:
             self.fault(f"backup_s3_kms_key_id is set but backup_s3_sse is {show(sse)}; a KMS key needs aws:kms")
         if bool(self.effective("backup_s3_access_key_id")) != bool(self.effective("backup_s3_secret_access_key")):
             self.fault("backup_s3_access_key_id and backup_s3_secret_access_key are set together or both left empty")
+
+    def check_monitoring(self) -> None:
+        """Alertmanager's receivers: whole, and outside development never in clear text (the webhook
+        URLs hold their tokens, the mails name the platform's faults)."""
+        if "monitoring" not in self.group_names:
+            return
+        if self.effective("monitoring_email_to"):
+            for name in ("monitoring_smtp_smarthost", "monitoring_smtp_from"):
+                if not self.effective(name):
+                    self.fault(f"{name} is empty but monitoring_email_to is set; the email receiver needs both")
+        if self.value("env_name") == "development":
+            return
+        for name in ("monitoring_slack_webhook_url", "monitoring_sms_webhook_url"):
+            url = self.effective(name)
+            if isinstance(url, str) and url and not url.startswith("https://"):
+                self.fault(f"{name} (secret) is not an https:// URL; outside development a webhook's token never "
+                           "travels in clear text")
+        if self.effective("monitoring_email_to") and self.effective("monitoring_smtp_require_tls") is False:
+            self.fault("monitoring_smtp_require_tls is false; outside development alert mails travel over STARTTLS")
 
     def check_environment(self) -> None:
         env_name = self.value("env_name")

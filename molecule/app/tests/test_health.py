@@ -33,9 +33,10 @@ def test_health_passes_on_the_running_stack(run_playbook):
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     results = gate_results(run)
     assert set(results) == set(RUNNER.get_hosts("postgres") + RUNNER.get_hosts("redis") + RUNNER.get_hosts("app")
-                               + RUNNER.get_hosts("edge"))
+                               + RUNNER.get_hosts("edge") + RUNNER.get_hosts("monitoring"))
     checked = {check["name"].split(" (")[0] for result in results.values() for check in result["checks"]}
-    assert checked == {"postgres primary", "redis", "app reference-api", "pgbouncer", "edge /api/health"}
+    assert checked == {"postgres primary", "redis", "app reference-api", "pgbouncer", "edge /api/health", "prometheus",
+                       "alertmanager"}
     assert all(result["passed"] for result in results.values())
 
 

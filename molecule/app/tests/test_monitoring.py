@@ -90,7 +90,7 @@ def targets(urls) -> list[dict]:
 
 def test_every_target_of_the_inventory_is_scraped_and_up(urls):
     expected = ({("node", host) for host in (MONITOR, REDIS, *APPS)} | {("postgres", REDIS), ("redis", REDIS)}
-                | {("pgbouncer", host) for host in APPS} | {("api", host) for host in APPS}
+                | {("pgbouncer", host) for host in APPS} | {("api", host) for host in APPS} | {("nginx", EDGE)}
                 | {("prometheus", MONITOR), ("alertmanager", MONITOR)})
     found = {(t["labels"]["job"], t["labels"]["instance"]) for t in targets(urls) if t["labels"]["job"] != "blackbox_http"}
     assert found == expected
@@ -118,9 +118,10 @@ def test_the_api_is_scraped_on_each_hosts_live_colour(urls, lab_host):
     assert query(urls, 'sum(chajipoa_db_pool_max{job="api"})'), "the API exports its pool metrics"
 
 
-def test_pgbouncer_pools_are_exported(urls):
+def test_pgbouncer_pools_and_nginx_connections_are_exported(urls):
     pools = query(urls, 'pgbouncer_pools_client_waiting_connections{job="pgbouncer", database="chajipoa"}')
     assert {s["metric"]["instance"] for s in pools} == set(APPS)
+    assert [s["metric"]["instance"] for s in query(urls, 'nginx_up{job="nginx"} == 1')] == [EDGE]
 
 
 def test_exporters_answer_the_monitoring_host_only(monitor, lab_host):

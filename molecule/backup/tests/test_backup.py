@@ -18,6 +18,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -618,33 +619,65 @@ SELECT touched FROM rental""")
     assert removed.rc == 0, removed.stderr
 
 
-@pytest.mark.journal("moto.service")
-def test_failed_run_keeps_earlier_backups_and_reports_failure(db, daily_backup, variables):
+@pytest.fixture(scope="module")
+def failed_run(db, daily_backup, variables) -> dict:
+    """A daily run that fails for real (S3 down): what the backup directory and the metrics held
+    before and after it."""
     listing = "find /var/backups/chajipoa -mindepth 1 -printf '%P\\n'"
-    files_before = set(db.check_output(listing).split("\n"))
-    success_before = metrics(db)
+    before = {"files": set(db.check_output(listing).split("\n")), "samples": metrics(db)}
     db.check_output("systemctl stop moto.service")
     try:
         run = db.run(f"systemctl start {DAILY}")
-        assert run.rc != 0
-        assert db.check_output(f"systemctl show {DAILY} -p Result --value") == "exit-code"
-        files_after = set(db.check_output(listing).split("\n"))
-        samples = metrics(db)
+        after = {"rc": run.rc, "result": db.check_output(f"systemctl show {DAILY} -p Result --value"),
+                 "files": set(db.check_output(listing).split("\n")), "samples": metrics(db)}
     finally:
         db.check_output("systemctl start moto.service")
         db.check_output("timeout 60 sh -c 'until nc -z 127.0.0.1 5000; do sleep 0.2; done'")
         # moto keeps everything in memory: the bucket comes back empty, for whatever runs next.
         created = create_bucket(db, variables["backup_s3_bucket"])
         assert created.rc == 0, created.stderr
-    assert files_before <= files_after
-    assert not [name for name in files_after if ".partial" in name]
+    return {"before": before, "after": after}
+
+
+@pytest.mark.journal("moto.service")
+def test_failed_run_keeps_earlier_backups_and_reports_failure(db, failed_run):
+    before, after = failed_run["before"], failed_run["after"]
+    assert after["rc"] != 0 and after["result"] == "exit-code"
+    assert before["files"] <= after["files"]
+    assert not [name for name in after["files"] if ".partial" in name]
     # What the failed run did leave is whole: each new file belongs to a backup with its manifest.
-    new = files_after - files_before
-    for name in new:
+    for name in after["files"] - before["files"]:
         stem = re.sub(r"\.(dump|rdb|manifest\.json|verify\.json)$", "", name)
-        assert stem + ".manifest.json" in files_after, name
+        assert stem + ".manifest.json" in after["files"], name
     assert "FAILED: Could not connect to the endpoint URL" in journal(db, DAILY)
     for kind, database in (("postgresql", "chajipoa"), ("redis", REDIS_NAME)):
-        assert sample(samples, "chajipoa_backup_last_run_success", kind, database) == 0
-        assert sample(samples, "chajipoa_backup_last_success_timestamp_seconds", kind, database) == sample(
-            success_before, "chajipoa_backup_last_success_timestamp_seconds", kind, database)
+        assert sample(after["samples"], "chajipoa_backup_last_run_success", kind, database) == 0
+        assert sample(after["samples"], "chajipoa_backup_last_success_timestamp_seconds", kind, database) == sample(
+            before["samples"], "chajipoa_backup_last_success_timestamp_seconds", kind, database)
+
+
+def firing_backup_alerts(drill) -> set[tuple[str, str, str]]:
+    """(alertname, kind, database) of the Backup* alerts firing on the monitoring host's Alertmanager."""
+    address = drill.check_output("ip -4 -o addr show eth0").split()[3].split("/")[0]
+    alerts = json.loads(drill.check_output(f"curl -sf --max-time 5 http://{address}:9093/api/v2/alerts"))
+    return {(a["labels"]["alertname"], a["labels"].get("kind", ""), a["labels"].get("database", ""))
+            for a in alerts if a["labels"]["alertname"].startswith("Backup") and a["status"]["state"] == "active"}
+
+
+def wait_for_alerts(drill, present: bool, expected: set, deadline: float = 180) -> None:
+    end = time.monotonic() + deadline
+    while (expected <= firing_backup_alerts(drill)) != present and time.monotonic() < end:
+        time.sleep(2)
+    assert (expected <= firing_backup_alerts(drill)) == present, firing_backup_alerts(drill)
+
+
+@pytest.mark.journal("prometheus.service", "prometheus-alertmanager.service")
+def test_the_failed_run_raises_backup_failed_and_a_good_run_resolves_it(db, drill, failed_run):
+    """The monitoring host (the drill host here) scrapes the database host's node exporter, which
+    reads the backup program's metrics: the failed run's BackupFailed reaches Alertmanager, and the
+    next good run clears it."""
+    expected = {("BackupFailed", "postgresql", "chajipoa"), ("BackupFailed", "redis", REDIS_NAME)}
+    wait_for_alerts(drill, True, expected)
+    run = db.run(f"systemctl start {DAILY}")
+    assert run.rc == 0, journal(db, DAILY)
+    wait_for_alerts(drill, False, expected)

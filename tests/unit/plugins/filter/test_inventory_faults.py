@@ -299,3 +299,43 @@ def test_acl_rules_and_secrets_never_reach_a_message():
     assert any("redis_app_acl_rules (value hidden)" in fault for fault in found), found
     assert any(fault.startswith("Cannot configure cache1: redis_app_password holds a newline") for fault in found), found
     assert not any("letmein" in fault or "hunter" in fault for fault in found), found
+
+
+MONITORING = {**GROUPS, "monitoring": ["mon1"]}
+RECEIVERS = {"monitoring_email_to": ["oncall@chajipoa.co.tz"], "monitoring_smtp_smarthost": "smtp.chajipoa.co.tz:587",
+             "monitoring_smtp_from": "alerts@chajipoa.co.tz", "monitoring_slack_webhook_url": "https://hooks.slack.com/services/T0/B0/Zq9hidden",
+             "monitoring_sms_webhook_url": "https://sms.example.co.tz/send?key=Zq9hidden"}
+
+
+def test_a_monitoring_host_with_every_receiver_has_no_faults():
+    assert faults("mon1", groups=MONITORING, mon1={"private_address": "10.20.5.11", **RECEIVERS}) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "env_name", "expected"),
+    [
+        ({"monitoring_smtp_smarthost": ""}, "production", "monitoring_smtp_smarthost is empty but monitoring_email_to is set"),
+        ({"monitoring_smtp_from": ""}, "development", "monitoring_smtp_from is empty but monitoring_email_to is set"),
+        ({"monitoring_slack_webhook_url": "http://hooks.slack.com/services/T0/B0/Zq9hidden"}, "production",
+         "monitoring_slack_webhook_url (secret) is not an https:// URL"),
+        ({"monitoring_sms_webhook_url": "http://sms.example.co.tz/send?key=Zq9hidden"}, "staging",
+         "monitoring_sms_webhook_url (secret) is not an https:// URL"),
+        ({"monitoring_smtp_require_tls": False}, "production", "monitoring_smtp_require_tls is false"),
+        ({"monitoring_email_to": ["oncall"]}, "production", "monitoring_email_to[0] 'oncall' is not an email address"),
+        ({"monitoring_scrape_interval": "30"}, "production", "monitoring_scrape_interval '30' is not a Prometheus duration"),
+        ({"monitoring_slack_webhook_url": "https://hooks.slack.com/a b"}, "production",
+         "monitoring_slack_webhook_url (secret) is not an http(s) URL"),
+        ({"monitoring_maintenance_alerts": "Probe\"Failed"}, "production", "monitoring_maintenance_alerts"),
+        ({"monitoring_ui_sources": ["10.20.0.0/33"]}, "production", "monitoring_ui_sources[0]"),
+    ],
+)
+def test_monitoring_receivers_and_settings_faults(changes, env_name, expected):
+    found = faults("mon1", env_name=env_name, groups=MONITORING, mon1={"private_address": "10.20.5.11", **RECEIVERS, **changes})
+    assert any(expected in fault and fault.startswith("Cannot configure mon1: ") for fault in found), found
+    # A webhook URL holds its token: no message shows it.
+    assert not [fault for fault in found if "Zq9hidden" in fault]
+
+
+def test_clear_text_receivers_are_for_development_only():
+    lab = {"monitoring_slack_webhook_url": "http://127.0.0.1:9099/slack", "monitoring_smtp_require_tls": False}
+    assert faults("mon1", env_name="development", groups=MONITORING, mon1={"private_address": "10.20.5.11", **RECEIVERS, **lab}) == []
