@@ -232,3 +232,14 @@ def test_maintenance_silences_the_probe_alerts_and_lifts_the_silence(run_playboo
     assert off.returncode == 0, off.stdout[-3000:]
     assert [s for s in get_json(f"{urls['alertmanager']}/api/v2/silences") if s["status"]["state"] == "active"] == []
     wait_until_none("probes failing after maintenance", lambda: query(urls, 'probe_success{job="blackbox_http"} == 0'), deadline=90)
+
+
+def test_grafana_is_skipped_with_its_reason_where_its_repository_does_not_answer(run_playbook, monitor):
+    run = run_playbook("playbooks/monitoring.yml", "--tags", "monitoring_grafana", "--limit", MONITOR)
+    assert run.returncode == 0, run.stdout[-3000:]
+    report = json.loads(run.stdout)
+    messages = [result.get("msg", "") for play in report["plays"] for task in play["tasks"]
+                if task["task"]["name"] == "Grafana skipped" for result in task["hosts"].values()]
+    assert len(messages) == 1 and "Grafana is not installed on app-web: its repository does not answer" in messages[0], messages
+    assert "http://127.0.0.1:9/gpg.key" in messages[0]
+    assert not monitor.package("grafana").is_installed

@@ -67,5 +67,6 @@ def test_the_auth_file_holds_the_stats_users_verifier_not_its_password():
     assert PASSWORD not in lines[0]
 
 
-def test_the_firewall_opens_to_app_and_monitoring_hosts():
-    assert render("{{ _pgbouncer_firewall_sources }}") == ["10.20.2.21", "10.20.9.11"]
+def test_the_firewall_opens_to_app_hosts_only():
+    # The monitoring host (10.20.9.11) scrapes PgBouncer's exporter on this host, never PgBouncer.
+    assert render("{{ _pgbouncer_firewall_sources }}") == ["10.20.2.21"]
