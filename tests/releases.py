@@ -24,17 +24,18 @@ FAULTS = ("crash", "unhealthy", "slow")
 SLOW_MS = 300
 
 # file, the line the change goes after, the lines inserted
-_AFTER_JSON_PARSER = "  app.use(express.json({ limit: '16kb' }));\n"
+# The last middleware before the routes: what goes after it comes before every route but /metrics.
+_BEFORE_THE_ROUTES = "  app.use(metrics.middleware);\n"
 _CHANGES: dict[str, tuple[str, str, str]] = {
     "crash": ("src/server.js", "'use strict';\n",
               "// A release built to crash at start (tests/releases.py).\n"
               "console.error('Cannot start: this release is built to crash');\nprocess.exit(1);\n"),
-    "unhealthy": ("src/app.js", _AFTER_JSON_PARSER,
+    "unhealthy": ("src/app.js", _BEFORE_THE_ROUTES,
                   "  // A release built to fail its health (tests/releases.py): the first matching route answers.\n"
                   "  app.get('/api/health', (req, res) => {\n"
                   "    res.status(500).json({ status: 'unhealthy', error: 'this release is built to fail its health' });\n"
                   "  });\n"),
-    "slow": ("src/app.js", _AFTER_JSON_PARSER,
+    "slow": ("src/app.js", _BEFORE_THE_ROUTES,
              "  // A release built to be slow (tests/releases.py): every answer late.\n"
              f"  app.use((req, res, next) => setTimeout(next, {SLOW_MS}));\n"),
 }
