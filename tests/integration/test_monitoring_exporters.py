@@ -44,7 +44,8 @@ NOT_HERE = {
     "chajipoa_db_pool_max": "the API exports prom-client metrics in the next step",
     "process_resident_memory_bytes": "the API's prom-client default metric (next step)",
     "process_cpu_seconds_total": "the API's prom-client default metric (next step)",
-    "pgbouncer_pools_client_waiting_connections": "PyPI's prometheus-pgbouncer-exporter on the app hosts: molecule app's test_monitoring reads it from Prometheus",
+    "pgbouncer_pools_client_waiting_connections": ("PyPI's prometheus-pgbouncer-exporter on the app hosts: molecule app's "
+                                                   "test_monitoring reads it from Prometheus"),
 }
 # Which exporter serves a name, by its prefix.
 EXPORTERS = {"node": ("node_", "chajipoa_backup_"), "postgres": ("pg_", "chajipoa_pg_"), "redis": ("redis_",),
