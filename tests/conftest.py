@@ -18,6 +18,8 @@ from ansible.plugins.loader import init_plugin_loader
 
 ROOT = Path(__file__).resolve().parents[1]
 init_plugin_loader([str(ROOT / "collections")])
+# The password of inventories/production's example vault (docs/secrets.md): example values only.
+EXAMPLE_VAULT_PASSWORD_FILE = ROOT / "tests/inventories/example-vault-password"
 
 
 @pytest.fixture(scope="session")
@@ -39,5 +41,6 @@ def run_playbook(playbook: str, *inventories: Path | str, extra: list[str] | Non
     args = ["ansible-playbook", f"playbooks/{playbook}"]
     for inventory in inventories:
         args += ["-i", str(inventory)]
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CACHE_PLUGIN="memory")
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CACHE_PLUGIN="memory",
+               ANSIBLE_VAULT_PASSWORD_FILE=str(EXAMPLE_VAULT_PASSWORD_FILE))
     return subprocess.run(args + (extra or []), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)

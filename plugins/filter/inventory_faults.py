@@ -63,7 +63,7 @@ options:
       formats:
         description:
           - Variable name to format. A format is the name of a built-in check (V(port), V(count),
-            V(positive), V(milliseconds_or_off), V(address), V(source), V(host), V(host_port),
+            V(positive), V(milliseconds_or_off), V(address), V(source), V(host), V(optional_host), V(host_port),
             V(listen_address), V(redis_bind), V(mongodb_key), V(redis_acl_rules), V(hba_entry)) or of
             a pattern, or a dict with C(items) (the format of each list item), C(fields) (field name
             to format, for a dict), C(keys) (the format of each key of a dict) and C(values) (the

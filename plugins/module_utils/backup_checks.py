@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -31,8 +32,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_manifest, mongo_archive, pg_catalogue,
-                                                                        pg_scratch)
+from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_manifest, elasticache_snapshots, mongo_archive,
+                                                                        pg_catalogue, pg_scratch)
 
 _FILE_CHECKS = ("manifest", "signature", "file", "size", "sha256")
 # What each kind's quick mode checks of the contents, after the file checks.
@@ -40,6 +41,7 @@ _CONTENT_CHECKS = {
     "postgresql": ("database", "tables in archive"),
     "redis": ("rdb structure",),
     "mongodb": ("collections in archive",),
+    "elasticache": ("snapshot",),
 }
 QUICK_CHECKS = {kind: _FILE_CHECKS + checks for kind, checks in _CONTENT_CHECKS.items()}
 THOROUGH_CHECKS = ("restore", "row counts", "schema", "sequences")
@@ -212,6 +214,20 @@ def _check_rdb(report: Report) -> None:
             raise CheckFailed(f"redis-check-rdb rejects the file: {result.stdout.strip().splitlines()[-1:]}")
 
 
+def _check_snapshot(report: Report) -> None:
+    """The descriptor is the one the manifest signed (sha256 above); the snapshot it names must
+    still be in ElastiCache, available, and the same one."""
+    with report.check("snapshot") as entry:
+        recorded = json.loads(report.backup_path.read_text(encoding="utf-8"))
+        entry["snapshot"] = recorded.get("snapshot_name")
+        if recorded != report.manifest["snapshot"]:
+            raise CheckFailed("the snapshot descriptor differs from the manifest's")
+        try:
+            elasticache_snapshots.check(recorded)
+        except elasticache_snapshots.SnapshotFailed as error:
+            raise CheckFailed(str(error)) from error
+
+
 def _read_archive(path: Path) -> dict:
     try:
         return mongo_archive.read(path)
@@ -305,6 +321,9 @@ def quick(report: Report, *, pg_bindir: str | None = None, manifest_key: str | b
 
     if kind == "redis":
         _check_rdb(report)
+        return report
+    if kind == "elasticache":
+        _check_snapshot(report)
         return report
     content_checks = _CONTENT_CHECKS[kind]
     if read_error:

@@ -17,7 +17,7 @@ DEFAULT_CONFIG = "/etc/chajipoa/backup.json"
 DEFAULT_LOCK_TIMEOUT = 3600
 DEFAULT_VERIFIED_MINIMUM = 2
 MANIFEST_KEY_ENV = "CHAJIPOA_BACKUP_MANIFEST_KEY"
-KINDS = ("postgresql", "redis", "mongodb")
+KINDS = ("postgresql", "redis", "mongodb", "elasticache")
 
 
 class BackupFailed(RuntimeError):
@@ -63,6 +63,7 @@ class Config:
         self.postgresql = data.get("postgresql") or {}
         self.redis = data.get("redis") or {}
         self.mongodb = data.get("mongodb") or {}
+        self.elasticache = data.get("elasticache") or {}
         self.s3 = data.get("s3") or {}
         self.retention = data.get("retention") or {}
         self.verify = data.get("verify") or {}
@@ -95,8 +96,11 @@ class Config:
 
     def pg_target(self) -> backup_checks.Target:
         pg = self.postgresql
+        # A server elsewhere (RDS, another host) is reached over TLS with the certificate checked;
+        # the local one over its socket, where libpq ignores both settings.
         return backup_checks.Target(host=pg.get("host", ""), port=int(pg.get("port", 5432)), user=pg.get("user", "postgres"),
-                                    password=os.environ.get("PGPASSWORD"), maintenance_db=pg.get("maintenance_db", "postgres"))
+                                    password=os.environ.get("PGPASSWORD"), maintenance_db=pg.get("maintenance_db", "postgres"),
+                                    sslmode=pg.get("sslmode") or None, sslrootcert=pg.get("sslrootcert") or None)
 
 
 def targets(config: Config, only: str | None = None) -> list[tuple[str, str]]:
@@ -106,4 +110,7 @@ def targets(config: Config, only: str | None = None) -> list[tuple[str, str]]:
         found.append(("redis", config.redis.get("name") or f"redis-{config.redis.get('host', 'localhost')}"))
     if config.mongodb.get("enabled"):
         found.append(("mongodb", config.mongodb.get("name") or f"mongodb-{config.mongodb.get('replica_set', 'rs0')}"))
+    if config.elasticache.get("enabled"):
+        found.append(("elasticache", config.elasticache.get("name")
+                      or f"elasticache-{config.elasticache.get('replication_group_id')}"))
     return [(kind, database) for kind, database in found if only in (None, kind)]

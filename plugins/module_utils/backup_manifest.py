@@ -30,7 +30,7 @@ from pathlib import Path
 
 FORMAT = "chajipoa-backup-manifest"
 CURRENT_VERSION = 3
-DUMP_SUFFIX = {"postgresql": ".dump", "redis": ".rdb", "mongodb": ".archive"}
+DUMP_SUFFIX = {"postgresql": ".dump", "redis": ".rdb", "mongodb": ".archive", "elasticache": ".snapshot"}
 MANIFEST_SUFFIX = ".manifest.json"
 
 _REQUIRED = {
@@ -38,7 +38,7 @@ _REQUIRED = {
         "started_at", "finished_at", "server_version"),
 }
 _REQUIRED[2] = _REQUIRED[3] = _REQUIRED[1]
-_REQUIRED_BY_KIND = {"postgresql": ("tables",), "mongodb": ("collections",)}
+_REQUIRED_BY_KIND = {"postgresql": ("tables",), "mongodb": ("collections",), "elasticache": ("snapshot",)}
 # What a kind's manifest holds from a format version on.
 _REQUIRED_SINCE = {("postgresql", 3): ("sequence_values",)}
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -13,7 +13,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, mongo_archive, pg_catalogue
+from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, elasticache_snapshots, mongo_archive,
+                                                                        pg_catalogue)
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import BackupFailed, Config
 
 _TABLES = """
@@ -101,6 +102,10 @@ def mongodb_uri(mongodb: dict, password: str | None) -> str:
     options = {"authSource": mongodb.get("auth_database", "admin"), "replicaSet": mongodb.get("replica_set"),
                # A secondary when there is one: the dump's reads stay off the primary.
                "readPreference": "secondaryPreferred"}
+    if mongodb.get("tls"):
+        # DocumentDB (and a self-hosted server requiring TLS): the server's certificate checked
+        # against the CA bundle; DocumentDB has no retryable writes, which a dump never needs.
+        options.update({"tls": "true", "tlsCAFile": mongodb.get("cacert"), "retryWrites": "false"})
     query = urllib.parse.urlencode({key: value for key, value in options.items() if value})
     return f"mongodb://{credentials}{','.join(mongodb.get('hosts') or ['127.0.0.1:27017'])}/?{query}"
 
@@ -141,4 +146,23 @@ def dump_mongodb(config: Config, database: str, path: Path) -> dict:
             "compressed": contents["compressed"], "collections": contents["collections"], "timings": timings}
 
 
-DUMPERS = {"postgresql": dump_postgresql, "redis": dump_redis, "mongodb": dump_mongodb}
+def snapshot_elasticache(config: Config, database: str, path: Path) -> dict:
+    """A snapshot of the ElastiCache replication group, taken by the service and named as the
+    backup; its descriptor into path. Returns the manifest's ElastiCache part."""
+    settings = config.elasticache
+    group = settings["replication_group_id"]
+    name = path.name[: -len(elasticache_snapshots.DESCRIPTOR_SUFFIX)]
+    started = time.perf_counter()
+    try:
+        elasticache = elasticache_snapshots.client(settings["region"], settings.get("endpoint_url"))
+        snapshot = elasticache_snapshots.take(elasticache, group, name, float(settings.get("timeout_seconds", 3600)),
+                                              float(settings.get("poll_seconds", 5)))
+    except Exception as error:  # noqa: BLE001 - the API's errors (credentials, throttling, refusal) all fail this backup
+        raise BackupFailed(f"Cannot snapshot ElastiCache {group} ({database}): {type(error).__name__}: {error}") from error
+    recorded = elasticache_snapshots.descriptor(snapshot, settings["region"], settings.get("endpoint_url"))
+    path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return {"server_version": recorded["engine_version"] or "", "snapshot": recorded,
+            "timings": {"snapshot": round(time.perf_counter() - started, 3)}}
+
+
+DUMPERS = {"postgresql": dump_postgresql, "redis": dump_redis, "mongodb": dump_mongodb, "elasticache": snapshot_elasticache}

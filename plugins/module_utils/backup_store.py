@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, elasticache_snapshots
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import BackupFailed, Config, log
 from ansible_collections.chajipoa.platform.plugins.module_utils.gfs_retention import DEFAULT_POLICY
 from ansible_collections.chajipoa.platform.plugins.module_utils.gfs_retention import plan as retention_plan
@@ -127,6 +127,10 @@ class LocalStore:
         return copies
 
     def delete(self, kind: str, database: str, backup: dict) -> None:
+        # What the backup holds outside its files goes first: should that fail, the backup stays
+        # listed and the next prune tries again, instead of leaving a snapshot nothing records.
+        if kind == "elasticache" and not backup["error"]:
+            elasticache_snapshots.release(backup_manifest.load(backup["manifest"])["snapshot"])
         # The manifest first: without it the file no longer counts as a backup, so a crash in
         # between leaves an orphan file, never a manifest promising a missing file.
         for path in (backup["manifest"], str(Path(backup["manifest"]).with_name(backup["name"] + VERIFY_SUFFIX)),

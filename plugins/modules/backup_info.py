@@ -28,7 +28,7 @@ options:
   kind:
     description: Only backups of this kind.
     type: str
-    choices: [postgresql, redis, mongodb]
+    choices: [postgresql, redis, mongodb, elasticache]
   database:
     description: Only backups of this database (or Redis or MongoDB name).
     type: str

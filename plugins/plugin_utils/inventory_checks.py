@@ -242,6 +242,7 @@ BUILTIN_FORMATS: dict[str, Callable[[Any], str | None]] = {
     "address": _address,
     "source": _source,
     "host": _host,
+    "optional_host": lambda value: None if value == "" else _host(value),
     "host_port": _host_port,
     "listen_address": _listen_address,
     "redis_bind": _redis_bind,

@@ -6,6 +6,7 @@ of broken inventories is tests/inventories/faults.yml: a good base plus an overl
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -107,14 +108,27 @@ def test_unknown_environment_named(tmp_path):
     assert_stopped_in_validation(run_playbook("site.yml", inventory), "env_name", "prod-uction")
 
 
-def test_production_without_vault_names_each_missing_secret():
-    result = run_playbook("site.yml", "inventories/production")
+def production_without_vault(tmp_path: Path) -> Path:
+    """A copy of the production inventory as an operator has it before writing the vault."""
+    copy = tmp_path / "production"
+    shutil.copytree(ROOT / "inventories/production", copy, symlinks=True)
+    (copy / "group_vars/all/vault.yml").unlink()
+    return copy
+
+
+def test_production_without_vault_names_each_missing_secret(tmp_path):
+    result = run_playbook("site.yml", production_without_vault(tmp_path))
     assert_stopped_in_validation(result, "app_jwt_secret", "postgres_app_password", "vault_")
 
 
-def test_tanzania_overlay_without_vault_stops_too():
-    result = run_playbook("site.yml", "inventories/production", "inventories/tanzania")
+def test_tanzania_overlay_without_vault_stops_too(tmp_path):
+    result = run_playbook("site.yml", production_without_vault(tmp_path), "inventories/tanzania")
     assert_stopped_in_validation(result, "postgres_monitoring_password")
+
+
+def test_production_with_its_example_vault_passes():
+    result = run_playbook("validate-inventory.yml", "inventories/production", "inventories/tanzania")
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_empty_secret_counts_as_missing(tmp_path):

@@ -1,9 +1,15 @@
 """The inventories agree with the secrets catalogue and with the groups the platform knows."""
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from tests.conftest import ROOT, load_yaml
+from tests.conftest import EXAMPLE_VAULT_PASSWORD_FILE, ROOT, load_yaml
 
 CATALOGUE = load_yaml(ROOT / "roles/validate_inventory/vars/main.yml")
 SECRETS = [entry["name"] for entry in CATALOGUE["_validate_inventory_secrets"]]
@@ -64,3 +70,37 @@ def test_validation_formats_name_only_variables_that_exist():
     inventory_wide = {"private_address", "platform_domain", "platform_market"}
     assert set(formats) - known - set(SECRETS) - inventory_wide == set()
     assert set(CATALOGUE["_validate_inventory_rules"]["multiline"]) <= set(SECRETS)
+
+
+def overlay_inventory() -> dict:
+    """ansible-inventory's view of production with the Tanzania overlay on top, the example vault opened."""
+    listing = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", "inventories/production", "-i", "inventories/tanzania",
+         "--vault-password-file", str(EXAMPLE_VAULT_PASSWORD_FILE), "--list", "--export"],
+        cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(listing.stdout)
+
+
+def test_the_tanzania_overlay_merges_over_production_and_leaves_the_rest_intact():
+    merged = overlay_inventory()["all"]["vars"]
+    production = load_yaml(ROOT / "inventories/production/group_vars/all/common.yml")
+    # The overlay's market, region and domain...
+    assert merged["common_timezone"] == "Africa/Dar_es_Salaam" != production["common_timezone"]
+    assert merged["platform_public_domain"] == "chajipoa.co.tz"
+    assert merged["aws_platform_region"] == "af-south-1"
+    assert merged["platform_market"]["currency"] == "TZS"
+    # ...over production's values, which it does not name and which stay as production has them.
+    assert merged["common_ntp_servers"] == production["common_ntp_servers"]
+    assert merged["env_name"] == "production" and merged["inventory_overlay_of"] == "production"
+    assert merged["aws_endpoints"] == load_yaml(ROOT / "inventories/production/group_vars/all/aws_endpoints.yml")["aws_endpoints"]
+
+
+def test_the_example_vault_is_encrypted_and_holds_every_vault_name_the_inventory_uses():
+    vault = ROOT / "inventories/production/group_vars/all/vault.yml"
+    assert vault.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+    merged = overlay_inventory()["all"]["vars"]
+    used = set()
+    for path in (ROOT / "inventories/production/group_vars").glob("**/*.yml"):
+        if path != vault:
+            used |= set(re.findall(r"\bvault_[a-z0-9_]+", path.read_text()))
+    assert used and used <= {name for name in merged if name.startswith("vault_")}

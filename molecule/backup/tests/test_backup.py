@@ -469,10 +469,10 @@ def test_pre_deploy_backup_and_verification_from_s3(db, daily_backup, variables)
     assert db.run("ls -d /tmp/chajipoa-verify-* 2>/dev/null").stdout == ""
 
 
-# backup.yml reports the unit it would start and restore.yml the restore it would make; the
-# read-only playbooks report no change at all.
+# backup.yml reports the unit it would start on each backup host (backup-db and backup-rds) and
+# restore.yml the restore it would make; the read-only playbooks report no change at all.
 @pytest.mark.parametrize("name, extra, would_change", [
-    ("backup.yml", (), 1),
+    ("backup.yml", (), 2),
     ("verify-backups.yml", ("-e", "verify_mode=thorough"), 0),
     ("verify-backups.yml", ("-e", "verify_source=s3"), 0),
     ("restore-drill.yml", (), 0),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import EXAMPLE_VAULT_PASSWORD_FILE, ROOT, load_yaml
 from tests.unit.roles import rendering
 
 PLAY = Path(__file__).with_name("app_environment.yml")
@@ -32,7 +32,8 @@ def environments(*inventories: str) -> dict[str, dict[str, str]]:
         args += ["-i", str(ROOT / "inventories" / inventory)]
     for name in VAULT:
         args += ["-e", f"vault_{name}=test-{name}-0123456789abcdef0123456789abcdef"]
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CACHE_PLUGIN="memory")
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CACHE_PLUGIN="memory",
+               ANSIBLE_VAULT_PASSWORD_FILE=str(EXAMPLE_VAULT_PASSWORD_FILE))
     run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     task = json.loads(run.stdout)["plays"][0]["tasks"][-1]
@@ -49,7 +50,9 @@ def parse(text: str) -> dict[str, str]:
     return values
 
 
-def test_tanzania_market_reaches_the_environment():
+def test_tanzania_market_and_the_managed_endpoints_reach_the_environment():
+    """The endpoints are those playbooks/aws-production.yml recorded in production's aws_endpoints.yml."""
+    endpoints = load_yaml(ROOT / "inventories/production/group_vars/all/aws_endpoints.yml")["aws_endpoints"]
     hosts = environments("production", "tanzania")
     assert set(hosts) == {"app1.prod.chajipoa.internal", "app2.prod.chajipoa.internal"}
     for env in hosts.values():
@@ -62,11 +65,14 @@ def test_tanzania_market_reaches_the_environment():
             "postgresql://chajipoa:test-postgres_app_password-0123456789abcdef0123456789abcdef@127.0.0.1:6432/chajipoa"
             "?sslmode=verify-full&sslrootcert=/etc/chajipoa/apps/reference-api/database-ca.crt"
             "&connection_limit=20&pool_timeout=20")
-        assert env["REDIS_URL"].startswith("rediss://app:") and env["REDIS_URL"].endswith("@cache.prod.chajipoa.internal:6379")
+        assert env["REDIS_URL"].startswith("rediss://app:")
+        assert env["REDIS_URL"].endswith(f"@{endpoints['redis']['address']}:{endpoints['redis']['port']}")
+        assert f"@{endpoints['documentdb']['address']}:{endpoints['documentdb']['port']}/chajipoa?" in env["MONGODB_URL"]
+        assert "replicaSet=rs0" in env["MONGODB_URL"]
         assert env["REDIS_CA_FILE"] == "/etc/chajipoa/apps/reference-api/redis-ca.crt"
         assert env["JWT_SECRET"].startswith("test-app_jwt_secret-")
         assert env["PORT"] == "3001" and env["HOST"] == "127.0.0.1" and env["APP_VERSION"] == "1.0.0-0123456789ab"
-        assert "MONGODB_URL" not in env and "SENTRY_DSN" not in env
+        assert "SENTRY_DSN" not in env
 
 
 def test_production_alone_has_no_market():

@@ -27,7 +27,7 @@ SECRETS = {
     "mongodb_keyfile": "c2VjcmV0LWtleWZpbGUtY29udGVudHM=\nbW9yZQ==",
 }
 GROUPS = {"postgres": ["db1"], "postgres_replica": ["db2"], "redis": ["cache1", "cache2"], "mongodb": ["mongo1"], "app": ["app1"],
-          "edge": ["edge1"]}
+          "edge": ["edge1"], "backup": ["backup1"]}
 HOSTS = {
     "db1": {"private_address": "10.20.2.11"},
     "db2": {"private_address": "10.20.2.12"},
@@ -36,6 +36,8 @@ HOSTS = {
     "mongo1": {"private_address": "10.20.4.11"},
     "app1": {"private_address": "10.20.1.11"},
     "edge1": {"private_address": "10.20.0.11"},
+    # Dumps a managed server (RDS) over the network.
+    "backup1": {"private_address": "10.20.6.11", "backup_postgres_host": "chajipoa.c9x.af-south-1.rds.amazonaws.com"},
 }
 
 
@@ -106,6 +108,8 @@ def test_a_sound_inventory_has_no_faults(host):
         ("db1", "postgres_settings", {"work mem": "4MB"}, "postgres_settings key 'work mem'"),
         ("db1", "backup_retention_local", {"daily_days": -1}, "backup_retention_local.daily_days -1 is out of range"),
         ("db1", "backup_mongodb_hosts", ["mongo1"], "backup_mongodb_hosts[0] 'mongo1' is not host:port"),
+        ("backup1", "backup_postgres_host", "rds endpoint", "backup_postgres_host 'rds endpoint' is not a host name or address"),
+        ("backup1", "backup_postgres_port", 70000, "backup_postgres_port 70000 is out of range for a port"),
         ("mongo1", "mongodb_keyfile", "short", "mongodb_keyfile (secret) is not 6 to 1024 base64 characters"),
         ("db1", "env_name", "prod-uction", "env_name 'prod-uction' is not one of development, staging, production"),
     ],

@@ -122,6 +122,11 @@ def test_mongodb_uri_escapes_credentials_and_names_the_replica_set():
                    "?authSource=admin&replicaSet=rs0&readPreference=secondaryPreferred")
 
 
+def test_mongodb_uri_over_tls_checks_the_server_against_the_ca_bundle():
+    uri = backup_sources.mongodb_uri({**MONGODB, "tls": True, "cacert": "/etc/chajipoa/mongodb-ca.crt"}, "pw")
+    assert uri.endswith("&tls=true&tlsCAFile=%2Fetc%2Fchajipoa%2Fmongodb-ca.crt&retryWrites=false")
+
+
 def test_mongodb_backup_records_the_archives_collections_and_keeps_the_password_off_the_command_line(mongodb_config):
     config, tools = mongodb_config
     _plan_file, record = mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 40, "chajipoa.stations": 6}})
