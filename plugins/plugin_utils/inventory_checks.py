@@ -106,6 +106,10 @@ def kind(value: Any) -> str:
     return "a string" if isinstance(value, str) else type(value).__name__
 
 
+# Every value of the example vault starts so (inventories/production/group_vars/all/vault.yml).
+EXAMPLE_SECRET_PREFIX = "example"
+
+
 def secret_problem(value: Any) -> str | None:
     """Why a secret's value is unusable, or None for a non-blank string."""
     if value is None:
@@ -638,6 +642,13 @@ class HostCheck:
             if owners & self.roles and not self.value(name):
                 self.fault(f"{name} is empty or unset; outside development (env_name {show(env_name)}) it must "
                            "list the networks allowed in")
+        # The example vault production ships with (docs/secrets.md) marks every value so: a run that
+        # would put one on a server stops here instead.
+        for name in sorted(set(self.secrets) - self.unused_secrets):
+            value = self.value(name)
+            if isinstance(value, str) and value.startswith(EXAMPLE_SECRET_PREFIX):
+                self.fault(f"{name} (secret) holds the example vault's value and env_name is {show(env_name)}; "
+                           "write your own values into the vault and re-key it (docs/secrets.md)")
         for path in self.vault_files:
             self.fault(f"{path} is not encrypted (it does not start with $ANSIBLE_VAULT) and env_name is "
                        f"{show(env_name)}; encrypt it with ansible-vault encrypt (docs/secrets.md)")

@@ -343,3 +343,10 @@ def test_monitoring_receivers_and_settings_faults(changes, env_name, expected):
 def test_clear_text_receivers_are_for_development_only():
     lab = {"monitoring_slack_webhook_url": "http://127.0.0.1:9099/slack", "monitoring_smtp_require_tls": False}
     assert faults("mon1", env_name="development", groups=MONITORING, mon1={"private_address": "10.20.5.11", **RECEIVERS, **lab}) == []
+
+
+def test_an_example_vault_value_stops_production_but_not_development():
+    refused = faults("app1", app1={"app_jwt_secret": "example-app-jwt-secret-0123456789"})
+    assert refused == ["Cannot configure app1: app_jwt_secret (secret) holds the example vault's value and env_name is "
+                       "'production'; write your own values into the vault and re-key it (docs/secrets.md)"]
+    assert faults("app1", env_name="development", app1={"app_jwt_secret": "example-app-jwt-secret-0123456789"}) == []
