@@ -359,8 +359,9 @@ class DocdbCluster(aws_managed.ManagedResource):
             self.ensure_parameter_group(desired["tls"])
             if "tls" in found:
                 self.module.warn(f"tls of {self.kind} {self.name} changes when its instances restart (a static parameter)")
-        modify = {MODIFIABLE[name]: wanted for name, (_, wanted) in found.items() if name in MODIFIABLE}
-        if "engine_version" in found and str(found["engine_version"][0]).split(".")[0] != desired["engine_version"].split(".")[0]:
+        modify = aws_managed.api_arguments(found, MODIFIABLE)
+        if "engine_version" in found and \
+                aws_managed.major_version(found["engine_version"][0]) != aws_managed.major_version(desired["engine_version"]):
             modify["AllowMajorVersionUpgrade"] = True
         if "master_password" in secrets:
             modify["MasterUserPassword"] = self.params["master_password"]
