@@ -72,3 +72,68 @@ def test_validate_needs_no_password_for_an_existing_cluster_nor_for_deletion():
 ])
 def test_the_password_is_sent_on_create_or_always(params, current, secrets):
     assert resource(**params).secrets(current) == secrets
+
+
+class StubDocdbClient:
+    """Stub of boto3's DocumentDB client: records every call; the cluster and its instances are
+    always available, the module's parameter group exists."""
+
+    def __init__(self, instances):
+        self.calls = []
+        self.instances = instances
+
+    def __getattr__(self, operation):
+        def record(**kwargs):
+            self.calls.append((operation, kwargs))
+            return {"DBClusters": [{"Status": "available"}], "Parameters": [{"ParameterName": "tls", "ParameterValue": "enabled"}],
+                    "DBInstances": [{"DBInstanceIdentifier": name, "DBInstanceStatus": "available"} for name in self.instances]}
+        return record
+
+
+class StubModule:
+    """Stub of AnsibleModule: collects warnings."""
+
+    def __init__(self):
+        self.warnings = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+def updating(instances: dict[str, str], **params):
+    cluster = resource(wait=True, wait_timeout=10, engine_version="5.0.0", instance_class="db.r6g.large", **params)
+    cluster.aws = StubDocdbClient(["docs-1", "docs-2"])
+    cluster.module = StubModule()
+    cluster.cluster = {"DBClusterArn": "arn:aws:rds:af-south-1:1:cluster:docs"}
+    cluster.instances = {name: {"DBInstanceClass": cls} for name, cls in instances.items()}
+    return cluster
+
+
+def mutations(cluster) -> list[tuple[str, dict]]:
+    return [call for call in cluster.aws.calls if not call[0].startswith("describe")]
+
+
+def test_a_major_upgrade_is_allowed_explicitly_and_the_password_rides_along():
+    cluster = updating({"docs-1": "db.r6g.large", "docs-2": "db.r6g.large"}, update_password="always")
+    cluster.update({"engine_version": ("4.0.0", "5.0.0")}, ["master_password"],
+                   {"engine_version": "5.0.0", "instances": ["docs-1", "docs-2"], "instance_class": "db.r6g.large", "tls": True})
+    assert mutations(cluster) == [("modify_db_cluster", {"DBClusterIdentifier": "docs", "ApplyImmediately": True, "EngineVersion": "5.0.0",
+                                                         "AllowMajorVersionUpgrade": True, "MasterUserPassword": "pw"})]
+
+
+def test_instances_are_added_resized_and_removed_by_name():
+    cluster = updating({"docs-1": "db.t3.medium", "docs-2": "db.r6g.large", "docs-3": "db.r6g.large", "docs-reporting": "db.t3.medium"})
+    cluster.update({"instances": (["docs-1", "docs-2", "docs-3"], ["docs-1", "docs-2"])}, [],
+                   {"instances": ["docs-1", "docs-2"], "instance_class": "db.r6g.large", "tls": True})
+    assert mutations(cluster) == [
+        ("modify_db_instance", {"DBInstanceIdentifier": "docs-1", "DBInstanceClass": "db.r6g.large", "ApplyImmediately": True}),
+        ("delete_db_instance", {"DBInstanceIdentifier": "docs-3"})]
+
+
+def test_a_tls_change_sets_the_parameter_and_warns_of_the_restart():
+    cluster = updating({"docs-1": "db.r6g.large", "docs-2": "db.r6g.large"})
+    cluster.update({"tls": (True, False)}, [], {"instances": ["docs-1", "docs-2"], "instance_class": "db.r6g.large", "tls": False})
+    assert mutations(cluster) == [("modify_db_cluster_parameter_group", {
+        "DBClusterParameterGroupName": "docs-params",
+        "Parameters": [{"ParameterName": "tls", "ParameterValue": "disabled", "ApplyMethod": "pending-reboot"}]})]
+    assert "restart" in cluster.module.warnings[0]

@@ -101,3 +101,67 @@ def test_validate_passes_the_defaults_and_any_deletion():
 ])
 def test_the_token_is_sent_on_create_when_missing_or_always(params, current, secrets):
     assert resource(**params).secrets(current) == secrets
+
+
+class StubElastiCacheClient:
+    """Stub of boto3's ElastiCache client for the calls moto lacks or ignores: records every call;
+    the group is always available."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, operation):
+        def record(**kwargs):
+            self.calls.append((operation, kwargs))
+            return {"ReplicationGroups": [{**GROUP, "Status": "available"}]}
+        return record
+
+
+def updating(**params) -> tuple[module.ReplicationGroup, StubElastiCacheClient]:
+    made = resource(**{"wait": True, "wait_timeout": 10, **params})
+    made.aws = StubElastiCacheClient()
+    made.group = dict(GROUP)
+    return made, made.aws
+
+
+def mutations(stub: StubElastiCacheClient) -> list[tuple[str, dict]]:
+    return [(name, {k: v for k, v in kwargs.items() if k != "ReplicationGroupId"}) for name, kwargs in stub.calls
+            if not name.startswith("describe")]
+
+
+def test_settings_go_in_one_modify_call():
+    group, stub = updating()
+    group.update({"node_type": ("cache.t4g.small", "cache.r7g.large"), "snapshot_retention_limit": (7, 14)}, [], {})
+    assert mutations(stub) == [("modify_replication_group", {"ApplyImmediately": True, "CacheNodeType": "cache.r7g.large",
+                                                             "SnapshotRetentionLimit": 14})]
+
+
+@pytest.mark.parametrize(("before", "wanted", "operation"), [(2, 3, "increase_replica_count"), (3, 2, "decrease_replica_count")])
+def test_the_member_count_changes_through_the_replica_count(before, wanted, operation):
+    group, stub = updating()
+    group.update({"num_cache_clusters": (before, wanted)}, [], {})
+    assert mutations(stub) == [(operation, {"NewReplicaCount": wanted - 1, "ApplyImmediately": True})]
+
+
+def test_transit_encryption_is_turned_on_through_preferred_then_required():
+    group, stub = updating(wait=False)
+    group.update({"transit_encryption": (False, True)}, [], {"transit_encryption": True})
+    assert mutations(stub) == [
+        ("modify_replication_group", {"ApplyImmediately": True, "TransitEncryptionEnabled": True, "TransitEncryptionMode": "preferred"}),
+        ("modify_replication_group", {"ApplyImmediately": True, "TransitEncryptionMode": "required"})]
+    assert [call[0] for call in stub.calls].index("describe_replication_groups") == 1  # waited between, despite wait: false
+
+
+def test_transit_encryption_is_turned_off_through_preferred():
+    group, stub = updating()
+    group.update({"transit_encryption": (True, False)}, [], {"transit_encryption": False})
+    assert mutations(stub)[-1] == ("modify_replication_group", {"ApplyImmediately": True, "TransitEncryptionEnabled": False})
+
+
+@pytest.mark.parametrize(("enabled", "strategy"), [(True, "ROTATE"), (False, "SET")])
+def test_the_auth_token_is_rotated_or_set(enabled, strategy):
+    group, stub = updating()
+    group.group["AuthTokenEnabled"] = enabled
+    group.update({}, ["auth_token"], {})
+    assert mutations(stub) == [("modify_replication_group", {"ApplyImmediately": True, "AuthToken": "t" * 16,
+                                                             "AuthTokenUpdateStrategy": strategy})]
