@@ -254,7 +254,9 @@ class DocdbCluster(aws_managed.ManagedResource):
 
     def read(self) -> dict | None:
         self.cluster = self.describe()
-        if self.cluster is None:
+        # A cluster being deleted is on its way out: absent for state=absent; creating anew fails with
+        # AWS's own "already exists" until it is gone.
+        if self.cluster is None or self.cluster.get("Status") == "deleting":
             return None
         cluster = self.cluster
         if cluster.get("Engine", "docdb") != "docdb":
