@@ -1,10 +1,11 @@
 """Servers the integration tests run against on this host: a real PostgreSQL 15, a real Redis and a
-local S3.
+local AWS (moto: S3, KMS, RDS and DocumentDB, ElastiCache, ...).
 
 PostgreSQL and Redis come from the Debian packages `lab/test-deps.sh` installs (`make unit` runs
 it); a missing server fails the tests rather than skipping them, so a green run always means the
-backups and the reference API were tested. S3 is moto's server, in this process, on a loopback port of its own: the code under
-test talks HTTP to it like to AWS, given the endpoint and the dummy credentials below.
+backups and the reference API were tested. AWS is moto's server, in this process, on a loopback
+port of its own: the code under test talks HTTP to it like to AWS, given the endpoint and the dummy
+credentials below.
 """
 from __future__ import annotations
 
@@ -66,36 +67,80 @@ def rental_db(pg_server) -> dict:
 
 
 @dataclass
-class MotoS3:
-    """moto's S3 on 127.0.0.1: its endpoint and the dummy credentials to reach it."""
+class MotoAWS:
+    """moto's server on 127.0.0.1, every AWS service on one endpoint: the endpoint and the dummy
+    credentials to reach it."""
 
     endpoint_url: str
     region: str = AWS_REGION
     env: dict = field(default_factory=lambda: dict(AWS_DUMMY_ENV))
 
-    def client(self):
-        """A boto3 S3 client for this server, with the dummy credentials passed explicitly."""
+    def client(self, service: str = "s3"):
+        """A boto3 client of the service on this server, with the dummy credentials passed explicitly."""
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region,
                             aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
 
+    @property
+    def module_options(self) -> dict:
+        """The connection options of amazon.aws's modules and ours for this server, e.g. for
+        module_defaults of group/chajipoa.platform.aws (which extends group/amazon.aws.aws)."""
+        return {"endpoint_url": self.endpoint_url, "region": self.region,
+                "access_key": self.env["AWS_ACCESS_KEY_ID"], "secret_key": self.env["AWS_SECRET_ACCESS_KEY"]}
+
 
 @pytest.fixture(scope="session")
-def moto_s3():
-    """moto's S3 server for the session (a MotoS3: .endpoint_url, .env, .region, .client()).
+def moto_aws():
+    """moto's server for the session (a MotoAWS: .endpoint_url, .region, .env, .client(service),
+    .module_options), serving every service moto has on one loopback port, in this process.
 
-    Its buckets live in this process's moto state; a test using moto's in-process mock_aws would
-    reset that state, so such tests must not share a session with these.
+    Its resources live in this process's moto state for the whole session, so tests name theirs
+    uniquely; a test using moto's in-process mock_aws would reset that state, so such tests must not
+    share a session with these.
     """
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    yield MotoS3(endpoint_url=f"http://{host}:{port}")
+    yield MotoAWS(endpoint_url=f"http://{host}:{port}")
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3(moto_aws):
+    """The moto_aws server, named for the tests that use its S3 (.endpoint_url, .env, .region, .client())."""
+    return moto_aws
+
+
+@pytest.fixture(scope="session")
+def moto_rds_accepts_docdb(moto_aws):
+    """moto_aws whose RDS backend also accepts the engine docdb, which moto lacks: DocumentDB's API is
+    RDS's cluster and instance API (boto3's docdb client signs as rds and moto routes it there), so
+    this is the one change made to moto, in this process, where ThreadedMotoServer serves it:
+
+    - "docdb" joins moto's lists of cluster and instance engines;
+    - a docdb cluster's allocated storage defaults to 1 (DocumentDB's storage grows by itself; moto has
+      a default per engine and none for docdb) and a docdb instance's port to 27017, DocumentDB's.
+
+    Nothing else is patched: every answer is moto's RDS answer. Undone at the end of the session.
+    """
+    from moto.rds import models, utils
+
+    cluster_engines = utils.ClusterEngine.list_cluster_engines.__func__
+    instance_engines = utils.DbInstanceEngine.valid_db_instance_engine.__func__
+    allocated_storage = models.DBCluster.default_allocated_storage
+    instance_port = models.DBInstance.default_port
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(utils.ClusterEngine, "list_cluster_engines", classmethod(lambda cls: cluster_engines(cls) + ["docdb"]))
+        patch.setattr(utils.DbInstanceEngine, "valid_db_instance_engine", classmethod(lambda cls: instance_engines(cls) + ["docdb"]))
+        patch.setattr(models.DBCluster, "default_allocated_storage", staticmethod(
+            lambda engine, storage_type: 1 if engine == "docdb" else allocated_storage(engine, storage_type)))
+        patch.setattr(models.DBInstance, "default_port", staticmethod(
+            lambda engine: 27017 if engine == "docdb" else instance_port(engine)))
+        yield moto_aws
 
 
 @pytest.fixture
