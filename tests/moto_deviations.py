@@ -14,6 +14,8 @@ that runs moto's server (moto.server.ThreadedMotoServer), while the context mana
   are then set by ModifyDBParameterGroup and read back as moto stores them.
 - EC2 DescribeTags: AWS gives a NAT gateway's resource-type as "natgateway", moto as "nat-gateway",
   so amazon.aws.ec2_vpc_nat_gateway finds no tags and tags the gateway again on every run.
+- KMS ScheduleKeyDeletion with a key's ARN: AWS takes a key id or ARN, moto only an id (an ARN
+  raises KeyError inside moto, answered as HTTP 500), so amazon.aws.kms_key cannot delete a key.
 - S3 GetObjectLockConfiguration: AWS returns the one period the default retention was set with
   (Days or Years), moto both (the other as 0), so amazon.aws.s3_bucket sets it again on every run.
 """
@@ -38,6 +40,7 @@ POSTGRES_FAMILY_PARAMETERS = {
 def moto_answers_as_aws() -> Iterator[None]:
     """The corrections above, undone on exit."""
     from moto.ec2 import utils as ec2_utils
+    from moto.kms.models import KmsBackend
     from moto.rds.exceptions import DBParameterGroupNotFoundError
     from moto.rds.models import RDSBackend
     from moto.s3.models import S3Backend
@@ -45,6 +48,7 @@ def moto_answers_as_aws() -> Iterator[None]:
     describe_parameter_groups = RDSBackend.describe_db_parameter_groups
     create_parameter_group = RDSBackend.create_db_parameter_group
     get_lock = S3Backend.get_object_lock_configuration
+    schedule_deletion = KmsBackend.schedule_key_deletion
 
     def describe_db_parameter_groups(self, db_parameter_group_kwargs: dict[str, Any]):
         found = describe_parameter_groups(self, db_parameter_group_kwargs)
@@ -64,7 +68,11 @@ def moto_answers_as_aws() -> Iterator[None]:
         enabled, mode, days, years = get_lock(self, bucket_name)
         return enabled, mode, days or None, years or None
 
+    def schedule_key_deletion(self, key_id: str, pending_window_in_days: int):
+        return schedule_deletion(self, self.get_key_id(key_id), pending_window_in_days)
+
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(KmsBackend, "schedule_key_deletion", schedule_key_deletion)
         patch.setattr(RDSBackend, "describe_db_parameter_groups", describe_db_parameter_groups)
         patch.setattr(RDSBackend, "create_db_parameter_group", create_db_parameter_group)
         patch.setattr(S3Backend, "get_object_lock_configuration", get_object_lock_configuration)

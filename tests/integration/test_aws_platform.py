@@ -15,13 +15,18 @@ What moto lacks, and so what these tests do not prove:
 - RDS gp3: moto's DescribeDBInstances gives no StorageThroughput for gp3 storage, on which
   amazon.aws.rds_instance fails when it compares settings (KeyError), so the platform here uses gp2
   (aws_platform_rds_storage_type); gp3 (the default) is not exercised.
-- Four answers of moto differ from AWS's and make amazon.aws's modules fail or report a change on
+- Five answers of moto differ from AWS's and make amazon.aws's modules fail or report a change on
   every run; tests/moto_deviations.py makes them answer as AWS does (DescribeDBParameterGroups of a
   missing group, DescribeDBParameters' family entries for the four parameters the role sets, without
-  values, DescribeTags' resource type of NAT gateways, GetObjectLockConfiguration's default
-  retention). No resource's state or setting is faked: every value read back was set by the role.
+  values, DescribeTags' resource type of NAT gateways, ScheduleKeyDeletion by ARN,
+  GetObjectLockConfiguration's default retention). No resource's state or setting is faked: every value read back was set by the role.
 - amazon.aws.s3_bucket and community.aws.s3_lifecycle have no check mode: Ansible skips them in
   check mode, so the bucket's plan is not shown there.
+- The allowed teardown runs on a platform of its own without DocumentDB and ElastiCache: moto's
+  DeleteReplicationGroup leaves the group "deleting" for ever, so a teardown that waits for it (as it
+  must on AWS before the cache subnet group can go) never ends against moto; the refusal is tested on
+  the full platform. Its bucket has no Object Lock: a locked version cannot be deleted (moto enforces
+  COMPLIANCE), which stops a teardown at the bucket, before the key that decrypts it.
 - Object Lock's refusal to delete a locked version, KMS's key policy and IAM's evaluation of the
   policy are AWS's enforcement, which moto does not model: the documents are read back instead.
 """
@@ -295,3 +300,28 @@ def test_teardown_without_allow_destroy_is_refused_naming_what_it_would_delete(p
         assert name in refusal["msg"]
     assert moto.client("rds").describe_db_instances(DBInstanceIdentifier=f"{NAME}-postgres")["DBInstances"]
     assert moto.client("docdb").describe_db_clusters(DBClusterIdentifier=f"{NAME}-documentdb")["DBClusters"]
+
+
+def test_teardown_with_allow_destroy_deletes_everything_in_order(platform, tmp_path):
+    moto, name = platform["moto"], f"d{uuid.uuid4().hex[:8]}"
+    directory = inventory(tmp_path, moto, name, aws_platform_docdb_enabled=False, aws_platform_redis_enabled=False,
+                          aws_platform_backup_object_lock=False, aws_platform_nat_gateway_per_az=False)
+    built = run(moto, directory)
+    assert built["rc"] == 0, built["failed"]
+    vpc_id = yaml.safe_load((directory / "group_vars/all/aws_endpoints.yml").read_text())["aws_endpoints"]["vpc_id"]
+    s3 = moto.client("s3")
+    s3.put_object(Bucket=f"{name}-backups", Key="production/db1/dump", Body=b"backup")
+
+    result = run(moto, directory, "-e", "aws_platform_state=absent", "-e", "aws_platform_allow_destroy=true")
+    assert result["rc"] == 0, result["failed"]
+    rds, ec2 = moto.client("rds"), moto.client("ec2")
+    assert not rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": [f"{name}-postgres", f"{name}-postgres-replica-1"]}])["DBInstances"]
+    assert rds.describe_db_snapshots(DBSnapshotIdentifier=f"{name}-postgres-final")["DBSnapshots"]
+    assert f"{name}-backups" not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
+    assert not ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Vpcs"]
+    assert all(nat["State"] == "deleted" for nat in ec2.describe_nat_gateways(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["NatGateways"])
+    assert f"{name}-backup" not in {role["RoleName"] for role in moto.client("iam").list_roles()["Roles"]}
+    kms = moto.client("kms")
+    key = next(alias["TargetKeyId"] for alias in kms.list_aliases()["Aliases"] if alias["AliasName"] == f"alias/{name}")
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    assert not (directory / "group_vars/all/aws_endpoints.yml").exists()
