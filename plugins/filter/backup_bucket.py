@@ -92,7 +92,8 @@ def backup_s3_bucket_settings(prefix: Any = "", object_lock: Any = False, object
     if not _flag("object_lock", object_lock):
         return {"versioning": None, "object_lock": None, "lifecycle": {"Rules": [_rule(prefix)]}}
     if object_lock_mode not in _OBJECT_LOCK_MODES:
-        raise AnsibleFilterError(f"Cannot build the backup bucket's settings: object_lock_mode must be one of {', '.join(_OBJECT_LOCK_MODES)}, got {object_lock_mode!r}")
+        raise AnsibleFilterError(
+            f"Cannot build the backup bucket's settings: object_lock_mode must be one of {', '.join(_OBJECT_LOCK_MODES)}, got {object_lock_mode!r}")
     lock_days, expire_days = _days("object_lock_days", object_lock_days, 1), _days("expire_days", expire_days, 1)
     # A locked version outlives no lifecycle rule: the lock must end before the copy expires.
     if lock_days > expire_days:
