@@ -156,6 +156,20 @@ def changes(desired: dict, current: dict, equal: dict[str, Callable[[Any, Any], 
     return found
 
 
+def api_arguments(found: dict[str, tuple], names: dict[str, str]) -> dict[str, Any]:
+    """The arguments of a modify call for the changed settings it covers: names maps a setting to
+    its argument (port -> Port)."""
+    return {names[setting]: pair[1] for setting, pair in found.items() if setting in names}
+
+
+def major_version(version: Any) -> int | None:
+    """7 for "7.1.0"; None when there is no version or it does not start with a number."""
+    try:
+        return int(str(version).split(".", maxsplit=1)[0])
+    except ValueError:
+        return None
+
+
 def replacement_refusal(kind: str, name: str, found: dict[str, tuple], immutable: Iterable[str]) -> str | None:
     """The message refusing changes AWS cannot make to an existing resource (None when there are none)."""
     blocked = [setting for setting in found if setting in set(immutable)]
@@ -251,7 +265,7 @@ def plan(kind: str, name: str, state: str, desired: dict, current: dict | None, 
     if refusal:
         raise AwsManagedError(refusal)
     before = {key: current[key] for key in managed if key in current}
-    after = {**before, **{key: wanted for key, (_, wanted) in found.items()}, **sent}
+    after = {**before, **{key: pair[1] for key, pair in found.items()}, **sent}
     if not found and not secrets:
         return Plan("none", diff={"before": before, "after": before})
     return Plan("update", changes=found, secrets=secrets, diff={"before": before, "after": after})
@@ -306,7 +320,7 @@ class ManagedResource:
 
     def wait_for(self, fetch: Callable[[], Any], done: Callable[[Any], bool], what: str,
                  state: Callable[[Any], str] = str) -> Any:
-        """wait_until with the module's wait_timeout; only called when the module's wait is true."""
+        """wait_until with the module's wait_timeout."""
         return wait_until(fetch, done, self.params["wait_timeout"], what, state)
 
 

@@ -254,7 +254,9 @@ class DocdbCluster(aws_managed.ManagedResource):
 
     def read(self) -> dict | None:
         self.cluster = self.describe()
-        if self.cluster is None:
+        # A cluster being deleted is on its way out: absent for state=absent; creating anew fails with
+        # AWS's own "already exists" until it is gone.
+        if self.cluster is None or self.cluster.get("Status") == "deleting":
             return None
         cluster = self.cluster
         if cluster.get("Engine", "docdb") != "docdb":
@@ -359,8 +361,9 @@ class DocdbCluster(aws_managed.ManagedResource):
             self.ensure_parameter_group(desired["tls"])
             if "tls" in found:
                 self.module.warn(f"tls of {self.kind} {self.name} changes when its instances restart (a static parameter)")
-        modify = {MODIFIABLE[name]: wanted for name, (_, wanted) in found.items() if name in MODIFIABLE}
-        if "engine_version" in found and str(found["engine_version"][0]).split(".")[0] != desired["engine_version"].split(".")[0]:
+        modify = aws_managed.api_arguments(found, MODIFIABLE)
+        if "engine_version" in found and \
+                aws_managed.major_version(found["engine_version"][0]) != aws_managed.major_version(desired["engine_version"]):
             modify["AllowMajorVersionUpgrade"] = True
         if "master_password" in secrets:
             modify["MasterUserPassword"] = self.params["master_password"]

@@ -22,6 +22,9 @@ description:
   - The auth token is set on creation; with O(update_auth_token=always) it is rotated every run
     (C(AuthTokenUpdateStrategy=ROTATE), so the old and the new token both work until the next rotation).
     It is never returned nor shown in the diff.
+  - One change may take several calls (the settings, the replica count, encryption in transit, the
+    token), each once the group is available again; with O(wait=false) AWS may refuse a later one
+    while the group is still modifying, and the next run finishes the job.
 version_added: 0.5.0
 author: ChajiPoa Infrastructure engineers (!UNKNOWN)
 requirements: [boto3]
@@ -204,17 +207,18 @@ MODIFIABLE = {
 # Read from the first member cluster, not from the replication group's own description.
 MEMBER_SETTINGS = ("engine_version", "cache_subnet_group_name", "security_group_ids", "parameter_group_name")
 
+# The settings the result carries as the group's description has them.
+RETURNED_SETTINGS = ("at_rest_encryption", "transit_encryption", "auth_token_enabled", "kms_key_id", "automatic_failover",
+                     "multi_az", "node_type")
+
 ALWAYS_IMMUTABLE = frozenset({"at_rest_encryption", "kms_key_id", "port", "cache_subnet_group_name", "engine"})
 
 
 def immutable_settings(engine_version: str | None) -> frozenset[str]:
     """What AWS cannot change in place on a group of this engine version: encryption in transit too
     before 7 (and when the version could not be read)."""
-    try:
-        major = int(str(engine_version).split(".")[0])
-    except ValueError:
-        major = 0
-    return ALWAYS_IMMUTABLE if major >= 7 else ALWAYS_IMMUTABLE | {"transit_encryption"}
+    major = aws_managed.major_version(engine_version)
+    return ALWAYS_IMMUTABLE if major is not None and major >= 7 else ALWAYS_IMMUTABLE | {"transit_encryption"}
 
 
 def group_settings(group: dict) -> dict:
@@ -351,13 +355,13 @@ class ReplicationGroup(aws_managed.ManagedResource):
              Tags=aws_managed.tag_list(desired["tags"]) if desired["tags"] else None)
         self.wait_available()
 
-    def modify(self, what: str, **arguments) -> None:
+    def modify(self, what: str, then_wait: bool = False, **arguments) -> None:
         call(f"{what} of {self.kind} {self.name}", self.aws.modify_replication_group,
              ReplicationGroupId=self.name, ApplyImmediately=True, **arguments)
-        self.wait_available()
+        self.wait_available(then_wait)
 
     def update(self, found: dict[str, tuple], secrets: list[str], desired: dict) -> None:
-        modify = {MODIFIABLE[name]: wanted for name, (_, wanted) in found.items() if name in MODIFIABLE}
+        modify = aws_managed.api_arguments(found, MODIFIABLE)
         if modify:
             self.modify("modify " + ", ".join(sorted(name for name in found if name in MODIFIABLE)), **modify)
         if "num_cache_clusters" in found:
@@ -368,7 +372,9 @@ class ReplicationGroup(aws_managed.ManagedResource):
             self.wait_available()
         if "transit_encryption" in found:
             # AWS moves a group between plain and TLS through the "preferred" mode, which accepts both.
-            self.modify("set transit encryption to preferred", TransitEncryptionEnabled=True, TransitEncryptionMode="preferred")
+            # The second step is refused while the group still applies the first: waited for even without wait.
+            self.modify("set transit encryption to preferred", then_wait=True, TransitEncryptionEnabled=True,
+                        TransitEncryptionMode="preferred")
             if desired["transit_encryption"]:
                 self.modify("require transit encryption", TransitEncryptionMode="required")
             else:
@@ -379,8 +385,8 @@ class ReplicationGroup(aws_managed.ManagedResource):
         if "tags" in found:
             aws_managed.sync_tags(self.aws, self.group["ARN"], found["tags"][0], desired["tags"], f"{self.kind} {self.name}")
 
-    def wait_available(self) -> None:
-        if self.params["wait"]:
+    def wait_available(self, always: bool = False) -> None:
+        if self.params["wait"] or always:
             self.wait_for(self.describe, lambda group: group is not None and group["Status"] == "available",
                           f"{self.kind} {self.name} to be available", lambda group: group["Status"] if group else "missing")
 
@@ -405,8 +411,7 @@ class ReplicationGroup(aws_managed.ManagedResource):
             "port": settings.get("port"),
             "status": group.get("Status"),
             "member_clusters": group.get("MemberClusters", []),
-            **{key: settings[key] for key in ("at_rest_encryption", "transit_encryption", "auth_token_enabled", "kms_key_id",
-                                             "automatic_failover", "multi_az", "node_type")},
+            **{key: settings[key] for key in RETURNED_SETTINGS},
         }
 
 

@@ -3,7 +3,7 @@ connection through module_defaults of group/chajipoa.platform.aws), against moto
 process, with every result read back through boto3.
 
 One lifecycle, as a module's integration test goes (check mode, apply, rerun, change, delete), runs
-once for the test module (fixture `lifecycle`: five playbook runs, both modules side by side, to keep
+once for the test module (fixture `lifecycle`: four playbook runs, both modules side by side, to keep
 the suite quick); each test asserts one step of it.
 
 What moto lacks, and so what these tests do not prove (each named where it matters):
@@ -18,10 +18,13 @@ What moto lacks, and so what these tests do not prove (each named where it matte
   member count is the one difference. moto's member clusters cannot be described
   (DescribeCacheClusters answers CacheClusterNotFound), so the engine version, subnet group,
   security groups and parameter group are not compared (the module warns). moto's
-  ModifyReplicationGroup accepts AuthToken with AuthTokenUpdateStrategy but changes nothing
-  (AuthTokenLastModifiedDate stays), so a rotation is proven only as far as the module reporting it
-  without the token. DeleteReplicationGroup leaves the group "deleting" for ever and ignores
-  FinalSnapshotIdentifier, so deletion runs with wait: false and no final snapshot is checked.
+  ModifyReplicationGroup changes only the description, engine, node type, automatic failover,
+  Multi-AZ and snapshot retention: it accepts AuthToken with AuthTokenUpdateStrategy (and
+  SecurityGroupIds, EngineVersion, TransitEncryption*) and changes nothing (AuthTokenLastModifiedDate
+  stays), so a rotation is proven only as far as the module reporting it without the token.
+  DescribeReplicationGroups has no reader endpoint. DeleteReplicationGroup leaves the group
+  "deleting" for ever and ignores FinalSnapshotIdentifier, so deletion runs with wait: false and no
+  final snapshot is checked.
 """
 from __future__ import annotations
 
@@ -121,9 +124,10 @@ def readback(moto) -> dict:
 
 @pytest.fixture(scope="module")
 def lifecycle(moto_rds_accepts_docdb, tmp_path_factory) -> dict:
-    """Each step's task results and what boto3 read back after it, by step name. Five playbook runs:
-    a step holds the tasks that the same read-back serves (a task's own check_mode and diff where
-    the step mixes planning with doing)."""
+    """Each step's task results and what boto3 read back after it, by step name. Four playbook runs:
+    a step holds the tasks that the same read-back serves, with a task's own check_mode where the
+    step mixes planning with doing (then the doing task's diff, read from AWS just before it, shows
+    that the planning changed nothing)."""
     moto = moto_rds_accepts_docdb
     kms = moto.client("kms")
     key = kms.create_key(Description="chajipoa data")["KeyMetadata"]
@@ -138,17 +142,17 @@ def lifecycle(moto_rds_accepts_docdb, tmp_path_factory) -> dict:
     changed_docdb = docdb(backup_retention_period=14, instance_count=3, tls=False)
     changed_redis = redis(snapshot_retention_limit=14, description="sessions and rate limits")
     step("check", [task("caller", {"amazon.aws.aws_caller_info": {}}), task("docdb", docdb(), **plan),
-                   task("redis", redis(), **plan), task("redis_ha", redis_ha(), **plan)])
+                   task("redis", redis(), **plan)])
     step("apply", [task("docdb", docdb()), task("redis", redis()), task("redis_ha", redis_ha()),
                    task("docdb_rerun", docdb()), task("redis_rerun", redis()), task("redis_ha_plan", redis_ha(), **plan)])
-    step("check_change", [
-        task("docdb", changed_docdb, **plan), task("redis", changed_redis, **plan),
+    rotate = {**changed_redis["chajipoa.platform.elasticache_replication_group"], "update_auth_token": "always"}
+    step("change", [
+        task("docdb_plan", changed_docdb, **plan), task("redis_plan", changed_redis, **plan),
         task("docdb_unencrypted", docdb(storage_encrypted=False, kms_key_id=None), ignore_errors=True, **plan),
         task("redis_port", redis(port=6380), ignore_errors=True, **plan),
         task("docdb_absent", docdb(state="absent"), ignore_errors=True),
-        task("redis_absent", redis(state="absent"), ignore_errors=True)])
-    rotate = {**changed_redis["chajipoa.platform.elasticache_replication_group"], "update_auth_token": "always"}
-    step("change", [task("docdb", changed_docdb), task("redis", {"chajipoa.platform.elasticache_replication_group": rotate})])
+        task("redis_absent", redis(state="absent"), ignore_errors=True),
+        task("docdb", changed_docdb), task("redis", {"chajipoa.platform.elasticache_replication_group": rotate})])
     step("delete", [task("docdb", docdb(state="absent", allow_delete=True)),
                     task("redis", redis(state="absent", allow_delete=True, wait=False))])
     return steps
@@ -157,12 +161,12 @@ def lifecycle(moto_rds_accepts_docdb, tmp_path_factory) -> dict:
 def test_check_mode_creates_nothing_and_reports_the_plan(lifecycle):
     results, seen = lifecycle["check"]["results"], lifecycle["check"]["seen"]
     assert seen["cluster"] is None and seen["tls"] is None and seen["redis"] is None and seen["redis_ha"] is None
-    for name in ("docdb", "redis", "redis_ha"):
+    for name in ("docdb", "redis"):
         assert results[name]["changed"] is True, results[name]
         assert results[name]["diff"]["before"] == {}
     assert results["docdb"]["diff"]["after"]["instances"] == [f"{DOCDB}-1", f"{DOCDB}-2"]
     assert results["docdb"]["diff"]["after"]["kms_key_id"] == lifecycle["key_arn"]
-    assert results["redis_ha"]["diff"]["after"]["transit_encryption"] is True
+    assert results["redis"]["diff"]["after"]["transit_encryption"] is True
     assert results["docdb"]["cluster"] == {} and results["redis"]["replication_group"] == {}
 
 
@@ -224,19 +228,20 @@ def test_the_highly_available_group_differs_only_in_what_moto_did_not_make(lifec
 
 
 def test_check_diff_shows_the_changes_and_makes_none(lifecycle):
-    results, seen = lifecycle["check_change"]["results"], lifecycle["check_change"]["seen"]
-    docdb_diff, redis_diff = results["docdb"]["diff"], results["redis"]["diff"]
-    assert results["docdb"]["changed"] is True and results["redis"]["changed"] is True
+    """The plan in check mode, then the applying task's diff, read from AWS after the plan: unchanged."""
+    results = lifecycle["change"]["results"]
+    docdb_diff, redis_diff = results["docdb_plan"]["diff"], results["redis_plan"]["diff"]
+    assert results["docdb_plan"]["changed"] is True and results["redis_plan"]["changed"] is True
     assert (docdb_diff["before"]["backup_retention_period"], docdb_diff["after"]["backup_retention_period"]) == (7, 14)
     assert (docdb_diff["before"]["tls"], docdb_diff["after"]["tls"]) == (True, False)
     assert docdb_diff["after"]["instances"] == [f"{DOCDB}-1", f"{DOCDB}-2", f"{DOCDB}-3"]
     assert (redis_diff["before"]["snapshot_retention_limit"], redis_diff["after"]["snapshot_retention_limit"]) == (7, 14)
-    assert seen["cluster"]["BackupRetentionPeriod"] == 7 and seen["tls"] == "enabled" and len(seen["instances"]) == 2
-    assert seen["redis"]["SnapshotRetentionLimit"] == 7
+    assert results["docdb"]["diff"]["before"] == docdb_diff["before"]
+    assert results["redis"]["diff"]["before"] == redis_diff["before"]
 
 
 def test_settings_aws_cannot_change_in_place_fail_naming_the_option(lifecycle):
-    results = lifecycle["check_change"]["results"]
+    results = lifecycle["change"]["results"]
     assert results["docdb_unencrypted"]["failed"] is True
     assert "storage_encrypted (True -> False)" in results["docdb_unencrypted"]["msg"]
     assert "must be replaced" in results["docdb_unencrypted"]["msg"]
@@ -266,11 +271,13 @@ def test_no_secret_is_ever_returned(lifecycle):
 
 
 def test_deletion_without_allow_delete_is_refused(lifecycle):
-    results, seen = lifecycle["check_change"]["results"], lifecycle["check_change"]["seen"]
+    """Refused, and the change after the refusal found both to change and read them back."""
+    results, seen = lifecycle["change"]["results"], lifecycle["change"]["seen"]
     for name in ("docdb_absent", "redis_absent"):
         assert results[name]["failed"] is True and "allow_delete" in results[name]["msg"]
     assert seen["cluster"]["Status"] == "available" and seen["cluster"]["DeletionProtection"] is True
-    assert len(seen["instances"]) == 2 and seen["redis"]["Status"] == "available"
+    assert results["docdb"]["changed"] is True and results["redis"]["changed"] is True
+    assert len(seen["instances"]) == 3 and seen["redis"]["Status"] == "available"
 
 
 def test_deletion_with_allow_delete(lifecycle):
