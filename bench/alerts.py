@@ -30,8 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 from bench.benchlib import record, results_log  # noqa: E402
+from tests import alert_inbox  # noqa: E402
 
-INBOX = "/var/lib/alert-inbox"
+# The receivers as the results name them: lab/alert_inbox.py's webhook paths, and mail.
+RECEIVERS = {"webhook": "slack", "sms": "sms", "mail": "mail"}
 DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
 UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
@@ -52,26 +54,11 @@ def http_json(container: str, url: str):
     return json.loads(sh(container, f"curl -sf --max-time 5 '{url}'"))
 
 
-def inbox(container: str, name: str) -> list[dict]:
-    return [json.loads(line) for line in sh(container, f"cat {INBOX}/{name}.jsonl 2>/dev/null || true").splitlines() if line]
-
-
 def arrival(container: str, since: float, status: str) -> dict[str, float | None]:
     """Seconds from `since` to the first RedisDown notification of `status` at each receiver."""
-    firsts: dict[str, float | None] = {"webhook": None, "sms": None, "mail": None}
-    for post in inbox(container, "webhook"):
-        if post["received"] < since:
-            continue
-        text = json.dumps(post["body"])
-        if post["path"] == "/slack" and "RedisDown" in text and (("RESOLVED" in text) == (status == "resolved")):
-            firsts["webhook"] = firsts["webhook"] or post["received"] - since
-        if post["path"] == "/sms" and any(a["labels"]["alertname"] == "RedisDown" and a["status"] == status
-                                          for a in post["body"]["alerts"]):
-            firsts["sms"] = firsts["sms"] or post["received"] - since
-    for mail in inbox(container, "mail"):
-        if mail["received"] >= since and "RedisDown" in mail["subject"] and (("RESOLVED" in mail["subject"]) == (status == "resolved")):
-            firsts["mail"] = firsts["mail"] or mail["received"] - since
-    return firsts
+    found = alert_inbox.notifications(lambda command: sh(container, command), "RedisDown", since, status)
+    return {key: min((note.received - since for note in found if note.receiver == receiver), default=None)
+            for key, receiver in RECEIVERS.items()}
 
 
 def wait(what: str, check, deadline: float) -> None:

@@ -50,6 +50,10 @@ chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
 : >"$rootfs/etc/machine-id"
 rm -f "$rootfs/etc/hostname" "$rootfs/var/lib/dbus/machine-id"
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+# Ansible's apt module judges cache_valid_time by this directory's mtime while apt has never updated
+# here: emptied just now, it would pass for a fresh cache for an hour, and every role's first package
+# install in a container of a new image would find no package at all.
+touch -d @0 "$rootfs/var/lib/apt/lists"
 
 tar -C "$rootfs" -c . | docker import \
   -c 'CMD ["/lib/systemd/systemd"]' \

@@ -27,6 +27,13 @@ def lab_host():
 
 
 @pytest.fixture(scope="session")
+def lab_address():
+    """Returns a function that gives a lab host's (a testinfra host's) IPv4 address on the scenario's
+    network, its eth0: where the other instances reach it."""
+    return lambda host: host.check_output("ip -4 -o addr show eth0").split()[3].split("/")[0]
+
+
+@pytest.fixture(scope="session")
 def run_playbook():
     """Returns a function that runs one of the project's playbooks (a path relative to the project,
     or absolute) on this scenario's inventory and returns the completed process, whose stdout is the

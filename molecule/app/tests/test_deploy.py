@@ -43,9 +43,9 @@ def hosts(lab_host):
 
 
 @pytest.fixture(scope="module")
-def loop(lab_host):
+def loop(lab_host, lab_address):
     """The request loop through the edge, for the whole module."""
-    address = lab_host(EDGE).check_output("ip -4 -o addr show eth0").split()[3].split("/")[0]
+    address = lab_address(lab_host(EDGE))
     domain = RUNNER.get_variables(EDGE)["platform_domain"]
     # Paced (50 ms between a client's requests, about 100 a second in all): dense enough that a gap
     # in service is hit, light enough to leave the two cores to the deploys.

@@ -50,13 +50,9 @@ def settings():
             "burst": int(variables["edge_rate_limit_burst"])}
 
 
-def address(host) -> str:
-    return host.check_output("ip -4 -o addr show eth0").split()[3].split("/")[0]
-
-
 @pytest.fixture(scope="module")
-def edge_address(edge) -> str:
-    return address(edge)
+def edge_address(edge, lab_address) -> str:
+    return lab_address(edge)
 
 
 class Answer:
@@ -85,7 +81,8 @@ def fetch(client, edge_address: str, settings: dict, path: str, method: str = "G
           body: str | None = None, name: str | None = None, scheme: str = "https") -> Answer:
     name = name or settings["name"]
     port = 443 if scheme == "https" else 80
-    args = ["curl", "-sS", "-i", "--max-time", "10", "--resolve", f"{name}:{port}:{edge_address}", "--cacert", CA,
+    # --path-as-is: the path reaches nginx as given, dot segments too (curl would resolve them itself).
+    args = ["curl", "-sS", "-i", "--path-as-is", "--max-time", "10", "--resolve", f"{name}:{port}:{edge_address}", "--cacert", CA,
             "-X", method, f"{scheme}://{name}{path}"]
     for key, value in (headers or {}).items():
         args += ["-H", f"{key}: {value}"]
@@ -140,6 +137,16 @@ def test_the_frontend_is_served_spa_friendly_with_long_cache_for_hashed_assets(g
     assert "chajipoa-test-asset" in asset.body
 
 
+@pytest.mark.parametrize("path", ["/metrics", "/api/../metrics", "/api/%2e%2e/metrics", "/api/..%2fmetrics", "/api/metrics"])
+def test_the_apis_metrics_are_not_published_through_the_edge(get, path):
+    """The API serves /metrics beside /api/ for Prometheus alone (docs/monitoring.md); the edge
+    proxies /api/ only, so no spelling of the path reaches the API's /metrics through it."""
+    answer = get(path)
+    assert "http_request_duration_seconds" not in answer.body and "# TYPE" not in answer.body, answer
+    if path == "/metrics":
+        assert answer.body == get("/").body, answer
+
+
 def test_http_redirects_to_https(get, settings):
     answer = get("/api/health?x=1", scheme="http")
     assert answer.status == 301
@@ -189,12 +196,12 @@ def access_log(edge, request_id: str) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
-def live_servers(lab_host) -> set[str]:
+def live_servers(lab_host, lab_address) -> set[str]:
     servers = set()
     for name in RUNNER.get_hosts("app"):
         host = lab_host(name)
         live = host.run("cat /etc/chajipoa/apps/reference-api/live").stdout.strip() or "blue"
-        servers.add(f"{address(host)}:{ {'blue': 3001, 'green': 3002}[live] }")
+        servers.add(f"{lab_address(host)}:{ {'blue': 3001, 'green': 3002}[live] }")
     return servers
 
 
@@ -205,7 +212,7 @@ def test_api_health_is_served_by_the_live_colour_of_both_app_hosts(get, edge, la
         assert answer.status == 200 and answer.json()["status"] == "healthy", answer
     entries = access_log(edge, f"health-{marker}-")
     assert len(entries) == 6
-    assert {entry["upstream_addr"] for entry in entries} == live_servers(lab_host)
+    assert {entry["upstream_addr"] for entry in entries} == live_servers(lab_host, lab_address)
     assert {entry["upstream_status"] for entry in entries} == {"200"}
 
 
@@ -302,7 +309,7 @@ def status(edge, path: str) -> str:
 
 def test_the_status_socket_names_both_app_servers_and_only_root_enters(edge, lab_host):
     servers = json.loads(status(edge, "/upstream"))["servers"].split()
-    assert set(servers) == live_servers(lab_host) and len(servers) == 2
+    assert set(servers) == live_servers(lab_host, lab_address) and len(servers) == 2
     assert json.loads(status(edge, "/api/health"))["status"] == "healthy"
     assert "Active connections:" in status(edge, "/nginx_status")
     directory = edge.file(os.path.dirname(SOCKET))
@@ -328,14 +335,14 @@ def test_switch_from_an_app_host_s_play_reloads_and_proves_the_new_servers(edge,
     try:
         assert switched(switch([CLIENT]))
         [only] = json.loads(status(edge, "/upstream"))["servers"].split()
-        assert only.startswith(address(lab_host(CLIENT)) + ":")
+        assert only.startswith(lab_address(lab_host(CLIENT)) + ":")
         request_id = f"switched-{uuid.uuid4().hex}"
         assert get("/api/health", headers={"X-Request-Id": request_id}).status == 200
         assert access_log(edge, request_id)[0]["upstream_addr"] == only
         assert not switched(switch([CLIENT]))
     finally:
         assert switched(switch(apps))
-    assert set(json.loads(status(edge, "/upstream"))["servers"].split()) == live_servers(lab_host)
+    assert set(json.loads(status(edge, "/upstream"))["servers"].split()) == live_servers(lab_host, lab_address)
     # Graceful reloads: the master process is the same.
     assert edge.check_output("cat /run/nginx.pid") == master
 

@@ -20,14 +20,13 @@ import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from tests import dashboards  # noqa: E402  # pylint: disable=wrong-import-position
+from tests import alert_inbox, dashboards  # noqa: E402  # pylint: disable=wrong-import-position
 
 RUNNER = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 MONITOR = RUNNER.get_hosts("monitoring")[0]
 REDIS = RUNNER.get_hosts("redis")[0]
 APPS = RUNNER.get_hosts("app")
 EDGE = RUNNER.get_hosts("edge")[0]
-INBOX = "/var/lib/alert-inbox"
 # Generous bounds for a busy machine; the bench (bench/alerts.py) measures the real times.
 DEADLINE = 180
 
@@ -124,9 +123,8 @@ def test_pgbouncer_pools_and_nginx_connections_are_exported(urls):
     assert [s["metric"]["instance"] for s in query(urls, 'nginx_up{job="nginx"} == 1')] == [EDGE]
 
 
-def test_exporters_answer_the_monitoring_host_only(monitor, lab_host):
-    database = lab_host(REDIS)
-    address = database.check_output("ip -4 -o addr show eth0").split()[3].split("/")[0]
+def test_exporters_answer_the_monitoring_host_only(monitor, lab_host, lab_address):
+    address = lab_address(lab_host(REDIS))
     assert monitor.run(f"curl -sf --max-time 5 http://{address}:9100/metrics").rc == 0
     # app-edge is no monitoring host: the firewall drops its packets (curl times out, 28).
     other = lab_host(EDGE)
@@ -157,31 +155,10 @@ def test_the_console_page_renders_with_data_in_headless_chromium(urls, tmp_path)
         assert host in dom, f"{host} missing from the console page"
 
 
-def inbox(monitor, name: str) -> list[dict]:
-    text = monitor.run(f"cat {INBOX}/{name}.jsonl 2>/dev/null").stdout
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def webhook_alerts(monitor, path: str, since: float) -> list[tuple[str, str, float]]:
-    """(alertname, status, received) of every alert in the webhook posts to `path` since `since`."""
-    found = []
-    for post in inbox(monitor, "webhook"):
-        if post["path"] != path or post["received"] < since:
-            continue
-        body = post["body"]
-        if path == "/slack":
-            # Slack's message: the title template names the alert and says FIRING or RESOLVED.
-            text = json.dumps(body)
-            for name in ("RedisDown", "ProbeFailed"):
-                if name in text:
-                    found.append((name, "resolved" if "RESOLVED" in text else "firing", post["received"]))
-        else:
-            found += [(alert["labels"]["alertname"], alert["status"], post["received"]) for alert in body["alerts"]]
-    return found
-
-
-def mails(monitor, since: float) -> list[tuple[str, float]]:
-    return [(mail["subject"], mail["received"]) for mail in inbox(monitor, "mail") if mail["received"] >= since]
+def arrived(monitor, alertname: str, since: float, receiver: str, status: str | None = None) -> list[alert_inbox.Notification]:
+    """The notifications of `alertname` (in `status`, when given) at `receiver` since `since`."""
+    return [note for note in alert_inbox.notifications(lambda command: monitor.run(command).stdout, alertname, since, status)
+            if note.receiver == receiver]
 
 
 def test_redis_down_reaches_webhook_sms_and_mail_and_resolves(monitor, lab_host, urls):
@@ -189,22 +166,18 @@ def test_redis_down_reaches_webhook_sms_and_mail_and_resolves(monitor, lab_host,
     since = float(monitor.check_output("date +%s.%N"))
     redis.check_output("systemctl stop redis-server")
     try:
-        slack = wait_for("RedisDown at the Slack-style webhook",
-                         lambda: [a for a in webhook_alerts(monitor, "/slack", since) if a[:2] == ("RedisDown", "firing")])
-        sms = wait_for("RedisDown (critical) at the SMS webhook",
-                       lambda: [a for a in webhook_alerts(monitor, "/sms", since) if a[:2] == ("RedisDown", "firing")])
-        mail = wait_for("RedisDown by mail", lambda: [m for m in mails(monitor, since) if "RedisDown" in m[0]])
-        print(f"RedisDown arrived after: webhook {slack[0][2] - since:.1f} s, sms {sms[0][2] - since:.1f} s, "
-              f"mail {mail[0][1] - since:.1f} s")
+        slack = wait_for("RedisDown at the Slack-style webhook", lambda: arrived(monitor, "RedisDown", since, "slack", "firing"))
+        sms = wait_for("RedisDown (critical) at the SMS webhook", lambda: arrived(monitor, "RedisDown", since, "sms", "firing"))
+        mail = wait_for("RedisDown by mail", lambda: arrived(monitor, "RedisDown", since, "mail", "firing"))
+        print(f"RedisDown arrived after: webhook {slack[0].received - since:.1f} s, sms {sms[0].received - since:.1f} s, "
+              f"mail {mail[0].received - since:.1f} s")
     finally:
         redis.check_output("systemctl start redis-server")
     resolved_since = float(monitor.check_output("date +%s.%N"))
-    wait_for("RedisDown resolved at the Slack-style webhook",
-             lambda: [a for a in webhook_alerts(monitor, "/slack", resolved_since) if a[:2] == ("RedisDown", "resolved")])
-    wait_for("RedisDown resolved by mail",
-             lambda: [m for m in mails(monitor, resolved_since) if "RedisDown" in m[0] and "RESOLVED" in m[0].upper()])
+    wait_for("RedisDown resolved at the Slack-style webhook", lambda: arrived(monitor, "RedisDown", resolved_since, "slack", "resolved"))
+    wait_for("RedisDown resolved by mail", lambda: arrived(monitor, "RedisDown", resolved_since, "mail", "resolved"))
     # The SMS gateway pages, it does not tell of resolutions.
-    assert [a for a in webhook_alerts(monitor, "/sms", resolved_since) if a[1] == "resolved"] == []
+    assert arrived(monitor, "RedisDown", resolved_since, "sms", "resolved") == []
     wait_until_none("probes failing after Redis is back", lambda: query(urls, 'probe_success{job="blackbox_http"} == 0'), deadline=90)
 
 
@@ -226,7 +199,7 @@ def test_maintenance_silences_the_probe_alerts_and_lifts_the_silence(run_playboo
         assert states[0]["silencedBy"] == [silences[0]["id"]]
         again = run_playbook("playbooks/maintenance.yml", "-e", "maintenance=on")
         assert again.returncode == 0 and sum(host["changed"] for host in json.loads(again.stdout)["stats"].values()) == 0
-        assert [a for a in webhook_alerts(monitor, "/slack", since) if a[0] == "ProbeFailed"] == []
+        assert arrived(monitor, "ProbeFailed", since, "slack") == []
     finally:
         off = run_playbook("playbooks/maintenance.yml", "-e", "maintenance=off")
     assert off.returncode == 0, off.stdout[-3000:]

@@ -52,10 +52,6 @@ def settings(app):
     }
 
 
-def address(host) -> str:
-    return host.check_output("ip -4 -o addr show eth0").split()[3].split("/")[0]
-
-
 def conninfo(host: str, database: str, user: str, sslmode: str = "verify-full") -> str:
     return (f"host={host} port={PORT} dbname={database} user={user} sslmode={sslmode} sslrootcert={CA} "
             "connect_timeout=5")
@@ -88,8 +84,8 @@ def test_service_runs_sandboxed(app):
 
 
 @pytest.mark.parametrize("where", ["loopback", "private address"])
-def test_the_app_login_writes_and_reads_through_pgbouncer_over_verified_tls(app, primary, settings, where):
-    host = "127.0.0.1" if where == "loopback" else address(app)
+def test_the_app_login_writes_and_reads_through_pgbouncer_over_verified_tls(app, primary, settings, where, lab_address):
+    host = "127.0.0.1" if where == "loopback" else lab_address(app)
     mark = str(uuid.uuid4())
     result = as_app(app, settings,
                     "CREATE TABLE IF NOT EXISTS pgbouncer_probe (mark text PRIMARY KEY)",
@@ -196,6 +192,6 @@ def test_the_auth_login_has_no_password_and_only_it_runs_the_auth_function(app, 
     assert on_primary(primary, lookup, settings["database"]).split()[-2:] == ["0", "1"]
 
 
-def test_the_port_is_closed_to_hosts_outside_the_client_groups(app, primary):
-    probe = primary.run(f"timeout 3 bash -c '</dev/tcp/{address(app)}/{PORT}'")
+def test_the_port_is_closed_to_hosts_outside_the_client_groups(app, primary, lab_address):
+    probe = primary.run(f"timeout 3 bash -c '</dev/tcp/{lab_address(app)}/{PORT}'")
     assert probe.rc != 0

@@ -656,28 +656,29 @@ def test_failed_run_keeps_earlier_backups_and_reports_failure(db, failed_run):
             before["samples"], "chajipoa_backup_last_success_timestamp_seconds", kind, database)
 
 
-def firing_backup_alerts(drill) -> set[tuple[str, str, str]]:
-    """(alertname, kind, database) of the Backup* alerts firing on the monitoring host's Alertmanager."""
-    address = drill.check_output("ip -4 -o addr show eth0").split()[3].split("/")[0]
+def firing_backup_alerts(drill, address: str) -> set[tuple[str, str, str]]:
+    """(alertname, kind, database) of the Backup* alerts firing on the monitoring host's Alertmanager
+    (the drill host, at `address`)."""
     alerts = json.loads(drill.check_output(f"curl -sf --max-time 5 http://{address}:9093/api/v2/alerts"))
     return {(a["labels"]["alertname"], a["labels"].get("kind", ""), a["labels"].get("database", ""))
             for a in alerts if a["labels"]["alertname"].startswith("Backup") and a["status"]["state"] == "active"}
 
 
-def wait_for_alerts(drill, present: bool, expected: set, deadline: float = 180) -> None:
+def wait_for_alerts(drill, address: str, present: bool, expected: set, deadline: float = 180) -> None:
     end = time.monotonic() + deadline
-    while (expected <= firing_backup_alerts(drill)) != present and time.monotonic() < end:
+    while (expected <= firing_backup_alerts(drill, address)) != present and time.monotonic() < end:
         time.sleep(2)
-    assert (expected <= firing_backup_alerts(drill)) == present, firing_backup_alerts(drill)
+    assert (expected <= firing_backup_alerts(drill, address)) == present, firing_backup_alerts(drill, address)
 
 
 @pytest.mark.journal("prometheus.service", "prometheus-alertmanager.service")
-def test_the_failed_run_raises_backup_failed_and_a_good_run_resolves_it(db, drill, failed_run):
+def test_the_failed_run_raises_backup_failed_and_a_good_run_resolves_it(db, drill, failed_run, lab_address):
     """The monitoring host (the drill host here) scrapes the database host's node exporter, which
     reads the backup program's metrics: the failed run's BackupFailed reaches Alertmanager, and the
     next good run clears it."""
     expected = {("BackupFailed", "postgresql", "chajipoa"), ("BackupFailed", "redis", REDIS_NAME)}
-    wait_for_alerts(drill, True, expected)
+    address = lab_address(drill)
+    wait_for_alerts(drill, address, True, expected)
     run = db.run(f"systemctl start {DAILY}")
     assert run.rc == 0, journal(db, DAILY)
-    wait_for_alerts(drill, False, expected)
+    wait_for_alerts(drill, address, False, expected)

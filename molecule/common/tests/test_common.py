@@ -6,10 +6,10 @@ import pytest
 SSH = "ssh -i /root/.ssh/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no -o ConnectTimeout=5"
 
 
-def test_host_name_and_hosts_file(host):
+def test_host_name_and_hosts_file(host, lab_address):
     name = host.backend.hostname
     assert host.check_output("hostname") == name
-    address = host.interface("eth0").addresses[0]
+    address = lab_address(host)
     assert host.check_output(f"getent hosts {name}.molecule.chajipoa.lan").split()[:3] == [
         address, f"{name}.molecule.chajipoa.lan", name,
     ]

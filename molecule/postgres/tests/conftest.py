@@ -21,5 +21,5 @@ def secrets(primary):
 
 
 @pytest.fixture(scope="module")
-def primary_address(primary):
-    return primary.check_output("ip -4 -o addr show eth0").split()[3].split("/")[0]
+def primary_address(primary, lab_address):
+    return lab_address(primary)

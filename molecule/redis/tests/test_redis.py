@@ -68,8 +68,8 @@ def test_redis_7_from_debian_running(host):
     assert service.is_enabled and service.is_running
 
 
-def test_listens_on_loopback_and_private_address_only(host):
-    address = host.interface("eth0").addresses[0]
+def test_listens_on_loopback_and_private_address_only(host, lab_address):
+    address = lab_address(host)
     listening = {socket.split("//")[-1] for socket in (str(s) for s in host.socket.get_listening_sockets())}
     assert "127.0.0.1:6379" in listening
     assert f"{address}:6379" in listening
@@ -170,10 +170,10 @@ def test_replica_receives_writes_and_refuses_its_own(primary, replica, secrets):
     assert "READONLY" in cli(replica, "SET", key, "changed", user="app", password=secrets["app"])
 
 
-def test_replica_links_to_primary_as_replication_user(primary, replica, secrets):
+def test_replica_links_to_primary_as_replication_user(primary, replica, secrets, lab_address):
     info = cli(replica, "INFO", "replication", user="monitoring", password=secrets["monitoring"])
     assert "role:slave" in info and "master_link_status:up" in info
-    assert f"master_host:{primary.interface('eth0').addresses[0]}" in info
+    assert f"master_host:{lab_address(primary)}" in info
     clients = cli(primary, "CLIENT", "LIST", "TYPE", "replica", user="admin", password=secrets["admin"])
     assert "user=replication" in clients
     # The primary has no plain port, so the link is TLS; the replica is told to use it.
@@ -184,7 +184,7 @@ def test_replica_links_to_primary_as_replication_user(primary, replica, secrets)
 
 
 @pytest.mark.journal("nftables.service")
-def test_reachable_from_the_other_host_through_the_firewall(primary, replica, secrets):
+def test_reachable_from_the_other_host_through_the_firewall(primary, replica, secrets, lab_address):
     for client, server in ((replica, "redis-primary"), (primary, "redis-replica")):
         assert cli(client, "PING", user="app", password=secrets["app"], server=server).strip() == "PONG"
     ruleset = primary.check_output("nft list table inet chajipoa")
@@ -195,7 +195,7 @@ def test_reachable_from_the_other_host_through_the_firewall(primary, replica, se
                for line in ruleset.splitlines() if 'comment "redis"' in line and "saddr" in line
                for source in re.findall(r"[0-9a-f.:]+(?:/\d+)?", line.split("saddr", 1)[1].split("tcp", 1)[0])
                if any(char.isdigit() for char in source)]
-    assert any(ipaddress.ip_address(replica.interface("eth0").addresses[0]) in network for network in sources)
+    assert any(ipaddress.ip_address(lab_address(replica)) in network for network in sources)
 
 
 def test_acl_change_applied_without_restart(primary, replica, secrets):

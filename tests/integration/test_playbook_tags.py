@@ -1,0 +1,67 @@
+"""A tier's tag reaches every task of its tier: `ansible-playbook playbooks/site.yml --tags <tier>`
+runs the role entry points the tier's playbook calls, not only the call. An include_role without
+`apply: tags` leaves the included tasks untagged, so a tagged run would skip them all; these plays
+import the entry points instead. Read from `--list-tasks` (no host is contacted)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import ROOT, load_yaml, run_playbook
+
+_PLAY = re.compile(r"^  play #\d+ \([^)]*\): (?P<name>.*?)\tTAGS: ")
+_TASK = re.compile(r"^      (?P<name>.*?)\tTAGS: ")
+
+
+def listed_tasks(tags: str) -> dict[str, list[str]]:
+    """Play name to the names of the tasks a run of site.yml with `--tags tags` would run, the
+    role's prefix removed (plays of the same name, such as each tier's live colour play, merged)."""
+    run = run_playbook("site.yml", extra=["--list-tasks", "--tags", tags])
+    assert run.returncode == 0, run.stdout + run.stderr
+    plays: dict[str, list[str]] = {}
+    play = None
+    for line in run.stdout.splitlines():
+        if match := _PLAY.match(line):
+            play = plays.setdefault(match["name"], [])
+        elif (match := _TASK.match(line)) and play is not None:
+            play.append(match["name"].split(" : ", 1)[-1])
+    return plays
+
+
+def entry_point_tasks(role: str, entry_point: str) -> list[str]:
+    """The names of an entry point's own tasks, those inside its blocks too (those of its task-file
+    imports are not read)."""
+    def names(tasks: list[dict]) -> list[str]:
+        found = []
+        for task in tasks:
+            if "block" in task:
+                found += names(task["block"] + task.get("rescue", []) + task.get("always", []))
+            elif "ansible.builtin.import_tasks" not in task:
+                found.append(task["name"])
+        return found
+    return names(load_yaml(ROOT / "roles" / role / "tasks" / f"{entry_point}.yml"))
+
+
+@pytest.mark.parametrize(
+    ("tag", "play", "role", "entry_point"),
+    [
+        ("monitoring", "Exporters", "monitoring", "exporters"),
+        ("monitoring", "The live colour of each app host", "app", "live"),
+        ("edge", "The live colour of each app host", "app", "live"),
+    ],
+)
+def test_a_tiers_tag_reaches_the_entry_points_it_calls(tag, play, role, entry_point):
+    listed = listed_tasks(tag)[play]
+    missing = [name for name in entry_point_tasks(role, entry_point) if name not in listed]
+    assert missing == [], f"--tags {tag} skips these tasks of {role}'s {entry_point}: {missing}"
+
+
+def test_the_exporters_stop_on_a_host_outside_the_node_groups_whatever_the_tags():
+    """A run of one phase (--tags monitoring_configure) must not configure exporters on a host the
+    role ends the play for."""
+    listed = listed_tasks("monitoring_configure")["Exporters"]
+    assert listed and listed[:2] == [
+        "Validating arguments against arg spec 'exporters' - The exporters of a host's groups, on its private address",
+        "Nothing to export on a host outside monitoring_node_groups",
+    ], listed
