@@ -19,6 +19,8 @@ from ansible.module_utils.parsing.convert_bool import boolean
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _OBJECT_LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+# ElastiCache's rule for replication group ids, which backup names for it also follow (they name snapshots).
+_ELASTICACHE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
 # With Object Lock the program never deletes, so the host gets no delete right at all, and an
 # explicit deny keeps it so should a broader policy be attached to the same role.
 _NEVER_DESTROY = [
@@ -54,7 +56,8 @@ def _prefix(value: Any) -> str:
 
 
 def backup_s3_iam_policy(bucket: Any, prefix: Any = "", object_lock: Any = False, drill_only: Any = False,
-                         sse: Any = "AES256", kms_key_id: Any = "") -> dict[str, Any]:
+                         sse: Any = "AES256", kms_key_id: Any = "", elasticache_group: Any = "",
+                         elasticache_name: Any = "") -> dict[str, Any]:
     """The IAM policy a backup host (or, with drill_only, a restore-drill host) needs on bucket/prefix."""
     if not isinstance(bucket, str) or not _BUCKET.match(bucket):
         raise AnsibleFilterError(f"Cannot build the backup host's IAM policy: {bucket!r} is not an S3 bucket name")
@@ -82,7 +85,28 @@ def backup_s3_iam_policy(bucket: Any, prefix: Any = "", object_lock: Any = False
     if sse == "aws:kms":
         statements.append({"Sid": "EncryptBackups", "Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
                            "Resource": kms_key_id or "*"})
+    if elasticache_group:
+        statements += _elasticache_statements(elasticache_group, elasticache_name)
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _elasticache_statements(group: Any, name: Any) -> list[dict[str, Any]]:
+    """Snapshots of one replication group, named as the backup program names them
+    (<name>-<time>-<reason>): made, and deleted when pruned, by the backup host alone."""
+    if not isinstance(group, str) or not _ELASTICACHE_ID.match(group):
+        raise AnsibleFilterError(f"Cannot build the backup host's IAM policy: {group!r} is not an ElastiCache replication group id")
+    name = name or f"elasticache-{group}"
+    if not isinstance(name, str) or not _ELASTICACHE_ID.match(name):
+        raise AnsibleFilterError(f"Cannot build the backup host's IAM policy: {name!r} is not a backup name for ElastiCache")
+    snapshots = f"arn:aws:elasticache:*:*:snapshot:{name}-*"
+    return [
+        # A group's snapshot is taken of one of its member clusters (<group>-001, ...).
+        {"Sid": "SnapshotElastiCache", "Effect": "Allow", "Action": ["elasticache:CreateSnapshot"],
+         "Resource": [f"arn:aws:elasticache:*:*:replicationgroup:{group}", f"arn:aws:elasticache:*:*:cluster:{group}-*", snapshots]},
+        {"Sid": "PruneElastiCacheSnapshots", "Effect": "Allow", "Action": ["elasticache:DeleteSnapshot"], "Resource": snapshots},
+        # Describing takes no resource narrower than every snapshot; it changes nothing.
+        {"Sid": "ReadElastiCacheSnapshots", "Effect": "Allow", "Action": ["elasticache:DescribeSnapshots"], "Resource": "*"},
+    ]
 
 
 def backup_s3_bucket_settings(prefix: Any = "", object_lock: Any = False, object_lock_mode: Any = "COMPLIANCE",

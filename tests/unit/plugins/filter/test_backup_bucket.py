@@ -89,3 +89,17 @@ def test_settings_with_object_lock_version_lock_and_expire_after_the_longest_per
 def test_settings_refuse_a_lock_that_cannot_hold_naming_the_value(kwargs, message):
     with pytest.raises(AnsibleFilterError, match=message):
         settings("p/", object_lock=True, **{"object_lock_days": 30, "expire_days": 365, **kwargs})
+
+
+def test_elasticache_snapshots_of_one_group_named_as_its_backups():
+    statements = {s["Sid"]: s for s in policy("backups", elasticache_group="chajipoa-production-redis")["Statement"]}
+    assert statements["SnapshotElastiCache"]["Action"] == ["elasticache:CreateSnapshot"]
+    assert statements["SnapshotElastiCache"]["Resource"] == [
+        "arn:aws:elasticache:*:*:replicationgroup:chajipoa-production-redis",
+        "arn:aws:elasticache:*:*:cluster:chajipoa-production-redis-*",
+        "arn:aws:elasticache:*:*:snapshot:elasticache-chajipoa-production-redis-*"]
+    assert statements["PruneElastiCacheSnapshots"]["Resource"] == "arn:aws:elasticache:*:*:snapshot:elasticache-chajipoa-production-redis-*"
+    assert statements["ReadElastiCacheSnapshots"]["Action"] == ["elasticache:DescribeSnapshots"]
+    assert not [s for s in policy("backups")["Statement"] if "ElastiCache" in s["Sid"]]
+    with pytest.raises(AnsibleFilterError, match="is not an ElastiCache replication group id"):
+        policy("backups", elasticache_group="redis*")
