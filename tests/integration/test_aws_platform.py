@@ -1,5 +1,5 @@
 """playbooks/aws-production.yml (role aws_platform) against moto's server in this process: apply, a
-second apply with changed=0, check mode with diff on a fresh account and on a changed variable,
+second apply with changed=0, check mode with diff on a platform not yet built and on a changed variable,
 every resource read back through boto3, the endpoints file, and the refusal to tear down.
 
 One platform is applied twice for the whole module (fixture `platform`), and each test asserts one
@@ -265,7 +265,8 @@ def test_endpoints_file_is_stable_and_says_who_writes_it(platform):
     assert all(secret not in first for secret in SECRETS.values())
 
 
-def test_check_mode_on_a_fresh_account_plans_everything_and_creates_nothing(platform, tmp_path):
+def test_check_mode_on_a_platform_not_yet_built_plans_it_and_creates_nothing(platform, tmp_path):
+    """A name none of whose resources exist on the session's moto stands in for a fresh account."""
     moto, fresh = platform["moto"], f"f{uuid.uuid4().hex[:8]}"
     result = run(moto, inventory(tmp_path, moto, fresh), "--check", "--diff")
     assert result["rc"] == 0, result["failed"]
