@@ -45,6 +45,8 @@ import yaml
 from tests.moto_deviations import moto_answers_as_aws
 
 ROOT = Path(__file__).resolve().parents[2]
+# Where Ansible connects from (the bastion / AWX subnet).
+SSH_SOURCE = "10.9.0.0/24"
 NAME = f"t{uuid.uuid4().hex[:8]}"
 SECRETS = {"aws_platform_rds_master_password": "rds-Master-pass-5521", "aws_platform_docdb_master_password": "docdbMasterPass7730",
            "aws_platform_redis_auth_token": "redis-auth-token-0123456789"}
@@ -58,7 +60,7 @@ def inventory(directory: Path, moto, name: str, **variables) -> Path:
     (directory / "group_vars" / "all" / "aws.yml").write_text(yaml.safe_dump({
         "aws_platform_endpoint_url": moto.endpoint_url, "aws_platform_region": moto.region, "aws_platform_name": name,
         "aws_platform_rds_storage_type": "gp2", "aws_platform_redis_num_cache_clusters": 1,
-        "aws_platform_backup_prefix": "production/", **SECRETS, **variables}))
+        "aws_platform_backup_prefix": "production/", "aws_platform_ssh_sources": [SSH_SOURCE], **SECRETS, **variables}))
     return directory
 
 
@@ -148,7 +150,9 @@ def _sources(permission: dict) -> set[str]:
     ("postgres", 5432, {"app", "backup", "monitoring"}),
     ("documentdb", 27017, {"app", "backup"}),
     ("redis", 6379, {"app", "backup", "monitoring"}),
-    ("app", 3000, {"edge"}),
+    # The colour ports of a blue-green release: the edge proxies, Prometheus scrapes /metrics.
+    ("app", 3001, {"edge", "monitoring"}),
+    ("app", 3002, {"edge", "monitoring"}),
 ])
 def test_data_and_app_ports_are_open_only_to_the_named_security_groups(platform, key, port, sources):
     groups = platform["endpoints"]["security_groups"]
@@ -168,6 +172,14 @@ def test_edge_is_public_on_443_and_80_and_exporters_open_only_to_monitoring(plat
         exporters = {p["FromPort"]: p for p in _ingress(platform, key) if p["FromPort"] in (9100, 9113)}
         assert sorted(exporters) == [9100, 9113]
         assert all(_sources(p) == {groups["monitoring"]} and not p["IpRanges"] for p in exporters.values())
+
+
+def test_ssh_reaches_the_hosts_groups_from_the_bastion_only_and_no_data_store(platform):
+    for key in ("app", "edge", "backup", "monitoring"):
+        (ssh,) = [p for p in _ingress(platform, key) if p["FromPort"] == 22]
+        assert ssh["ToPort"] == 22 and {cidr["CidrIp"] for cidr in ssh["IpRanges"]} == {SSH_SOURCE} and not _sources(ssh)
+    for key in ("postgres", "documentdb", "redis"):
+        assert not [p for p in _ingress(platform, key) if p["FromPort"] == 22]
 
 
 def test_kms_key_has_rotation_and_the_platforms_alias(platform):
@@ -243,11 +255,15 @@ def test_backup_host_role_may_put_get_and_list_but_never_delete(platform):
     document = json.loads(document) if isinstance(document, str) else document
     allowed = {a for s in document["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
     denied = {a for s in document["Statement"] if s["Effect"] == "Deny" for a in s["Action"]}
-    assert allowed == {"s3:ListBucket", "s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "kms:GenerateDataKey", "kms:Decrypt"}
+    # ElastiCache's snapshots of the platform's group are the backup host's way of backing Redis up.
+    assert allowed == {"s3:ListBucket", "s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "kms:GenerateDataKey", "kms:Decrypt",
+                       "elasticache:CreateSnapshot", "elasticache:DeleteSnapshot", "elasticache:DescribeSnapshots"}
     assert {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"} <= denied
     resources = {s["Sid"]: s["Resource"] for s in document["Statement"]}
     assert resources["UploadAndFetchBackups"] == f"arn:aws:s3:::{NAME}-backups/production/*"
     assert resources["EncryptBackups"] == endpoints["kms_key_arn"]
+    group = endpoints["redis"]["replication_group_id"]
+    assert resources["PruneElastiCacheSnapshots"] == f"arn:aws:elasticache:*:*:snapshot:elasticache-{group}-*"
     trust = iam.get_role(RoleName=f"{NAME}-backup")["Role"]["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
@@ -326,3 +342,19 @@ def test_teardown_with_allow_destroy_deletes_everything_in_order(platform, tmp_p
     key = next(alias["TargetKeyId"] for alias in kms.list_aliases()["Aliases"] if alias["AliasName"] == f"alias/{name}")
     assert kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "PendingDeletion"
     assert not (directory / "group_vars/all/aws_endpoints.yml").exists()
+
+
+def _shape(value):
+    """Keys and nesting only: moto gives ElastiCache no reader endpoint (None where AWS has a name)."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return "value"
+
+
+def test_the_endpoints_have_the_shape_the_production_inventory_reads(platform):
+    """inventories/production maps aws_endpoints into the backup, app and monitoring variables; its
+    checked-in example must be what the role writes, key for key."""
+    example = yaml.safe_load((ROOT / "inventories/production/group_vars/all/aws_endpoints.yml").read_text())["aws_endpoints"]
+    assert _shape(platform["endpoints"]) == _shape(example)
