@@ -65,7 +65,8 @@ def test_tanzania_market_and_the_managed_endpoints_reach_the_environment():
             "postgresql://chajipoa:test-postgres_app_password-0123456789abcdef0123456789abcdef@127.0.0.1:6432/chajipoa"
             "?sslmode=verify-full&sslrootcert=/etc/chajipoa/apps/reference-api/database-ca.crt"
             "&connection_limit=20&pool_timeout=20")
-        assert env["REDIS_URL"].startswith("rediss://app:")
+        # ElastiCache's AUTH token is the default user's password (production's group_vars/app/managed.yml).
+        assert env["REDIS_URL"].startswith("rediss://default:test-redis_app_password-")
         assert env["REDIS_URL"].endswith(f"@{endpoints['redis']['address']}:{endpoints['redis']['port']}")
         assert f"@{endpoints['documentdb']['address']}:{endpoints['documentdb']['port']}/chajipoa?" in env["MONGODB_URL"]
         assert "replicaSet=rs0" in env["MONGODB_URL"]
