@@ -205,7 +205,7 @@ def live_servers(lab_host, lab_address) -> set[str]:
     return servers
 
 
-def test_api_health_is_served_by_the_live_colour_of_both_app_hosts(get, edge, lab_host):
+def test_api_health_is_served_by_the_live_colour_of_both_app_hosts(get, edge, lab_host, lab_address):
     marker = uuid.uuid4().hex[:12]
     for index in range(6):
         answer = get("/api/health", headers={"X-Request-Id": f"health-{marker}-{index}"})
@@ -307,7 +307,7 @@ def status(edge, path: str) -> str:
     return edge.check_output(f"curl -sS --max-time 5 --unix-socket {SOCKET} http://localhost{path}")
 
 
-def test_the_status_socket_names_both_app_servers_and_only_root_enters(edge, lab_host):
+def test_the_status_socket_names_both_app_servers_and_only_root_enters(edge, lab_host, lab_address):
     servers = json.loads(status(edge, "/upstream"))["servers"].split()
     assert set(servers) == live_servers(lab_host, lab_address) and len(servers) == 2
     assert json.loads(status(edge, "/api/health"))["status"] == "healthy"
@@ -329,7 +329,7 @@ def switched(run: subprocess.CompletedProcess) -> bool:
     return json.loads(re.search(r'"edge_switched": (true|false)', run.stdout)[1])
 
 
-def test_switch_from_an_app_host_s_play_reloads_and_proves_the_new_servers(edge, get, lab_host):
+def test_switch_from_an_app_host_s_play_reloads_and_proves_the_new_servers(edge, get, lab_host, lab_address):
     master = edge.check_output("cat /run/nginx.pid")
     apps = RUNNER.get_hosts("app")
     try:
