@@ -55,6 +55,21 @@ def query(url: str, expr: str) -> list[dict]:
         raise AssertionError(f"Prometheus refused {expr!r}: {error.code} {error.read().decode()}") from None
 
 
+def wait_ready(url: str, timeout: float = 120) -> None:
+    """Until Prometheus says it is ready: it listens before its storage and rules are loaded, and
+    answers 503 to queries meanwhile (for longer on a busy machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=10) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        assert time.monotonic() < deadline, f"Prometheus at {url} not ready after {timeout:.0f} s"
+        time.sleep(0.2)
+
+
 def wait_for(url: str, expr: str, count: int, timeout: float = 60) -> None:
     """Until `expr` answers `count` series: scrapes and rule evaluations have happened."""
     deadline = time.monotonic() + timeout
@@ -112,6 +127,7 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
                         f"--web.console.templates={consoles}", f"--web.console.libraries={CONSOLE_LIBRARIES}"],
                        port, log=directory / "prometheus.log")):
             url = f"http://127.0.0.1:{port}"
+            wait_ready(url)
             wait_for(url, "up", 4)
             wait_for(url, "probe_ssl_earliest_cert_expiry", 1)
             wait_for(url, "instance:node_cpu_utilisation:ratio_rate5m", 1)
