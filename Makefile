@@ -71,11 +71,7 @@ unit: venv lab-image test-deps
 molecule: venv lab-image
 	tests/run-molecule.sh $(SCENARIOS)
 
-# The scenarios wait on apt, systemd and the network far more than they compute, so pytest runs
-# beside them (its output held until it ends): the suite takes the longer of the two, not the sum
-# (docs/performance.md, "The test suite"). What both need is made first, one apt user at a time.
-test: lint lab-image test-deps
-	$(MAKE) --no-print-directory -j2 --output-sync=target unit molecule
+test: lint unit molecule
 
 # data_tier.py makes the lab anew and leaves it converged, which noop_site.py needs.
 bench: lab bench-backups
