@@ -67,3 +67,13 @@ def test_no_mongodb_hosts_no_mongodb_backup_and_no_password_on_disk():
 
 def test_the_program_gets_the_manifest_key():
     assert "CHAJIPOA_BACKUP_MANIFEST_KEY=manifest-key-secret" in render("etc/chajipoa/backup.env.j2", []).splitlines()
+
+
+def test_every_derived_variable_renders_without_a_bucket():
+    """Development has no bucket; a loop over the policy file is templated before its `when`, so a
+    derived variable that refuses an empty bucket failed `make dev` on db1 (every one is rendered)."""
+    derived = [name for name in rendering.role_variables("backup") if name.startswith("_backup_")]
+    for name in derived:
+        render("{{ %s }}" % name, [], backup_s3_bucket="")
+    assert render("{{ _backup_s3_iam_policy }}", [], backup_s3_bucket="") == {}
+    assert render("{{ _backup_s3_iam_policy }}", [], backup_s3_bucket="chajipoa-backups")["Statement"]
