@@ -60,7 +60,7 @@ def test_the_settings_name_the_server_and_verify_it():
 
 
 def test_production_monitors_the_endpoints_aws_production_recorded():
-    env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(EXAMPLE_VAULT_PASSWORD_FILE), ANSIBLE_NOCOLOR="1")
+    env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(EXAMPLE_VAULT_PASSWORD_FILE), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     run = subprocess.run(["ansible", "-i", "inventories/production", "mon1.prod.chajipoa.internal", "-m", "ansible.builtin.debug",
                           "-a", "msg={{ {'postgres': monitoring_managed_postgres, 'redis': monitoring_managed_redis} | to_json }}"],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=120)
