@@ -137,18 +137,25 @@ class StatementsServer(PostgresServer):
             settings.write("shared_preload_libraries = 'pg_stat_statements'\n")
 
 
-@pytest.fixture(scope="module")
-def statements_server() -> Iterator[PostgresServer]:
-    server = StatementsServer().start()
+def monitored_server(server: StatementsServer) -> Iterator[StatementsServer]:
+    """`server` started, with the application's database, pg_stat_statements and the pg_monitor login
+    as the postgres role makes them; stopped when the caller's fixture ends."""
+    server.start()
     try:
         server.create_database("chajipoa")
         server.execute("CREATE EXTENSION pg_stat_statements", "chajipoa")
         server.execute(f"CREATE ROLE {MONITORING_USER} LOGIN PASSWORD '{MONITORING_PASSWORD}' IN ROLE pg_monitor")
-        for _repeat in range(3):
-            server.execute("SELECT count(*) FROM pg_class", "chajipoa")
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def statements_server() -> Iterator[PostgresServer]:
+    for server in monitored_server(StatementsServer()):
+        for _repeat in range(3):
+            server.execute("SELECT count(*) FROM pg_class", "chajipoa")
+        yield server
 
 
 def test_postgres_exporter_with_custom_queries(tmp_path, statements_server):

@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.chajipoa.platform.plugins.module_utils.pg_scratch import give_to_server_user
 from tests.integration.test_monitoring_exporters import (MONITORING_PASSWORD, MONITORING_USER, StatementsServer,
-                                                         exporter, needed, scrape)
+                                                         exporter, monitored_server, needed, scrape)
 from tests.ports import free_port
 from tests.redisserver import RedisServer, make_tls_files
 from tests.unit.roles import monitoring
@@ -39,14 +39,7 @@ class TlsServer(StatementsServer):
 
 @pytest.fixture(scope="module")
 def tls_server() -> Iterator[TlsServer]:
-    server = TlsServer().start()
-    try:
-        server.create_database("chajipoa")
-        server.execute("CREATE EXTENSION pg_stat_statements", "chajipoa")
-        server.execute(f"CREATE ROLE {MONITORING_USER} LOGIN PASSWORD '{MONITORING_PASSWORD}' IN ROLE pg_monitor")
-        yield server
-    finally:
-        server.stop()
+    yield from monitored_server(TlsServer())
 
 
 def settings_file(kind: str, address: str, port: int, ca_file: Path | None, **overrides) -> tuple[dict[str, str], list[str], int]:
