@@ -1,35 +1,45 @@
 """What the benchmarks share: timed playbook runs on the development lab, and their write-up."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
-RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+CALLS_CALLBACK = "chajipoa.platform.module_calls"
 
 
 def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", expect_noop: bool = False) -> tuple[float, dict]:
-    """Run ansible-playbook with args; return seconds taken and {host: (ok, changed)}.
+    """Run ansible-playbook with args; return seconds taken and the module calls per host, as the
+    chajipoa.platform.module_calls callback counted them ({host: {"calls": n, "changed": n, ...}}).
 
     Exits when the run fails, or when expect_noop is set and anything changed.
     """
-    env = dict(os.environ, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    start = time.perf_counter()
-    result = subprocess.run(["ansible-playbook", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    log.write(f"$ ansible-playbook {' '.join(args)}  (ANSIBLE_CONFIG={config})\n{result.stdout}{result.stderr}")
-    recap = {host: (int(ok), int(changed)) for host, ok, changed, unreachable, failed in RECAP.findall(result.stdout)
-             if not (int(unreachable) or int(failed))}
-    if result.returncode or not recap:
+    with tempfile.NamedTemporaryFile(suffix=".json") as calls_file:
+        env = dict(os.environ, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+                   ANSIBLE_CALLBACKS_ENABLED=",".join(filter(None, [os.environ.get("ANSIBLE_CALLBACKS_ENABLED"), CALLS_CALLBACK])),
+                   CHAJIPOA_MODULE_CALLS_FILE=calls_file.name)
+        start = time.perf_counter()
+        result = subprocess.run(["ansible-playbook", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        log.write(f"$ ansible-playbook {' '.join(args)}  (ANSIBLE_CONFIG={config})\n{result.stdout}{result.stderr}")
+        calls = json.loads(Path(calls_file.name).read_text() or "{}")
+    if result.returncode or not calls:
         sys.exit(f"ansible-playbook {' '.join(args)} failed under {config}; see {log.name}")
-    if expect_noop and any(changed for _, changed in recap.values()):
+    if expect_noop and any(counts["changed"] for counts in calls.values()):
         sys.exit(f"ansible-playbook {' '.join(args)} was not a no-op under {config} (converge the lab first: make dev)")
-    return elapsed, recap
+    return elapsed, calls
+
+
+def calls_per_host(calls: dict) -> str:
+    """"db1 25, db2 20": the module calls each host ran, for a write-up."""
+    return ", ".join(f"{host} {counts['calls']}" for host, counts in sorted(calls.items()))
 
 
 def record(section: str, text: str) -> None:

@@ -14,7 +14,7 @@ import os
 import shutil
 import statistics
 
-from benchlib import ROOT, record, results_log, timed_playbook
+from benchlib import ROOT, calls_per_host, record, results_log, timed_playbook
 
 CONFIGS = {"project ansible.cfg": "ansible.cfg", "stock Ansible settings (bench/stock.cfg)": "bench/stock.cfg"}
 
@@ -30,16 +30,16 @@ def main() -> None:
         shutil.rmtree(ROOT / ".cache" / "facts", ignore_errors=True)
         for round_number in range(1, rounds + 1):
             for name, config in CONFIGS.items():
-                elapsed, recap = timed_playbook(["playbooks/site.yml"], log, config=config, expect_noop=True)
+                elapsed, calls = timed_playbook(["playbooks/site.yml"], log, config=config, expect_noop=True)
                 times[name].append(elapsed)
-            print(f"round {round_number}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in times.items()))
+            print(f"round {round_number}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in times.items())
+                  + f"; module calls per host: {calls_per_host(calls)}")
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     project, stock = medians["project ansible.cfg"], medians["stock Ansible settings (bench/stock.cfg)"]
-    tasks = ", ".join(f"{host} {ok}" for host, (ok, _) in sorted(recap.items()))
     record("noop-site", "\n".join([
         f"Measured {stamp:%Y-%m-%d} on {os.cpu_count()} cores: {rounds} rounds of each, alternating; medians. "
-        f"Tasks ok per host: {tasks}.",
+        f"Module calls per host (chajipoa.platform.module_calls): {calls_per_host(calls)}.",
         "",
         "| configuration | no-op site.yml (s) |",
         "|---|---|",
