@@ -8,7 +8,7 @@ name: module_calls
 type: aggregate
 short_description: Counts, per host, the module calls a run made on it
 version_added: 0.6.0
-author: ChajiPoa Infrastructure engineers
+author: ChajiPoa Infrastructure engineers (!UNKNOWN)
 description:
   - A no-op run's time is its number of module calls times the cost of one call. This callback gives
     the first factor. At the end of a run it prints, per host, how many times a module ran on that

@@ -70,7 +70,7 @@ def recorded_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
 
 
 def test_counts_every_kind_of_task_where_it_ran(recorded_run):
-    _, counts = recorded_run
+    counts = recorded_run[1]
     # Per host: facts, two commands, two loop items, the ignored failure (6; a failure is not counted
     # as a change); host_b also ran the call delegated to it for host_a, and skipped its own.
     assert counts == {
@@ -80,7 +80,7 @@ def test_counts_every_kind_of_task_where_it_ran(recorded_run):
 
 
 def test_prints_the_table_at_the_end_of_the_run(recorded_run):
-    run, _ = recorded_run
+    run = recorded_run[0]
     table = run.stdout[run.stdout.index("MODULE CALLS"):].splitlines()
     assert table[1].split() == ["host", "calls", "changed", "failed", "controller", "skipped"]
     assert table[2].split() == ["host_a", "6", "1", "1", "2", "2"]
