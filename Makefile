@@ -15,14 +15,27 @@ ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule
 LONG_SCENARIOS := app postgres backup
 SCENARIOS ?= $(filter $(LONG_SCENARIOS),$(ALL_SCENARIOS)) $(filter-out $(LONG_SCENARIOS),$(ALL_SCENARIOS))
 export MOLECULE_JOBS ?= 2
+# How Ansible runs module calls on the lab's hosts for make dev and the molecule scenarios. mitogen:
+# Mitogen for Ansible keeps one Python interpreter per host and hands it each call, where Ansible's
+# own linear strategy starts a new one through `docker exec` for every call (lab/strategy/
+# mitogen_linear.py; ratios in docs/performance.md). linear: Ansible's own, as AWX runs it.
+LAB_STRATEGY ?= mitogen
+ifeq ($(LAB_STRATEGY),mitogen)
+lab dev molecule: export ANSIBLE_STRATEGY_PLUGINS := $(CURDIR)/lab/strategy
+lab dev molecule: export ANSIBLE_STRATEGY := mitogen_linear
+else ifneq ($(LAB_STRATEGY),linear)
+$(error LAB_STRATEGY is '$(LAB_STRATEGY)': mitogen or linear)
+endif
 
-.PHONY: help venv engine lab-image test-deps lab dev dev-down lint unit molecule test bench bench-backups clean
+.PHONY: help venv engine lab-image test-deps lab dev dev-down lint unit integration molecule test bench bench-backups clean
 
 help:
 	@echo "make dev       bring up the development platform (lab containers + site.yml)"
 	@echo "make dev-down  remove every lab container and the lab network"
 	@echo "make test      yamllint, ansible-lint, ansible-test sanity, pytest, every molecule scenario ($(SCENARIOS))"
-	@echo "make lint | unit | molecule SCENARIOS=common | bench | bench-backups | lab-image | venv"
+	@echo "make lint | unit | integration | molecule SCENARIOS=common | bench | bench-backups | lab-image | venv"
+	@echo "make unit      the offline tests alone (no root, no Docker engine, no servers)"
+	@echo "LAB_STRATEGY=linear  Ansible's own strategy instead of Mitogen for make dev and molecule"
 
 # The venv is rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -63,18 +76,23 @@ lint: venv
 	@command -v shellcheck >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck; }
 	tests/sanity/run.sh
 
-# tests/integration includes the lab playbook's own lifecycle (engine and image) and the backup tests
-# (a throwaway PostgreSQL cluster on loopback, moto's S3 in the test process). One worker per core,
-# a test file per worker (its module fixtures, such as the AWS platform built once, stay whole):
-# 9 minutes instead of 15 on two cores (docs/performance.md, "The test suite").
+# tests/unit: plugin logic, templates, inventories and argument specs, offline; no root, no Docker engine,
+# no servers. tests/integration: real servers and tools on this machine (PostgreSQL, Redis, Node.js,
+# promtool and the exporters from lab/test-deps.sh, moto's AWS in the test process) and the lab
+# playbook's own lifecycle (engine and image). One worker per core, a test file per worker (its module
+# fixtures, such as the AWS platform built once, stay whole): 9 minutes instead of 15 on two cores
+# (docs/performance.md, "The test suite").
 PYTEST_WORKERS ?= auto
-unit: venv lab-image test-deps
-	pytest -n $(PYTEST_WORKERS) --dist loadfile
+unit: venv
+	pytest -n $(PYTEST_WORKERS) --dist loadfile tests/unit
+
+integration: venv lab-image test-deps
+	pytest -n $(PYTEST_WORKERS) --dist loadfile tests/integration
 
 molecule: venv lab-image
 	tests/run-molecule.sh $(SCENARIOS)
 
-test: lint unit molecule
+test: lint unit integration molecule
 
 # data_tier.py makes the lab anew and leaves it converged, which noop_site.py needs.
 bench: lab bench-backups

@@ -13,25 +13,33 @@ from typing import TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 CALLS_CALLBACK = "chajipoa.platform.module_calls"
+# The strategies a run may use, as the Makefile's LAB_STRATEGY sets them: the environment each needs.
+STRATEGIES = {
+    "linear": {},
+    "mitogen": {"ANSIBLE_STRATEGY_PLUGINS": str(ROOT / "lab" / "strategy"), "ANSIBLE_STRATEGY": "mitogen_linear"},
+}
 
 
-def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", expect_noop: bool = False) -> tuple[float, dict]:
+def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", expect_noop: bool = False,
+                   strategy: str = "linear") -> tuple[float, dict]:
     """Run ansible-playbook with args; return seconds taken and the module calls per host, as the
     chajipoa.platform.module_calls callback counted them ({host: {"calls": n, "changed": n, ...}}).
+    `strategy` is a key of STRATEGIES; the caller's environment does not choose it.
 
     Exits when the run fails, or when expect_noop is set and anything changed.
     """
     with tempfile.NamedTemporaryFile(suffix=".json") as calls_file:
-        env = dict(os.environ, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+        env = {name: value for name, value in os.environ.items() if name not in STRATEGIES["mitogen"]}
+        env.update(STRATEGIES[strategy], ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_CALLBACKS_ENABLED=",".join(filter(None, [os.environ.get("ANSIBLE_CALLBACKS_ENABLED"), CALLS_CALLBACK])),
                    CHAJIPOA_MODULE_CALLS_FILE=calls_file.name)
         start = time.perf_counter()
         result = subprocess.run(["ansible-playbook", *args], cwd=ROOT, env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - start
-        log.write(f"$ ansible-playbook {' '.join(args)}  (ANSIBLE_CONFIG={config})\n{result.stdout}{result.stderr}")
+        log.write(f"$ ansible-playbook {' '.join(args)}  (ANSIBLE_CONFIG={config}, {strategy})\n{result.stdout}{result.stderr}")
         calls = json.loads(Path(calls_file.name).read_text() or "{}")
     if result.returncode or not calls:
-        sys.exit(f"ansible-playbook {' '.join(args)} failed under {config}; see {log.name}")
+        sys.exit(f"ansible-playbook {' '.join(args)} failed under {config} ({strategy}); see {log.name}")
     if expect_noop and any(counts["changed"] for counts in calls.values()):
         sys.exit(f"ansible-playbook {' '.join(args)} was not a no-op under {config} (converge the lab first: make dev)")
     return elapsed, calls

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible.inventory.manager import InventoryManager
+from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import init_plugin_loader
+from ansible.vars.manager import VariableManager
 
 ROOT = Path(__file__).resolve().parents[1]
 init_plugin_loader([str(ROOT / "collections")])
@@ -30,6 +33,16 @@ def root() -> Path:
 def load_yaml(path: Path):
     with path.open() as handle:
         return yaml.safe_load(handle)
+
+
+def development_lab(**overrides) -> tuple[dict, dict]:
+    """The development inventory's groups and each host's variables (group_vars included, still
+    untemplated), with `overrides` on every host."""
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources=[str(ROOT / "inventories" / "development")])
+    manager = VariableManager(loader=loader, inventory=inventory)
+    hostvars = {host.name: {**manager.get_vars(host=host), **overrides} for host in inventory.get_hosts()}
+    return inventory.get_groups_dict(), hostvars
 
 
 def role_options(role: str) -> dict:

@@ -99,7 +99,7 @@ class PostgresServer:
         if not (self.bindir / "initdb").exists():
             raise PostgresNotInstalled(
                 f"{self.bindir}/initdb not found: PostgreSQL 15 is not installed; run lab/test-deps.sh "
-                "as root (or `make unit`, which runs it)")
+                "as root (or `make integration`, which runs it)")
         self.dir = Path(tempfile.mkdtemp(prefix="chajipoa-pg-", dir=self.base_dir))
         try:
             give_to_server_user(self.dir)

@@ -205,7 +205,7 @@ class RedisServer:
             return self
         if shutil.which(self.binary) is None:
             raise RedisNotInstalled(f"{self.binary} not found: the Redis server is not installed; run "
-                                    "lab/test-deps.sh as root (or `make unit`, which runs it)")
+                                    "lab/test-deps.sh as root (or `make integration`, which runs it)")
         first = self.dir is None
         if first:
             self.dir = Path(tempfile.mkdtemp(prefix="chajipoa-redis-", dir=self.base_dir))

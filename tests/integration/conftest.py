@@ -1,7 +1,7 @@
 """Servers the integration tests run against on this host: a real PostgreSQL 15, a real Redis and a
 local AWS (moto: S3, KMS, RDS and DocumentDB, ElastiCache, ...).
 
-PostgreSQL and Redis come from the Debian packages `lab/test-deps.sh` installs (`make unit` runs
+PostgreSQL and Redis come from the Debian packages `lab/test-deps.sh` installs (`make integration` runs
 it); a missing server fails the tests rather than skipping them, so a green run always means the
 backups and the reference API were tested. AWS is moto's server, in this process, on a loopback
 port of its own: the code under test talks HTTP to it like to AWS, given the endpoint and the dummy
@@ -39,7 +39,7 @@ def pg_server():
         server.start()
     except PostgresNotInstalled as exc:
         pytest.fail(f"{exc}. The backup tests need a real PostgreSQL 15: run `lab/test-deps.sh` as root "
-                    "or `make unit`.", pytrace=False)
+                    "or `make integration`.", pytrace=False)
     yield server
     server.stop()
 

@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("script, args, section", [
     ("backups.py", ["--gigabytes", "0.01", "--rounds", "1"], "backups"),
     ("mongodb_archive.py", ["--megabytes", "2", "--rounds", "1"], "mongodb-archive"),
+    # A lab container of its own (the lab image), sshd from Debian's archive in it.
+    ("module_call.py", ["--tasks", "2", "--rounds", "1"], "module-call"),
 ])
 def test_benchmark_runs_and_writes_its_section(tmp_path, script, args, section):
     docs = (ROOT / "docs" / "performance.md").read_text()

@@ -1,6 +1,6 @@
 """playbooks/lab.yml on a one-host lab of its own: created, unchanged on a rerun, then removed.
 
-Needs the Docker engine and the lab image (`make lab-image`; `make unit` provides both). The host,
+Needs the Docker engine and the lab image (`make lab-image`; `make integration` provides both). The host,
 network and subnet names are this test's own, so a running development lab is left alone.
 """
 from __future__ import annotations

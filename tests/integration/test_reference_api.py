@@ -55,7 +55,7 @@ def _require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
         pytest.fail(f"{tool} not found: the reference API's tests need Node.js 18+ and npm; run "
-                    "lab/test-deps.sh as root (or `make unit`, which runs it)", pytrace=False)
+                    "lab/test-deps.sh as root (or `make integration`, which runs it)", pytrace=False)
     return path
 
 

@@ -1,0 +1,44 @@
+# Mitogen for Ansible's linear strategy, also for connections named by their full collection name.
+#
+# Mitogen replaces a connection with its own only when the play names it by its short name (docker,
+# ssh, local). Molecule's docker driver and the development inventory name the lab's connection
+# community.docker.docker, and ansible-core's own defaults say ansible.builtin.ssh: under Mitogen's
+# stock strategy those runs silently keep the stock connection and gain nothing (docs/performance.md,
+# "One module call"). This strategy maps those full names to the short ones before Mitogen decides.
+# Tasks on the controller itself (connection local) keep Ansible's own connection: Mitogen's gains
+# nothing there, and its async jobs are not found by async_status, on which molecule's create and
+# destroy playbooks wait.
+# Enabled by `make ... LAB_STRATEGY=mitogen` (the Makefile sets ANSIBLE_STRATEGY_PLUGINS to this
+# directory and ANSIBLE_STRATEGY=mitogen_linear).
+from __future__ import annotations
+
+import ansible_mitogen.loaders
+import ansible_mitogen.strategy
+from ansible.playbook.play_context import PlayContext
+
+SHORT_NAMES = {
+    "community.docker.docker": "docker",
+    "ansible.builtin.ssh": "ssh",
+    "ansible.legacy.ssh": "ssh",
+}
+
+_mitogen_connection_get = ansible_mitogen.strategy.wrap_connection_loader__get_with_context
+
+
+def connection_get_by_short_name(name, *args, **kwargs):
+    if args and isinstance(args[0], PlayContext) and args[0].connection in SHORT_NAMES:
+        args[0].connection = SHORT_NAMES[args[0].connection]
+    return _mitogen_connection_get(SHORT_NAMES.get(name, name), *args, **kwargs)
+
+
+# Mitogen installs its loader wrapper from this module attribute when the strategy starts, and the
+# wrapper reads the list of connections it replaces at each call.
+ansible_mitogen.strategy.wrap_connection_loader__get_with_context = connection_get_by_short_name
+ansible_mitogen.strategy.REDIRECTED_CONNECTION_PLUGINS = tuple(
+    name for name in ansible_mitogen.strategy.REDIRECTED_CONNECTION_PLUGINS if name != "local")
+
+Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
+
+
+class StrategyModule(ansible_mitogen.strategy.StrategyMixin, Linear):
+    pass
