@@ -27,7 +27,7 @@ else ifneq ($(LAB_STRATEGY),linear)
 $(error LAB_STRATEGY is '$(LAB_STRATEGY)': mitogen or linear)
 endif
 
-.PHONY: help venv engine lab-image test-deps lab dev dev-down lint unit integration molecule test bench bench-backups clean
+.PHONY: help venv venv-runtime engine lab-image test-deps lab dev dev-down lint unit integration molecule test bench bench-backups clean
 
 help:
 	@echo "make dev       bring up the development platform (lab containers + site.yml)"
@@ -37,13 +37,20 @@ help:
 	@echo "make unit      the offline tests alone (no root, no Docker engine, no servers)"
 	@echo "LAB_STRATEGY=linear  Ansible's own strategy instead of Mitogen for make dev and molecule"
 
-# The venv is rebuilt when a requirements file changes.
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The venv is rebuilt when a requirements file changes. make dev needs the runtime (requirements.txt)
+# alone; the test targets add the test tools (requirements-dev.txt) to the same venv.
+$(VENV)/.runtime: requirements.txt
 	@command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
 	@python3 -m venv $(VENV) 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	@touch $@
+
+venv-runtime: $(VENV)/.runtime
 
 venv: $(VENV)/.installed
 
@@ -57,16 +64,19 @@ lab-image: engine
 test-deps:
 	@lab/test-deps.sh
 
-lab: venv lab-image
+lab: venv-runtime lab-image
 	ansible-playbook playbooks/lab.yml
 
 # The health gate last: make dev succeeds only when every service answers within the guide's targets.
+# Each run ends with the time its roles took (profile_roles), so a slow step of a first make dev
+# (package installs, the first release's npm ci) shows where it is.
+dev: export ANSIBLE_CALLBACKS_ENABLED := ansible.posix.profile_roles
 dev: lab
 	ansible-playbook playbooks/site.yml
 	ansible-playbook playbooks/health.yml
 	@ansible-playbook playbooks/lab-summary.yml
 
-dev-down: venv
+dev-down: venv-runtime
 	ansible-playbook playbooks/lab.yml -e lab_state=absent
 
 # ansible-test sanity skips its shellcheck test, with a mere warning, where shellcheck is missing.

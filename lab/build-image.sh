@@ -40,6 +40,7 @@ echo "building lab image $image (recipe $recipe) from $mirror"
 debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \
   || { tail -20 "$rootfs.log" >&2; echo "Cannot build the lab image: debootstrap failed (log $rootfs.log)" >&2; exit 1; }
 rm -f "$rootfs.log"
+echo "debootstrap done in $SECONDS s"
 
 for f in "${ca_files[@]}"; do
   install -m 0644 "$f" "$rootfs/usr/local/share/ca-certificates/$(basename "$f")"
@@ -60,4 +61,4 @@ tar -C "$rootfs" -c . | docker import \
   -c 'ENV container=docker' \
   -c "LABEL org.chajipoa.lab.recipe=$recipe" \
   - "$image" >/dev/null
-echo "lab image $image built"
+echo "lab image $image built in $SECONDS s"

@@ -95,6 +95,7 @@ if ((${#packages[@]})); then
     fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+    echo "test packages installed from Debian's archive in $SECONDS s: ${packages[*]}"
     # Not started at boot either (update-rc.d disables the systemd unit too where systemd runs): the
     # Redis server and every monitoring package's service, each named as its package.
     for service in redis-server "${monitoring_tools[@]}"; do

@@ -1,0 +1,80 @@
+"""lab/strategy/mitogen_linear.py takes over hosts whose connection is named community.docker.docker,
+as molecule's and the development inventory's are, where Mitogen's own strategy silently leaves them
+to Ansible; the controller's own tasks (connection local) stay Ansible's.
+
+Under Mitogen every module call on a host runs in the one interpreter Mitogen keeps there, so two
+shell tasks report the same parent process; under Ansible's linear strategy each call starts a new
+interpreter, and the parents differ. Needs the Docker engine and the lab image (`make integration`).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ansible_mitogen
+import pytest
+
+from tests.conftest import ROOT
+
+CONTAINER = "chajipoa-strategy-probe1"
+PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Parent of the first call
+      ansible.builtin.shell: echo $PPID
+      register: first
+      changed_when: false
+    - name: Parent of the second call
+      ansible.builtin.shell: echo $PPID
+      register: second
+      changed_when: false
+    - name: Report
+      ansible.builtin.debug:
+        msg: "parents {{ first.stdout }} {{ second.stdout }}"
+"""
+
+
+def docker(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def lab_host():
+    docker("rm", "-f", CONTAINER)
+    started = docker("run", "-d", "--name", CONTAINER, "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+                     "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/tmp",
+                     "chajipoa-lab:bookworm", "/lib/systemd/systemd")
+    assert started.returncode == 0, started.stderr
+    yield CONTAINER
+    docker("rm", "-f", CONTAINER)
+
+
+def parents(tmp_path: Path, strategy_plugins: Path, connection: str = "community.docker.docker") -> list[str]:
+    (tmp_path / "site.yml").write_text(PLAYBOOK)
+    (tmp_path / "hosts.ini").write_text(f"probe1 ansible_host={CONTAINER} ansible_connection={connection} "
+                                        "ansible_python_interpreter=/usr/bin/python3\n")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STRATEGY_PLUGINS=str(strategy_plugins),
+               ANSIBLE_STRATEGY="mitogen_linear", ANSIBLE_NOCOLOR="1")
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.ini"),
+                          str(tmp_path / "site.yml")], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout.split('"parents ')[1].split('"')[0].split()
+
+
+def test_the_projects_strategy_runs_every_call_in_mitogens_interpreter(lab_host, tmp_path):
+    first, second = parents(tmp_path, ROOT / "lab" / "strategy")
+    assert first == second
+
+
+def test_mitogens_own_strategy_leaves_the_collection_named_connection_to_ansible(lab_host, tmp_path):
+    # The reason lab/strategy exists: with the stock strategy, the calls do not share an interpreter.
+    first, second = parents(tmp_path, Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
+    assert first != second
+
+
+def test_the_short_connection_name_is_mitogens_under_either(lab_host, tmp_path):
+    first, second = parents(tmp_path, Path(ansible_mitogen.__file__).parent / "plugins" / "strategy", connection="docker")
+    assert first == second
