@@ -46,8 +46,8 @@ def firewall_rules(host: str, groups: dict, hostvars: dict) -> list[dict]:
     for role in {role for group in hostvars[host]["group_names"] for role in GROUP_ROLES.get(group, [])}:
         defaults, role_vars, openings = role_files(role)
         # Precedence as on the host: defaults < inventory < the role's vars.
-        templar = Templar(loader=LOADER, variables={**defaults, **hostvars[host], **role_vars, "groups": groups,
-                                                     "hostvars": hostvars, "inventory_hostname": host})
+        variables = {**defaults, **hostvars[host], **role_vars, "groups": groups, "hostvars": hostvars, "inventory_hostname": host}
+        templar = Templar(loader=LOADER, variables=variables)
         for opening in openings:
             rules += templar.template(opening)
     return rules
