@@ -6,6 +6,7 @@ Records the medians and their ratios in docs/performance.md.
 
     make bench                      # brings the lab up and converges it first
     .venv/bin/python bench/noop_site.py --rounds 5
+    .venv/bin/python bench/noop_site.py --limit db1,db2,cache1   # the hosts of earlier measurements
 """
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ CONFIGS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--limit", help="only these hosts (ansible-playbook --limit)")
+    options = parser.parse_args()
+    rounds = options.rounds
+    playbook = ["playbooks/site.yml", *(["--limit", options.limit] if options.limit else [])]
     stamp = datetime.datetime.now(datetime.UTC)
     times: dict[str, list[float]] = {name: [] for name in CONFIGS}
     with results_log("noop-site", stamp) as log:
@@ -37,15 +41,17 @@ def main() -> None:
         shutil.rmtree(ROOT / ".cache" / "facts", ignore_errors=True)
         for round_number in range(1, rounds + 1):
             for name, (config, strategy) in CONFIGS.items():
-                elapsed, calls = timed_playbook(["playbooks/site.yml"], log, config=config, expect_noop=True, strategy=strategy)
+                elapsed, calls = timed_playbook(playbook, log, config=config, expect_noop=True, strategy=strategy)
                 times[name].append(elapsed)
             print(f"round {round_number}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in times.items())
                   + f"; module calls per host: {calls_per_host(calls)}")
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     stock = medians[STOCK]
-    record("noop-site", "\n".join([
-        f"Measured {stamp:%Y-%m-%d} on {os.cpu_count()} cores: {rounds} rounds of each, alternating; medians. "
+    # A limited run is written beside the whole site's, not over it.
+    record("noop-site-limit" if options.limit else "noop-site", "\n".join([
+        f"Measured {stamp:%Y-%m-%d} with `python3 bench/noop_site.py --rounds {rounds}"
+        f"{' --limit ' + options.limit if options.limit else ''}` on {os.cpu_count()} cores: {rounds} rounds of each, alternating; medians. "
         f"Module calls per host (chajipoa.platform.module_calls): {calls_per_host(calls)}.",
         "",
         "| configuration | no-op site.yml (s) | stock / this |",
