@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,19 @@ STRATEGIES = {
 }
 
 
+def strategy_env(strategy: str, **settings: str) -> dict[str, str]:
+    """This process's environment with `strategy`'s settings (a key of STRATEGIES) and no other's, plus `settings`."""
+    env = {name: value for name, value in os.environ.items() if name not in STRATEGIES["mitogen"]}
+    env.update(STRATEGIES[strategy], **settings)
+    return env
+
+
+def children_cpu_seconds() -> float:
+    """CPU time (user and system) of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", expect_noop: bool = False,
                    strategy: str = "linear") -> tuple[float, dict]:
     """Run ansible-playbook with args; return seconds taken and the module calls per host, as the
@@ -29,8 +43,7 @@ def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", ex
     Exits when the run fails, or when expect_noop is set and anything changed.
     """
     with tempfile.NamedTemporaryFile(suffix=".json") as calls_file:
-        env = {name: value for name, value in os.environ.items() if name not in STRATEGIES["mitogen"]}
-        env.update(STRATEGIES[strategy], ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+        env = strategy_env(strategy, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_CALLBACKS_ENABLED=",".join(filter(None, [os.environ.get("ANSIBLE_CALLBACKS_ENABLED"), CALLS_CALLBACK])),
                    CHAJIPOA_MODULE_CALLS_FILE=calls_file.name)
         start = time.perf_counter()

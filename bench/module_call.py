@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import ROOT, STRATEGIES, record, results_log
+from benchlib import ROOT, children_cpu_seconds, record, results_log, strategy_env
 
 CONTAINER = "chajipoa-bench-call1"
 # name: (connection variables, strategy)
@@ -64,19 +63,18 @@ def start_host(public_key: Path) -> str:
 
 def timed(playbook: Path, inventory: Path, strategy: str, log) -> tuple[float, float]:
     """Wall seconds and controller CPU seconds of one ansible-playbook run."""
-    env = {name: value for name, value in os.environ.items() if name not in STRATEGIES["mitogen"]}
     # The container's host key is new each run; Mitogen reads this setting, not ssh's options.
-    env.update(STRATEGIES[strategy], ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="False")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    env = strategy_env(strategy, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="False")
+    cpu_before = children_cpu_seconds()
     start = time.perf_counter()
     run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook)], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = children_cpu_seconds() - cpu_before
     log.write(f"$ ansible-playbook -i {inventory} ({strategy})\n{run.stdout}{run.stderr}")
     if run.returncode:
         sys.exit(f"the run with {inventory.name} under {strategy} failed; see {log.name}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def main() -> None:

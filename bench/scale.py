@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import resource
 import shutil
 import tempfile
 from pathlib import Path
 
 import yaml
-from benchlib import ROOT, record, results_log, timed_playbook
+from benchlib import ROOT, children_cpu_seconds, record, results_log, timed_playbook
 
 NETWORK = "chajipoa-scale"
 SUBNET = "172.30.90"
@@ -46,11 +45,9 @@ def inventory(directory: Path, count: int) -> Path:
 
 def measured(args: list[str], log, strategy: str, expect_noop: bool = False) -> tuple[float, float, int]:
     """Wall seconds, controller CPU seconds and module calls (all hosts) of one run."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = children_cpu_seconds()
     elapsed, calls = timed_playbook(args, log, expect_noop=expect_noop, strategy=strategy)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return elapsed, cpu, sum(counts["calls"] for counts in calls.values())
+    return elapsed, children_cpu_seconds() - cpu_before, sum(counts["calls"] for counts in calls.values())
 
 
 def main() -> None:
