@@ -21,7 +21,8 @@ def role_variables(role: str) -> dict[str, Any]:
 
 def render(role: str, template: str, variables: dict[str, Any]) -> Any:
     """A file under the role's templates/, or an expression when `template` contains '{{'."""
-    templar = Templar(loader=LOADER, variables={"ansible_managed": "Ansible managed", **variables})
+    # role_path as Ansible sets it for a role's tasks.
+    templar = Templar(loader=LOADER, variables={"ansible_managed": "Ansible managed", "role_path": str(ROLES / role), **variables})
     if "{{" in template:
         return templar.template(trust_as_template(template))
     # As the template action renders a file: backslashes in the file are Jinja's, not YAML's.
