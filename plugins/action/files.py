@@ -36,8 +36,10 @@ class ActionModule(ActionBase):
                                                task_vars=task_vars))
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
-        changed = set(result.get("changed_paths", []))
-        notify = [handler for entry in entries if entry["dest"] in changed for handler in self.handlers(entry)]
+        # By position, not by dest: the module expands a dest (~, $HOME) before reporting it.
+        outcomes = result.get("files") if isinstance(result.get("files"), list) else []
+        notify = [handler for entry, outcome in zip(entries, outcomes) if isinstance(outcome, dict) and outcome.get("changed")
+                  for handler in self.handlers(entry)]
         if notify:
             # The key Ansible itself sets from a task's notify; the strategy notifies these handlers
             # because the result is changed.

@@ -8,8 +8,10 @@ without a host, and so that the action plugin can check its entries with the sam
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import shutil
+import stat
 import tempfile
 
 STATES = ("file", "directory", "absent")
@@ -64,6 +66,29 @@ def write_candidate(directory: str, content: bytes) -> str:
     return path
 
 
+def inherit_attributes(candidate: str, dest: str, mode: bool = True, owner: bool = True, group: bool = True) -> None:
+    """Gives the candidate the mode, owner and group (each when asked: those the entry does not set) of the
+    file it replaces, or a new file's mode (0666 less the umask), as ansible.builtin.copy does: a candidate
+    is created 0600 and owned by the module's user."""
+    try:
+        current = os.stat(dest)
+    except FileNotFoundError:
+        if mode:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(candidate, 0o666 & ~umask)
+        return
+    if mode:
+        os.chmod(candidate, stat.S_IMODE(current.st_mode))
+    if owner or group:
+        try:
+            os.chown(candidate, current.st_uid if owner else -1, current.st_gid if group else -1)
+        except PermissionError as error:
+            # Not root: the candidate stays the module user's, as with ansible.builtin.copy.
+            if error.errno != errno.EPERM:
+                raise
+
+
 def remove(path: str) -> bool:
     """Removes a file, link or directory tree; says whether anything was there."""
     if os.path.islink(path) or os.path.isfile(path):
@@ -86,3 +111,62 @@ def text_for_diff(content: bytes | None) -> str:
         return content.decode("utf-8")
     except UnicodeDecodeError:
         return f"(binary, {len(content)} bytes)\n"
+
+
+def snapshot(path: str) -> dict:
+    """What path holds now, enough to put it back: its kind, bytes or link target, mode and owner.
+    A directory keeps its attributes only; its contents are the entries' own business."""
+    try:
+        status = os.lstat(path)
+    except FileNotFoundError:
+        return {"kind": "missing"}
+    kept = {"mode": stat.S_IMODE(status.st_mode), "uid": status.st_uid, "gid": status.st_gid}
+    if stat.S_ISLNK(status.st_mode):
+        return {"kind": "link", "target": os.readlink(path), **kept}
+    if stat.S_ISDIR(status.st_mode):
+        return {"kind": "directory", **kept}
+    with open(path, "rb") as handle:
+        return {"kind": "file", "content": handle.read(), **kept}
+
+
+def restore(path: str, kept: dict) -> None:
+    """Puts back what snapshot() saw; a removed directory tree comes back empty."""
+    kind = kept["kind"]
+    if kind == "missing":
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.rmdir(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+        return
+    if kind == "link":
+        if os.path.lexists(path):
+            remove(path)
+        os.symlink(kept["target"], path)
+        return
+    if kind == "directory":
+        os.makedirs(path, exist_ok=True)
+    else:
+        candidate = write_candidate(os.path.dirname(path), kept["content"])
+        try:
+            os.replace(candidate, path)
+        except OSError as error:
+            # A file the rename cannot replace (a bind mount) was written in place: so is its old content.
+            os.unlink(candidate)
+            if error.errno not in (errno.EBUSY, errno.EXDEV):
+                raise
+            with open(path, "wb") as handle:
+                handle.write(kept["content"])
+    os.chmod(path, kept["mode"])
+    os.lchown(path, kept["uid"], kept["gid"])
+
+
+def missing_directories(path: str) -> list[str]:
+    """The directories os.makedirs(path) will create, outermost first."""
+    missing = []
+    while path and not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return list(reversed(missing))

@@ -22,6 +22,11 @@ description:
     differing file is written, to a temporary file beside it that gets its owner and mode and passes
     O(files[].validate) before it is renamed over the old one, so a reader never sees a partial file and
     a refused file is never installed.
+  - The call applies all of its entries or none. When an entry fails (its validation refuses it, its
+    directory is missing), the entries before it that changed are put back as they were (content, mode,
+    owner; a created directory removed, a removed file or link restored, a removed directory tree comes
+    back empty) and the task fails. Ansible notifies no handler from a failed task, so a change left in
+    place would be found unchanged by the next run and never reach its service.
   - Each entry may name handlers in O(files[].notify); the task notifies exactly the handlers of the
     entries that changed. A task-level C(notify) cannot be combined with them (Ansible would overwrite
     the per-entry notifications).
@@ -61,13 +66,14 @@ options:
           O(files[].src) or O(files[].content); playbooks do not set it.
         type: str
       owner:
-        description: Owner of the file or directory.
+        description: Owner of the file or directory. When not given, a replaced file keeps its owner.
         type: str
       group:
-        description: Group of the file or directory.
+        description: Group of the file or directory. When not given, a replaced file keeps its group.
         type: str
       mode:
-        description: Mode, as M(ansible.builtin.file) takes it (a quoted octal string or symbolic).
+        description: Mode, as M(ansible.builtin.file) takes it (a quoted octal string or symbolic). When not
+          given, a replaced file keeps its mode and a new file gets C(0666) less the umask.
         type: raw
       validate:
         description: A command run on the candidate file before it replaces the old one; C(%s) stands
@@ -183,6 +189,9 @@ class FileSet:
         self.module = module
         self.diffs: list[dict] = []
         self.outcomes: list[dict] = []
+        # How to put back what this call changed, should a later entry fail: the task then fails
+        # and notifies no handler, so a change left in place would never reach its service.
+        self.undo: list = []
 
     def attributes(self, entry: dict, path: str) -> dict:
         return self.module.load_file_common_arguments(
@@ -195,8 +204,17 @@ class FileSet:
             self.diffs.append(diff)
         return changed
 
-    def fail(self, entry: dict, message: str) -> None:
-        self.module.fail_json(msg=f"{entry['dest']}: {message}", changed_paths=self.changed_paths)
+    def fail(self, entry: dict, message: str, **details) -> None:
+        undone = self.changed_paths
+        for restore in reversed(self.undo):
+            restore()
+        self.module.fail_json(msg=f"{entry['dest']}: {message}" + (f"; undone: {', '.join(undone)}" if undone else ""),
+                              changed_paths=[], **details)
+
+    def remember(self, path: str) -> None:
+        """Before a change of path: what it holds now, to put back (a directory tree is not kept)."""
+        snapshot = file_set.snapshot(path)
+        self.undo.append(lambda: file_set.restore(path, snapshot))
 
     def content_diff(self, entry: dict, before: bytes | None, after: bytes) -> None:
         shown = entry["diff"]
@@ -211,6 +229,8 @@ class FileSet:
     def file(self, entry: dict) -> bool:
         dest, wanted = entry["dest"], file_set.wanted_bytes(entry)
         before = file_set.current_bytes(dest)
+        if not self.module.check_mode:
+            self.remember(dest)
         if before == wanted:
             return self.set_attributes(entry, dest)
         self.content_diff(entry, before, wanted)
@@ -221,6 +241,8 @@ class FileSet:
             self.fail(entry, f"the directory {directory} does not exist")
         candidate = file_set.write_candidate(directory, wanted)
         try:
+            file_set.inherit_attributes(candidate, dest, mode=entry["mode"] is None, owner=entry["owner"] is None,
+                                        group=entry["group"] is None)
             # Owner and mode before the rename: a file holding a secret is never readable by others.
             self.set_attributes(entry, candidate, shown=False)
             self.validate(entry, candidate)
@@ -237,8 +259,7 @@ class FileSet:
         command = entry["validate"].replace("%s", shlex.quote(candidate))
         rc, out, err = self.module.run_command(command, use_unsafe_shell=True)
         if rc != 0:
-            self.module.fail_json(msg=f"{entry['dest']}: validation refused the new content: {command}",
-                                  rc=rc, stdout=out, stderr=err, changed_paths=self.changed_paths)
+            self.fail(entry, f"validation refused the new content: {command}", rc=rc, stdout=out, stderr=err)
 
     def replace(self, entry: dict, candidate: str) -> None:
         dest = entry["dest"]
@@ -255,12 +276,16 @@ class FileSet:
     def directory(self, entry: dict) -> bool:
         dest = entry["dest"]
         if os.path.isdir(dest):
+            if not self.module.check_mode:
+                self.remember(dest)
             return self.set_attributes(entry, dest)
         if file_set.exists(dest):
             self.fail(entry, "exists and is not a directory")
         self.state_diff(entry, "absent", "directory")
         if self.module.check_mode:
             return True
+        for created in file_set.missing_directories(dest):
+            self.remember(created)
         os.makedirs(dest)
         self.set_attributes(entry, dest)
         return True
@@ -271,6 +296,7 @@ class FileSet:
             return False
         self.state_diff(entry, "present", "absent")
         if not self.module.check_mode:
+            self.remember(dest)
             file_set.remove(dest)
         return True
 
@@ -281,7 +307,10 @@ class FileSet:
             if problem:
                 self.module.fail_json(msg=problem)
         for entry in entries:
-            changed = getattr(self, entry["state"])(entry)
+            try:
+                changed = getattr(self, entry["state"])(entry)
+            except (OSError, ValueError) as error:
+                self.fail(entry, str(error))
             self.outcomes.append(dict(dest=entry["dest"], state=entry["state"], changed=changed))
         result = dict(changed=bool(self.changed_paths), files=self.outcomes, changed_paths=self.changed_paths)
         if self.module._diff:
