@@ -13,6 +13,7 @@ from ansible.module_utils.common.text.converters import to_bytes
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
 from ansible._internal._templating import _template_vars
+from ansible_collections.chajipoa.platform.plugins.module_utils import file_set
 
 SOURCES = ("template", "src", "content")
 CONTROLLER_ONLY = (*SOURCES, "notify")
@@ -28,6 +29,9 @@ class ActionModule(ActionBase):
         entries = self._task.args.get("files")
         if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
             raise AnsibleActionFail("files must be a list of dictionaries")
+        misordered = file_set.order_problem(entries)
+        if misordered:
+            raise AnsibleActionFail(misordered)
         if self._task.notify and any(entry.get("notify") for entry in entries):
             raise AnsibleActionFail("notify per entry and notify on the task cannot be combined: Ansible keeps only the task's")
         sent = [self.entry_for_host(entry, task_vars) for entry in entries]

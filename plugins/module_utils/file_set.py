@@ -14,7 +14,7 @@ import shutil
 import stat
 import tempfile
 
-STATES = ("file", "directory", "absent")
+STATES = ("file", "directory", "link", "absent")
 
 
 def entry_problem(entry: dict) -> str | None:
@@ -29,9 +29,22 @@ def entry_problem(entry: dict) -> str | None:
         return f"{dest}: a file needs its content"
     if state != "file" and entry.get("content_base64") is not None:
         return f"{dest}: content given for state {state}"
+    if (state == "link") != bool(entry.get("target")):
+        return f"{dest}: a link needs its target, and only a link has one"
     validate = entry.get("validate")
     if validate and "%s" not in validate:
         return f"{dest}: validate must contain %s (the candidate file's path), got {validate!r}"
+    return None
+
+
+def order_problem(entries: list[dict]) -> str | None:
+    """An entry listed before the directory entry that creates its directory: on a host that already has
+    the directory the list works, on a new one it fails. Found from the list alone, so on every run."""
+    for index, entry in enumerate(entries):
+        for later in entries[index + 1:]:
+            directory = str(later.get("dest") or "").rstrip("/")
+            if later.get("state") == "directory" and directory and str(entry.get("dest") or "").startswith(directory + "/"):
+                return f"{entry['dest']} is listed before {directory}, the directory entry it needs"
     return None
 
 
@@ -87,6 +100,19 @@ def inherit_attributes(candidate: str, dest: str, mode: bool = True, owner: bool
             # Not root: the candidate stays the module user's, as with ansible.builtin.copy.
             if error.errno != errno.EPERM:
                 raise
+
+
+def link_to(path: str, target: str) -> None:
+    """Points path at target in one rename, so that the link never goes missing in between."""
+    candidate = f"{path}.chajipoa-files-link"
+    if os.path.lexists(candidate):
+        os.unlink(candidate)
+    os.symlink(target, candidate)
+    try:
+        os.replace(candidate, path)
+    except BaseException:
+        os.unlink(candidate)
+        raise
 
 
 def remove(path: str) -> bool:

@@ -47,10 +47,14 @@ options:
         required: true
       state:
         description: V(file) (content from O(files[].template), O(files[].src) or O(files[].content)),
-          V(directory) (created with its parents when missing) or V(absent) (a file, link or tree removed).
+          V(directory) (created with its parents when missing), V(link) (a symbolic link to O(files[].target),
+          replacing whatever file or link was there) or V(absent) (a file, link or tree removed).
         type: str
-        choices: [file, directory, absent]
+        choices: [file, directory, link, absent]
         default: file
+      target:
+        description: What a V(link) points at. It must exist, so that a misspelt target fails the call.
+        type: path
       template:
         description: A Jinja2 template in the role's C(templates/) (or the playbook's), rendered on the
           controller. Resolved by the action plugin.
@@ -170,6 +174,7 @@ from ansible_collections.chajipoa.platform.plugins.module_utils import file_set
 ENTRY_OPTIONS = dict(
     dest=dict(type="path", required=True),
     state=dict(type="str", choices=list(file_set.STATES), default="file"),
+    target=dict(type="path"),
     template=dict(type="str"),
     src=dict(type="str"),
     content=dict(type="str", no_log=True),
@@ -288,6 +293,20 @@ class FileSet:
             self.remember(created)
         os.makedirs(dest)
         self.set_attributes(entry, dest)
+        return True
+
+    def link(self, entry: dict) -> bool:
+        dest, target = entry["dest"], entry["target"]
+        if os.path.islink(dest) and os.readlink(dest) == target:
+            return False
+        if not os.path.exists(target if os.path.isabs(target) else os.path.join(os.path.dirname(dest), target)):
+            self.fail(entry, f"the link's target {target} does not exist")
+        if os.path.isdir(dest) and not os.path.islink(dest):
+            self.fail(entry, "is a directory, not replaced by a link")
+        self.state_diff(entry, os.readlink(dest) if os.path.islink(dest) else "file" if file_set.exists(dest) else "absent", f"link to {target}")
+        if not self.module.check_mode:
+            self.remember(dest)
+            file_set.link_to(dest, target)
         return True
 
     def absent(self, entry: dict) -> bool:

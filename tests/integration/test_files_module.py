@@ -346,6 +346,22 @@ def test_absent_removes_a_file_and_a_tree_then_is_unchanged(play):
     assert again["changed"] is False, again
 
 
+def test_a_link_points_at_its_target_and_a_missing_target_fails(play):
+    base = f"{BASE}/links"
+    sh(f"rm -rf {base} && mkdir -p {base}/zones/Africa && touch {base}/zones/Africa/Lusaka {base}/zones/UTC && echo file > {base}/localtime")
+    task = files({"dest": f"{base}/localtime", "state": "link", "target": "zones/Africa/Lusaka", "notify": ["H1"]})
+    assert play(task)["files"]["changed"] is True
+    assert sh(f"readlink {base}/localtime").strip() == "zones/Africa/Lusaka"
+    assert marker("H1")
+    clear_markers()
+    assert play(task)["files"]["changed"] is False
+    assert not marker("H1")
+    missing = play(files({"dest": f"{base}/localtime", "state": "link", "target": "zones/Atlantis"}))
+    assert missing["files"].get("failed") is True
+    assert missing["files"]["msg"] == f"{base}/localtime: the link's target zones/Atlantis does not exist"
+    assert sh(f"readlink {base}/localtime").strip() == "zones/Africa/Lusaka"
+
+
 def test_a_vault_encrypted_src_lands_decrypted(play):
     base = f"{BASE}/vault"
     result = play(files({"dest": base, "state": "directory"},

@@ -16,7 +16,7 @@ CONTENT = base64.b64encode(b"x\n").decode("ascii")
     ({}, "dest must be an absolute path, got None"),
     ({"dest": ""}, "dest must be an absolute path, got ''"),
     ({"dest": "etc/example.conf", "content_base64": CONTENT}, "dest must be an absolute path, got 'etc/example.conf'"),
-    ({"dest": "/etc/x", "state": "link"}, "/etc/x: state must be one of file, directory, absent, got 'link'"),
+    ({"dest": "/etc/x", "state": "fifo"}, "/etc/x: state must be one of file, directory, link, absent, got 'fifo'"),
     ({"dest": "/etc/x"}, "/etc/x: a file needs its content"),
     ({"dest": "/etc/x", "state": "file", "content_base64": None}, "/etc/x: a file needs its content"),
     ({"dest": "/etc/x", "state": "directory", "content_base64": CONTENT}, "/etc/x: content given for state directory"),
@@ -209,3 +209,29 @@ def test_missing_directories_lists_what_makedirs_creates_outermost_first(tmp_pat
     (tmp_path / "a").mkdir()
     assert file_set.missing_directories(str(wanted)) == [str(tmp_path / "a" / "b"), str(wanted)]
     assert file_set.missing_directories(str(tmp_path)) == []
+
+
+def test_link_to_replaces_a_file_or_link_in_one_rename(tmp_path):
+    path = tmp_path / "localtime"
+    path.write_text("a file")
+    file_set.link_to(str(path), "../zoneinfo/Etc/UTC")
+    assert os.readlink(path) == "../zoneinfo/Etc/UTC"
+    file_set.link_to(str(path), "../zoneinfo/Africa/Lusaka")
+    assert os.readlink(path) == "../zoneinfo/Africa/Lusaka"
+    assert sorted(os.listdir(tmp_path)) == ["localtime"]
+
+
+@pytest.mark.parametrize("entry", [{"dest": "/etc/localtime", "state": "link"},
+                                   {"dest": "/etc/x", "state": "directory", "target": "/y"}])
+def test_only_a_link_has_a_target_and_it_needs_one(entry):
+    assert file_set.entry_problem(entry) == f"{entry['dest']}: a link needs its target, and only a link has one"
+
+
+def test_an_entry_before_the_directory_entry_it_needs_is_refused():
+    entries = [{"dest": "/usr/local/lib/tool/module.py"}, {"dest": "/usr/local/lib/tool", "state": "directory"}]
+    assert file_set.order_problem(entries) == "/usr/local/lib/tool/module.py is listed before /usr/local/lib/tool, the directory entry it needs"
+    assert file_set.order_problem(list(reversed(entries))) is None
+
+
+def test_a_sibling_with_a_common_prefix_is_not_a_parent():
+    assert file_set.order_problem([{"dest": "/etc/tool.conf"}, {"dest": "/etc/tool", "state": "directory"}]) is None
