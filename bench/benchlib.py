@@ -35,10 +35,11 @@ def children_cpu_seconds() -> float:
 
 
 def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", expect_noop: bool = False,
-                   strategy: str = "linear") -> tuple[float, dict]:
+                   strategy: str = "linear", checkout: Path = ROOT) -> tuple[float, dict]:
     """Run ansible-playbook with args; return seconds taken and the module calls per host, as the
     chajipoa.platform.module_calls callback counted them ({host: {"calls": n, "changed": n, ...}}).
-    `strategy` is a key of STRATEGIES; the caller's environment does not choose it.
+    `strategy` is a key of STRATEGIES; the caller's environment does not choose it. `checkout` is the
+    tree whose playbooks, roles and ansible.cfg run (another commit's, from baseline_checkout).
 
     Exits when the run fails, or when expect_noop is set and anything changed.
     """
@@ -47,15 +48,28 @@ def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", ex
                    ANSIBLE_CALLBACKS_ENABLED=",".join(filter(None, [os.environ.get("ANSIBLE_CALLBACKS_ENABLED"), CALLS_CALLBACK])),
                    CHAJIPOA_MODULE_CALLS_FILE=calls_file.name)
         start = time.perf_counter()
-        result = subprocess.run(["ansible-playbook", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+        result = subprocess.run(["ansible-playbook", *args], cwd=checkout, env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - start
-        log.write(f"$ ansible-playbook {' '.join(args)}  (ANSIBLE_CONFIG={config}, {strategy})\n{result.stdout}{result.stderr}")
+        log.write(f"$ ansible-playbook {' '.join(args)}  (ANSIBLE_CONFIG={config}, {strategy}, in {checkout})\n{result.stdout}{result.stderr}")
         calls = json.loads(Path(calls_file.name).read_text() or "{}")
     if result.returncode or not calls:
         sys.exit(f"ansible-playbook {' '.join(args)} failed under {config} ({strategy}); see {log.name}")
     if expect_noop and any(counts["changed"] for counts in calls.values()):
         sys.exit(f"ansible-playbook {' '.join(args)} was not a no-op under {config} (converge the lab first: make dev)")
     return elapsed, calls
+
+
+def baseline_checkout(revision: str) -> Path:
+    """A worktree of another commit under .cache, sharing this one's generated development secrets, so
+    its roles run against the same lab side by side with these."""
+    commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    checkout = ROOT / ".cache" / "bench-baseline" / commit
+    if not checkout.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(checkout), commit], cwd=ROOT, capture_output=True, check=True)
+    credentials = checkout / "inventories" / "development" / "credentials"
+    if not credentials.exists():
+        credentials.symlink_to(ROOT / "inventories" / "development" / "credentials")
+    return checkout
 
 
 def calls_per_host(calls: dict) -> str:
