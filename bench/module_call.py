@@ -31,6 +31,9 @@ from pathlib import Path
 
 from benchlib import ROOT, children_cpu_seconds, record, results_log, strategy_env
 
+sys.path[:0] = [str(ROOT)]
+from tests import lab_container  # noqa: E402
+
 CONTAINER = "chajipoa-bench-call1"
 # name: (connection variables, strategy)
 ARMS = {
@@ -49,12 +52,8 @@ def sh(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def start_host(public_key: Path) -> str:
     """The bench's container with sshd admitting `public_key` as root; returns its address."""
-    subprocess.run(["docker", "rm", "-f", CONTAINER], capture_output=True, check=False)
-    sh("docker", "run", "-d", "--name", CONTAINER, "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
-       "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
-       "--tmpfs", "/tmp", "chajipoa-lab:bookworm", "/lib/systemd/systemd")
+    lab_container.start(CONTAINER)
     sh("docker", "exec", CONTAINER, "sh", "-c",
-       "for i in $(seq 100); do systemctl is-system-running >/dev/null 2>&1 && break; sleep 0.1; done; "
        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null "
        "&& install -d -m 0700 /root/.ssh && systemctl start ssh")
     sh("docker", "exec", "-i", CONTAINER, "sh", "-c", "cat > /root/.ssh/authorized_keys", input=public_key.read_text())
@@ -108,7 +107,7 @@ def main() -> None:
                     cpu[name].append(cpu_seconds)
                 print(f"round {round_number}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in wall.items()))
     finally:
-        subprocess.run(["docker", "rm", "-f", CONTAINER], capture_output=True, check=False)
+        lab_container.remove(CONTAINER)
     wall_median = {name: statistics.median(values) for name, values in wall.items()}
     cpu_median = {name: statistics.median(values) for name, values in cpu.items()}
     base = wall_median[BASELINE]

@@ -19,8 +19,8 @@ description:
     holds; the certificate was signed by the CA given (its signature verifies with the CA's key); its
     common name is the host's, its subject alternative names are exactly O(names) and its extended key
     usages exactly O(extended_key_usage); and it has not expired.
-  - With O(names) omitted, the input is checked as the CA itself, as C(authority.yml) makes it: a
-    self-signed ECC secp256r1 certificate with C(CA:TRUE), whose key is O(key), not expired.
+  - With O(names) omitted, the input is checked as the CA itself, as C(authority.yml) makes it, that is
+    a self-signed ECC secp256r1 certificate with C(CA:TRUE) whose key is O(key), not expired.
   - Anything that cannot be read (a missing or malformed file) counts as not current, so the modules run
     and say what is wrong.
 positional: key, ca, common_name, names, extended_key_usage
@@ -70,15 +70,20 @@ import ipaddress
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-USAGES = {"serverAuth": ExtendedKeyUsageOID.SERVER_AUTH, "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
-          "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING, "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
-          "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING, "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING}
+try:
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ImportError:
+    # ansible-core requires cryptography on every controller; the message is for one that lacks it.
+    x509 = None
+else:
+    USAGES = {"serverAuth": ExtendedKeyUsageOID.SERVER_AUTH, "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+              "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING, "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+              "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING, "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING}
 
 
 def wanted_names(names: list[str]) -> set:
@@ -127,6 +132,8 @@ def signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def certificate_current(certificate_pem: Any, key_pem: Any, ca_pem: Any = None, common_name: Any = None,
                         names: Any = None, extended_key_usage: Any = None) -> bool:
+    if x509 is None:
+        raise AnsibleFilterError("certificate_current needs the Python library cryptography on the controller")
     if names is not None and not isinstance(names, list):
         raise AnsibleFilterError(f"certificate_current: names must be a list, got {names!r}")
     try:

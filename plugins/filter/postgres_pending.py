@@ -20,7 +20,7 @@ description:
     Flags not listed are left alone by M(community.postgresql.postgresql_user), and so here.
   - C(postgres_databases_pending) keeps a database that is missing (or present while it should be
     absent), or whose owner, encoding or locale differs (the module refuses the last two, which is the
-    point: the run says so).
+    point, since the run then says so).
   - C(postgres_extensions_pending) keeps an extension that is missing (or installed while it should be
     absent) in its database; a database the probe did not read (check mode before it exists) counts as
     having none.

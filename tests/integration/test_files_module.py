@@ -12,12 +12,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests import lab_container
+from tests.lab_container import docker
 from tests.conftest import ROOT
 
 CONTAINER = "chajipoa-files-test-1"
@@ -50,10 +51,6 @@ HANDLERS = [{"name": name, "ansible.builtin.file": {"path": f"{BASE}/markers/{na
             for name in ("H1", "H2")]
 
 
-def docker(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], input=stdin, capture_output=True, text=True, check=False, timeout=120)
-
-
 def sh(command: str) -> str:
     done = docker("exec", CONTAINER, "sh", "-c", command)
     assert done.returncode == 0, done.stderr
@@ -82,20 +79,11 @@ def clear_markers() -> None:
 
 @pytest.fixture(scope="module")
 def lab_host():
-    docker("rm", "-f", CONTAINER)
-    started = docker("run", "-d", "--name", CONTAINER, "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
-                     "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/tmp",
-                     "chajipoa-lab:bookworm", "/lib/systemd/systemd")
-    assert started.returncode == 0, started.stderr
+    lab_container.start(CONTAINER)
     try:
-        deadline = time.monotonic() + 60
-        while (booted := docker("exec", CONTAINER, "systemctl", "is-system-running", "--wait")).stdout.strip() not in (
-                "running", "degraded") and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert booted.stdout.strip() in ("running", "degraded"), booted.stdout + booted.stderr
         yield CONTAINER
     finally:
-        docker("rm", "-f", CONTAINER)
+        lab_container.remove(CONTAINER)
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +151,8 @@ def files(*entries: dict, name: str = "files", **task) -> dict:
 def test_first_run_creates_with_owner_group_mode_then_second_run_is_unchanged(play):
     base = f"{BASE}/create"
     task = files(
-        {"dest": f"{base}/app/conf.d", "state": "directory", "owner": "daemon", "group": "daemon", "mode": "0750"},
         {"dest": f"{base}/app", "state": "directory", "owner": "root", "group": "nogroup", "mode": "0755"},
+        {"dest": f"{base}/app/conf.d", "state": "directory", "owner": "daemon", "group": "daemon", "mode": "0750"},
         {"dest": f"{base}/app/conf.d/given.conf", "content": "given\n", "owner": "daemon", "group": "root", "mode": "0640"},
         {"dest": f"{base}/app/tool", "src": "bin/tool", "owner": "root", "group": "root", "mode": "0755"},
         {"dest": f"{base}/app/plain.conf", "template": "etc/plain.conf.j2", "owner": "nobody", "group": "nogroup",

@@ -16,6 +16,7 @@ from pathlib import Path
 import ansible_mitogen
 import pytest
 
+from tests import lab_container
 from tests.conftest import ROOT
 
 CONTAINER = "chajipoa-strategy-probe1"
@@ -37,19 +38,11 @@ PLAYBOOK = """
 """
 
 
-def docker(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
-
-
 @pytest.fixture(scope="module")
 def lab_host():
-    docker("rm", "-f", CONTAINER)
-    started = docker("run", "-d", "--name", CONTAINER, "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
-                     "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/tmp",
-                     "chajipoa-lab:bookworm", "/lib/systemd/systemd")
-    assert started.returncode == 0, started.stderr
+    lab_container.start(CONTAINER)
     yield CONTAINER
-    docker("rm", "-f", CONTAINER)
+    lab_container.remove(CONTAINER)
 
 
 def parents(tmp_path: Path, strategy_plugins: Path, connection: str = "community.docker.docker") -> list[str]:

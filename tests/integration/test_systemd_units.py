@@ -13,12 +13,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests import lab_container
+from tests.lab_container import docker
 from tests.conftest import ROOT
 
 CONTAINER = "chajipoa-units-test-1"
@@ -33,28 +34,14 @@ UNITS = ("chajipoa-a.service", "chajipoa-b.service", "demo@.service")
 INSTANCE = "demo@one.service"
 
 
-def docker(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False, timeout=120)
-
-
 def systemctl(*args: str) -> str:
     return docker("exec", CONTAINER, "systemctl", *args).stdout.strip()
 
 
 @pytest.fixture(scope="module")
 def lab_host():
-    docker("rm", "-f", CONTAINER)
-    started = docker("run", "-d", "--name", CONTAINER, "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
-                     "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/tmp",
-                     "chajipoa-lab:bookworm", "/lib/systemd/systemd")
-    assert started.returncode == 0, started.stderr
+    lab_container.start(CONTAINER)
     try:
-        # systemctl fails until systemd listens on its socket, then --wait waits for the boot to end.
-        deadline = time.monotonic() + 60
-        while (booted := docker("exec", CONTAINER, "systemctl", "is-system-running", "--wait")).stdout.strip() not in (
-                "running", "degraded") and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert booted.stdout.strip() in ("running", "degraded"), booted.stdout + booted.stderr
         for unit in UNITS:
             written = subprocess.run(["docker", "exec", "-i", CONTAINER, "tee", f"/lib/systemd/system/{unit}"],
                                      input=UNIT % unit, capture_output=True, text=True, check=False)
@@ -62,7 +49,7 @@ def lab_host():
         assert docker("exec", CONTAINER, "systemctl", "daemon-reload").returncode == 0
         yield CONTAINER
     finally:
-        docker("rm", "-f", CONTAINER)
+        lab_container.remove(CONTAINER)
 
 
 @pytest.fixture
