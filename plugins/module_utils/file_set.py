@@ -139,9 +139,10 @@ def text_for_diff(content: bytes | None) -> str:
         return f"(binary, {len(content)} bytes)\n"
 
 
-def snapshot(path: str) -> dict:
+def snapshot(path: str, content: bytes | None = None) -> dict:
     """What path holds now, enough to put it back: its kind, bytes or link target, mode and owner.
-    A directory keeps its attributes only; its contents are the entries' own business."""
+    A directory keeps its attributes only; its contents are the entries' own business. `content`:
+    the regular file's bytes when the caller has just read them, so they are not read twice."""
     try:
         status = os.lstat(path)
     except FileNotFoundError:
@@ -151,8 +152,10 @@ def snapshot(path: str) -> dict:
         return {"kind": "link", "target": os.readlink(path), **kept}
     if stat.S_ISDIR(status.st_mode):
         return {"kind": "directory", **kept}
-    with open(path, "rb") as handle:
-        return {"kind": "file", "content": handle.read(), **kept}
+    if content is None:
+        with open(path, "rb") as handle:
+            content = handle.read()
+    return {"kind": "file", "content": content, **kept}
 
 
 def restore(path: str, kept: dict) -> None:

@@ -216,9 +216,9 @@ class FileSet:
         self.module.fail_json(msg=f"{entry['dest']}: {message}" + (f"; undone: {', '.join(undone)}" if undone else ""),
                               changed_paths=[], **details)
 
-    def remember(self, path: str) -> None:
+    def remember(self, path: str, content: bytes | None = None) -> None:
         """Before a change of path: what it holds now, to put back (a directory tree is not kept)."""
-        snapshot = file_set.snapshot(path)
+        snapshot = file_set.snapshot(path, content)
         self.undo.append(lambda: file_set.restore(path, snapshot))
 
     def content_diff(self, entry: dict, before: bytes | None, after: bytes) -> None:
@@ -235,7 +235,7 @@ class FileSet:
         dest, wanted = entry["dest"], file_set.wanted_bytes(entry)
         before = file_set.current_bytes(dest)
         if not self.module.check_mode:
-            self.remember(dest)
+            self.remember(dest, before)
         if before == wanted:
             return self.set_attributes(entry, dest)
         self.content_diff(entry, before, wanted)

@@ -235,3 +235,13 @@ def test_an_entry_before_the_directory_entry_it_needs_is_refused():
 
 def test_a_sibling_with_a_common_prefix_is_not_a_parent():
     assert file_set.order_problem([{"dest": "/etc/tool.conf"}, {"dest": "/etc/tool", "state": "directory"}]) is None
+
+
+def test_a_snapshot_keeps_the_bytes_it_is_given_for_a_regular_file(tmp_path):
+    path = tmp_path / "conf"
+    path.write_bytes(b"on disk\n")
+    assert file_set.snapshot(str(path), b"on disk\n")["content"] == b"on disk\n"
+    link = tmp_path / "link"
+    link.symlink_to("conf")
+    assert file_set.snapshot(str(link), b"on disk\n") == {"kind": "link", "target": "conf", **{
+        key: value for key, value in file_set.snapshot(str(link)).items() if key in ("mode", "uid", "gid")}}
