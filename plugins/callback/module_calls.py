@@ -13,7 +13,7 @@ description:
   - A no-op run's time is its number of module calls times the cost of one call. This callback gives
     the first factor. At the end of a run it prints, per host, how many times a module ran on that
     host (each loop item once), how many of those changed something or failed, how many tasks ran
-    on the controller alone (C(set_fact), C(assert), includes and the like) and how many were skipped.
+    on the controller alone (C(set_fact), C(assert), M(chajipoa.platform.preflight), includes and the like) and how many were skipped.
   - A delegated call counts on the host it ran on (the delegate), not on the host it ran for.
   - A module call is one execution of a task's action on a host. The file-transferring actions
     (C(template), C(copy)) make a C(stat) round trip before theirs, which this count does not add.
@@ -48,11 +48,15 @@ CONTROLLER_ACTIONS = frozenset({
     "include_role", "include_tasks", "include_vars", "meta", "pause", "set_fact", "set_stats",
     "validate_argument_spec",
 })
+# This collection's own actions that need no connection (their plugins set _requires_connection False).
+COLLECTION_CONTROLLER_ACTIONS = frozenset({"chajipoa.platform.preflight"})
 BUILTIN_PREFIXES = ("ansible.builtin.", "ansible.legacy.")
 COLUMNS = ("calls", "changed", "failed", "controller", "skipped")
 
 
 def runs_on_controller(action: str) -> bool:
+    if action in COLLECTION_CONTROLLER_ACTIONS:
+        return True
     for prefix in BUILTIN_PREFIXES:
         if action.startswith(prefix):
             action = action[len(prefix):]

@@ -15,7 +15,7 @@ from tests.unit.roles import rendering
 DEFAULTS = load_yaml(ROOT / "roles" / "postgres" / "defaults" / "main.yml")
 CATALOGUE = load_yaml(ROOT / "roles" / "validate_inventory" / "vars" / "main.yml")["_validate_inventory_secrets"]
 PREFLIGHT = load_yaml(ROOT / "roles" / "postgres" / "tasks" / "preflight.yml")
-STANDBY = load_yaml(ROOT / "roles" / "postgres" / "tasks" / "standby.yml")
+STANDBY_COPY = load_yaml(ROOT / "roles" / "postgres" / "tasks" / "standby_copy.yml")
 HOSTS = ["db1", "db2"]
 
 
@@ -83,22 +83,27 @@ def test_a_line_break_in_a_field_is_not_rendered(field):
         render("etc/postgresql/cluster/pg_hba.conf.j2", postgres_hba=[entry])
 
 
+def preflight_task():
+    return next(task for task in PREFLIGHT if "chajipoa.platform.preflight" in task)
+
+
 def hba_check():
-    return next(task for task in PREFLIGHT if task["name"] == "Check the client authentication entries")
+    checks = preflight_task()["chajipoa.platform.preflight"]["checks"]
+    return next(check for check in checks if check["name"] == "Check the client authentication entries")
 
 
 def hba_refused(entry: dict) -> bool:
-    """Whether the preflight's own conditions refuse `entry`, evaluated as the assert module does."""
+    """Whether the preflight's own conditions refuse `entry`, evaluated as chajipoa.platform.preflight does."""
     task = hba_check()
     fields = render(task["vars"]["__postgres_hba_fields"], item=entry)
     variables = {**rendering.role_variables("postgres"), "item": entry, "__postgres_hba_fields": fields}
     templar = Templar(loader=rendering.LOADER, variables=variables)
     return not all(templar.evaluate_conditional(trust_as_template(condition))
-                   for condition in task["ansible.builtin.assert"]["that"])
+                   for condition in task["that"])
 
 
 def test_the_preflight_check_runs_whenever_pg_hba_is_rendered():
-    assert "postgres_configure" in hba_check()["tags"]
+    assert "postgres_configure" in preflight_task()["tags"]
 
 
 def test_default_entries_pass_the_preflight():
@@ -243,7 +248,7 @@ def doubts(control: dict | None, files: list[str], stderr: str = "") -> list[str
 def test_the_find_excludes_only_initdbs_numbered_files():
     import re
 
-    find = next(task for task in STANDBY[-1]["block"] if task["name"] == "Files of the local cluster")
+    find = next(task for task in STANDBY_COPY if task["name"] == "Files of the local cluster")
     (exclude,) = find["ansible.builtin.find"]["excludes"]
     for name in ("1", "4", "5", "1259", "1259_fsm", "1259_vm", "2619.1", "13410", "15999", "0000"):
         assert re.match(exclude, name), name

@@ -91,6 +91,7 @@ def test_prints_the_table_at_the_end_of_the_run(recorded_run):
     ("ansible.builtin.set_fact", True),
     ("ansible.legacy.include_tasks", True),
     ("assert", True),
+    ("chajipoa.platform.preflight", True),
     ("ansible.builtin.template", False),
     ("community.postgresql.postgresql_query", False),
     ("my.collection.set_fact", False),
