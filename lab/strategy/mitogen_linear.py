@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import ansible_mitogen.loaders
+import ansible_mitogen.planner
 import ansible_mitogen.strategy
+from ansible.collections.list import list_collection_dirs
 from ansible.playbook.play_context import PlayContext
 
 SHORT_NAMES = {
@@ -37,8 +39,26 @@ ansible_mitogen.strategy.wrap_connection_loader__get_with_context = connection_g
 ansible_mitogen.strategy.REDIRECTED_CONNECTION_PLUGINS = tuple(
     name for name in ansible_mitogen.strategy.REDIRECTED_CONNECTION_PLUGINS if name != "local")
 
+# Before it runs a collection's module, Mitogen's planner lists the directory of every installed
+# collection (reading the manifest of each of the hundred or so the ansible package brings) and
+# keeps the answer in a cache of the process. Ansible forks a new worker for every task and host, so
+# that cache never serves a second call: the listing was 46% of the workers' time in a no-op run
+# (py-spy, docs/performance.md). Listed once here, in the strategy's process, and inherited by every
+# worker it forks. The collections do not change during a run.
+_COLLECTION_DIRS: tuple[str, ...] = ()
+
+
+def add_collection_dirs(invocation):
+    invocation._extra_sys_paths.update(_COLLECTION_DIRS)
+
+
+ansible_mitogen.planner._load_collections = add_collection_dirs
+
 Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
 
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, Linear):
-    pass
+    def __init__(self, *args, **kwargs):
+        global _COLLECTION_DIRS  # pylint: disable=global-statement
+        _COLLECTION_DIRS = tuple(path.decode("utf-8") for path in list_collection_dirs())
+        super().__init__(*args, **kwargs)

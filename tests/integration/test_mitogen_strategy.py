@@ -32,9 +32,15 @@ PLAYBOOK = """
       ansible.builtin.shell: echo $PPID
       register: second
       changed_when: false
+    # A collection's module with module_utils of its collection: Mitogen sends them from the
+    # collection directories the strategy listed once, before forking its workers.
+    - name: A collection's module
+      chajipoa.platform.systemd_units:
+        units: [{name: systemd-journald.service}]
+      register: units
     - name: Report
       ansible.builtin.debug:
-        msg: "parents {{ first.stdout }} {{ second.stdout }}"
+        msg: "parents {{ first.stdout }} {{ second.stdout }} units {{ units.units | length }}"
 """
 
 
@@ -54,7 +60,9 @@ def parents(tmp_path: Path, strategy_plugins: Path, connection: str = "community
     run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.ini"),
                           str(tmp_path / "site.yml")], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
-    return run.stdout.split('"parents ')[1].split('"')[0].split()
+    words = run.stdout.split('"parents ')[1].split('"')[0].split()
+    assert words[2:] == ["units", "1"], run.stdout
+    return words[:2]
 
 
 def test_the_projects_strategy_runs_every_call_in_mitogens_interpreter(lab_host, tmp_path):
