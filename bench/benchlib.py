@@ -85,8 +85,13 @@ def record(section: str, text: str) -> None:
     doc = Path(os.environ.get("CHAJIPOA_BENCH_DOC") or ROOT / "docs" / "performance.md")
     block = f"<!-- bench:{section} -->\n{text}\n<!-- /bench:{section} -->"
     pattern = rf"<!-- bench:{section} -->.*?<!-- /bench:{section} -->"
-    doc.write_text(re.sub(pattern, lambda _: block, doc.read_text(), flags=re.S))
     print(text)
+    written, found = re.subn(pattern, lambda _: block, doc.read_text(), flags=re.S)
+    # A run's figures are often an hour of measurement: losing them to a missing marker must be loud.
+    if found != 1:
+        raise SystemExit(f"{doc} holds {found} '<!-- bench:{section} -->' sections, not one: the figures above "
+                         f"were not written")
+    doc.write_text(written)
 
 
 def results_log(name: str, stamp) -> TextIO:

@@ -1,0 +1,56 @@
+"""Every benchmark's write-up has its place in docs/performance.md, and a missing place stops the bench.
+
+A rewrite of the docs once dropped four benchmarks' sections; the benches then measured for an hour and
+wrote nothing, silently.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "performance.md"
+spec = importlib.util.spec_from_file_location("benchlib", ROOT / "bench" / "benchlib.py")
+benchlib = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchlib)
+
+
+def sections_written_by_benches() -> set[str]:
+    sections = set()
+    for script in (ROOT / "bench").glob("*.py"):
+        for call in re.findall(r'record\(\s*("[^"]+"(?:\s+if\s+[^,]+?\s+else\s+"[^"]+")?)', script.read_text()):
+            sections.update(re.findall(r'"([^"]+)"', call))
+    return sections
+
+
+def test_the_benches_are_found():
+    assert {"noop-site", "noop-site-limit", "scale", "backups", "module-call"} <= sections_written_by_benches()
+
+
+@pytest.mark.parametrize("section", sorted(sections_written_by_benches()))
+def test_each_section_a_bench_writes_is_in_the_docs_once(section):
+    text = DOC.read_text()
+    assert text.count(f"<!-- bench:{section} -->") == 1, section
+    assert text.count(f"<!-- /bench:{section} -->") == 1, section
+    assert text.index(f"<!-- bench:{section} -->") < text.index(f"<!-- /bench:{section} -->")
+
+
+def test_record_replaces_the_section_and_keeps_the_rest(tmp_path, monkeypatch):
+    doc = tmp_path / "performance.md"
+    doc.write_text("before\n<!-- bench:x -->\nold\n<!-- /bench:x -->\nafter\n")
+    monkeypatch.setenv("CHAJIPOA_BENCH_DOC", str(doc))
+    benchlib.record("x", "new")
+    assert doc.read_text() == "before\n<!-- bench:x -->\nnew\n<!-- /bench:x -->\nafter\n"
+
+
+def test_record_without_its_section_stops_and_names_it(tmp_path, monkeypatch, capsys):
+    doc = tmp_path / "performance.md"
+    doc.write_text("no markers here\n")
+    monkeypatch.setenv("CHAJIPOA_BENCH_DOC", str(doc))
+    with pytest.raises(SystemExit, match="bench:missing"):
+        benchlib.record("missing", "figures")
+    assert doc.read_text() == "no markers here\n"
+    assert "figures" in capsys.readouterr().out
