@@ -109,6 +109,8 @@ class Archive:
     server_version: str | None = None
     dump_version: str | None = None
     entries: list[Entry] = field(default_factory=list)
+    # Whether the whole table of contents was read (a damaged one stops the reader inside it).
+    toc_complete: bool = False
     blocks: dict[int, Block] = field(default_factory=dict)
     sha256: str = ""
     bytes: int = 0
@@ -387,6 +389,7 @@ def read(path: Path | str) -> Archive:
         try:
             _read_header(stream, archive)
             _read_toc(stream, archive)
+            archive.toc_complete = True
             if archive.compression not in ("none", "gzip"):
                 archive.unsupported = (f"the archive is compressed with {archive.compression}, which this reader cannot "
                                        "decompress (it reads uncompressed and gzip archives, all that pg_dump 15 writes)")
