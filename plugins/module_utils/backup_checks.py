@@ -757,8 +757,8 @@ def _check_restore_needs(report: Report, archive: pg_archive.Archive) -> None:
     with report.check("restore needs") as entry:
         roles = {e.owner for e in archive.entries if e.owner}
         for toc_entry in archive.entries:
-            for listed in _GRANTEES.findall(toc_entry.defn) + (_POLICY_ROLES.findall(toc_entry.defn)
-                                                              if toc_entry.desc == "POLICY" else []):
+            policies = _POLICY_ROLES.findall(toc_entry.defn) if toc_entry.desc == "POLICY" else []
+            for listed in _GRANTEES.findall(toc_entry.defn) + policies:
                 roles |= {_unquote(name) for name in re.findall(_IDENTIFIER, listed)}
         roles -= {"PUBLIC", "public"}
         versions = {name: version for name, version, _schema in _extensions(report.manifest)}

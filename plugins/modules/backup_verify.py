@@ -107,7 +107,8 @@ attributes:
     platforms: posix
 requirements:
   - PostgreSQL server binaries (C(initdb), C(pg_ctl)) on the target for thorough mode
-  - pg_restore for PostgreSQL backups in quick and thorough mode (deep mode reads the archive itself), redis-check-rdb for Redis ones; MongoDB archives are read by
+  - pg_restore for PostgreSQL backups in quick and thorough mode (deep mode reads the archive itself),
+    redis-check-rdb for Redis ones; MongoDB archives are read by
     the collection's own code (no MongoDB tools needed)
 notes:
   - The report carries each check's status, message, timing and evidence; a failure message names

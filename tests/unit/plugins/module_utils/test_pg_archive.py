@@ -40,8 +40,8 @@ def archive(blocks: list[tuple[int, list[bytes]]], level: int = 0, version: tupl
     """An archive of tables t<dump id>, each block's payloads as given (already compressed when level > 0)."""
     header = pg_archive.MAGIC + bytes(version) + bytes([4, 8, pg_archive.FORMAT_CUSTOM])
     header += bytes([algorithm]) if algorithm is not None else integer(level)
-    header += b"".join(integer(0) for _ in range(7)) + string("rental") + string("15.18") + string("15.18")
-    entries = [entry(dump_id, "TABLE DATA", f"t{dump_id}", has_data=True) for dump_id, _ in blocks] + list(extra_entries)
+    header += b"".join(integer(0) for _field in range(7)) + string("rental") + string("15.18") + string("15.18")
+    entries = [entry(dump_id, "TABLE DATA", f"t{dump_id}", has_data=True) for dump_id, _payloads in blocks] + list(extra_entries)
     toc = integer(len(entries)) + b"".join(entries)
     data = b"".join(bytes([pg_archive.BLOCK_DATA]) + integer(dump_id) + chunks(payloads) for dump_id, payloads in blocks)
     return header + toc + data
@@ -82,7 +82,7 @@ def test_uncompressed_blocks_are_scanned_across_read_buffers(tmp_path, monkeypat
 def test_gzip_blocks_are_decompressed_and_counted_and_hashed_as_stored(tmp_path):
     plain, compressed = rows(300), gzip_payloads(rows(300))
     result = read(tmp_path, archive([(5, compressed)], level=6))
-    (block,) = result.blocks.values()
+    block = result.blocks[5]
     assert (result.compression, block.rows, block.data_bytes) == ("gzip", 300, len(b"".join(plain)))
     stored = chunks(compressed)
     assert (block.stored_bytes, block.sha256) == (len(stored), hashlib.sha256(stored).hexdigest())
