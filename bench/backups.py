@@ -11,6 +11,9 @@ grown past 1 GB (tests/datasets.py), alternating the contenders round by round:
               restore test with a cluster start included: a fresh cluster (initdb, start), a plain
               pg_restore -j2 as its superuser, count(*) of every table, removal; and, for scale,
               the same restore and count into a database of the already running server.
+  deep        deep verification (the archive read once: hash, every block decompressed, rows
+              counted, TOC checks) against pg_restore -f /dev/null on the same file (every block
+              decompressed, nothing written) and against the restore and count above.
 Usage: python3 bench/backups.py [--gigabytes 1.2] [--rounds 3] [--compress 0]; writes docs/performance.md.
 """
 from __future__ import annotations
@@ -62,6 +65,11 @@ def plain_restore_and_count(server: PostgresServer, dump: Path, tables: list[dic
         server.drop_database(scratch)
 
 
+def restore_to_null(server: PostgresServer, dump: Path) -> None:
+    """pg_restore reading the whole archive, decompressing every block, writing nothing."""
+    subprocess.run([str(server.bindir / "pg_restore"), "--file=/dev/null", str(dump)], check=True)
+
+
 def plain_cluster_restore_and_count(dump: Path, tables: list[dict]) -> None:
     """The floor with a cluster start included: initdb, start, restore, count, stop, remove."""
     with PostgresServer() as fresh:
@@ -93,7 +101,7 @@ def main() -> None:
             "bindir": str(server.bindir), "compress": args.compress}})
         scratch_dir = work / "scratch"
         times = {name: [] for name in ("program", "pg_dump", "catalogue", "quick", "sha256sum", "thorough", "plain",
-                                       "plain_cluster")}
+                                       "plain_cluster", "deep", "restore_null")}
         for round_no in range(args.rounds):
             # Alternate who goes first: the first dump of a round reads a colder cache.
             contenders = [("pg_dump", lambda: plain_dump(server, work / "plain.dump", args.compress)),
@@ -126,9 +134,19 @@ def main() -> None:
                 if name == "thorough":
                     thorough = outcome
             assert thorough.passed, thorough.failure_message()
+            contenders = [("deep", lambda: backup_checks.deep(backup_checks.Report("deep", dump, report.manifest_path),
+                                                              manifest_key=manifest_key)),
+                          ("restore_null", lambda: restore_to_null(server, dump))]
+            for name, action in contenders[:: 1 if round_no % 2 else -1]:
+                seconds, outcome = timed(action)
+                times[name].append(seconds)
+                if name == "deep":
+                    deep = outcome
+            assert deep.passed, deep.failure_message()
             assert not pg_scratch.cleanup_stale(scratch_dir) and not list(scratch_dir.iterdir())
             log.write(f"round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()) + "\n")
             log.write("thorough checks: " + ", ".join(f"{c['name']} {c['seconds']:.2f} s" for c in thorough.checks) + "\n")
+            log.write("deep checks: " + ", ".join(f"{c['name']} {c['seconds']:.2f} s" for c in deep.checks) + "\n")
             for path in dump.parent.iterdir():
                 path.unlink()
         size = manifest["bytes"]
@@ -148,9 +166,12 @@ def main() -> None:
 | quick verification | {median['quick']:.2f} s = {mb / median['quick']:,.0f} MB/s | `sha256sum` {median['sha256sum']:.2f} s = {mb / median['sha256sum']:,.0f} MB/s | {median['sha256sum'] / median['quick']:.2f}x faster |
 | thorough verification (scratch cluster start, restore as a non-superuser, counts, schema, sequences, removal) | {median['thorough']:.1f} s | fresh cluster (initdb, start) + `pg_restore -j{JOBS}` + `count(*)` of every table + removal {median['plain_cluster']:.1f} s | {median['thorough'] / median['plain_cluster']:.2f}x |
 | the same thorough verification | {median['thorough']:.1f} s | `pg_restore -j{JOBS}` + `count(*)` into a database of the running server (no cluster start) {median['plain']:.1f} s | {median['thorough'] / median['plain']:.2f}x |
+| deep verification (one read: hash, every block decompressed, rows counted, TOC checks) | {median['deep']:.2f} s | `pg_restore -f /dev/null` on the same file {median['restore_null']:.2f} s | {median['deep'] / median['restore_null']:.2f}x |
+| the same deep verification | {median['deep']:.2f} s | `pg_restore -j{JOBS}` + `count(*)` into a database of the running server {median['plain']:.1f} s | {median['deep'] / median['plain']:.2f}x |
 
 Targets: quick at least 800 MB/s; thorough at most 1.15x the plain restore and count with a cluster
-start included (first thorough line); the catalogue under 2 % of the backup's time. Raw timings: bench/results/backups-{stamp:%Y%m%dT%H%M%SZ}.log."""
+start included (first thorough line); the catalogue under 2 % of the backup's time; deep at most
+1.5x `pg_restore -f /dev/null` and at most 0.2x the restore and count. Raw timings: bench/results/backups-{stamp:%Y%m%dT%H%M%SZ}.log."""
     record("backups", text)
 
 

@@ -12,6 +12,12 @@ quick     the file exists and is not empty, its size and SHA-256 match the manif
           manifest's collections with their document counts (MongoDB).
           With a manifest key, the manifest's signature is checked too (an unsigned manifest is
           reported as such, a mismatch fails).
+deep      (PostgreSQL) quick, computed from one read of the archive by pg_archive.py, then every
+          data block decompressed, each table's COPY rows counted against the manifest, each
+          table's data hash compared with the one recorded at backup time, the schema catalogue's
+          objects found in the archive's table of contents, every sequence's value (SEQUENCE SET)
+          at least the manifest's and ahead of the data, and the roles and extensions a restore
+          target needs listed. No server, no restore.
 thorough  quick, then a restore into a throwaway cluster of its own (pg_scratch.py; always removed,
           also on failure) as a role that is no superuser, that must log no error; per-table row
           counts equal to the manifest's, the restored schema catalogue equal to the manifest's,
@@ -33,7 +39,7 @@ import time
 from pathlib import Path
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_manifest, elasticache_snapshots, mongo_archive,
-                                                                        pg_catalogue, pg_scratch)
+                                                                        pg_archive, pg_catalogue, pg_scratch)
 
 _FILE_CHECKS = ("manifest", "signature", "file", "size", "sha256")
 # What each kind's quick mode checks of the contents, after the file checks.
@@ -45,6 +51,7 @@ _CONTENT_CHECKS = {
 }
 QUICK_CHECKS = {kind: _FILE_CHECKS + checks for kind, checks in _CONTENT_CHECKS.items()}
 THOROUGH_CHECKS = ("restore", "row counts", "schema", "sequences")
+DEEP_CHECKS = ("data blocks", "row counts", "table hashes", "schema", "sequences", "restore needs")
 # How many restore errors a report carries; the first ones name the cause, the rest repeat it.
 MAX_RESTORE_ERRORS = 5
 DEFAULT_RESTORE_ROLE = "chajipoa_restore"
@@ -135,8 +142,8 @@ class Report:
 def planned_checks(mode: str, kind: str = "postgresql") -> list[str]:
     """What a verification of this mode would check, for check mode."""
     checks = list(QUICK_CHECKS[kind])
-    if mode == "thorough" and kind == "postgresql":
-        checks += THOROUGH_CHECKS
+    if kind == "postgresql":
+        checks += {"quick": (), "deep": DEEP_CHECKS, "thorough": THOROUGH_CHECKS}[mode]
     return checks
 
 
@@ -163,17 +170,15 @@ def _read_toc(path: Path, pg_restore: str) -> str:
     return result.stdout
 
 
-def _check_database(report: Report, toc: str) -> None:
+def _check_database(report: Report, archived: str | None) -> None:
     with report.check("database") as entry:
-        match = _TOC_DBNAME.search(toc)
-        archived = match.group(1) if match else None
         entry["archive_database"] = archived
         if archived != report.manifest["database"]:
             raise CheckFailed(f"the archive holds database {archived!r}, the manifest is for "
                               f"{report.manifest['database']!r}")
 
 
-def _claim_table_data(toc: str, tables: list[dict]) -> list[dict]:
+def _claim_table_data(data_entries: list[str], tables: list[dict]) -> list[dict]:
     """The manifest's tables that have no TABLE DATA entry of their own in the archive.
 
     An entry reads "<schema> <table> <owner>", and names may hold spaces, so a line cannot be split
@@ -181,7 +186,7 @@ def _claim_table_data(toc: str, tables: list[dict]) -> list[dict]:
     begins it, and by one table only: "public rentals archive app" belongs to `rentals archive`
     when the manifest lists that table, and never also counts for `rentals`.
     """
-    unclaimed = _TOC_TABLE_DATA.findall(toc)
+    unclaimed = list(data_entries)
     missing = []
     for table in sorted(tables, key=lambda t: len(t["schema"]) + len(t["name"]), reverse=True):
         prefix = f"{table['schema']} {table['name']} "
@@ -193,10 +198,11 @@ def _claim_table_data(toc: str, tables: list[dict]) -> list[dict]:
     return missing
 
 
-def _check_tables(report: Report, toc: str) -> None:
+def _check_tables(report: Report, data_entries: list[str]) -> None:
+    """data_entries: each TABLE DATA entry of the archive as "<schema> <table> <owner>"."""
     with report.check("tables in archive") as entry:
         tables = report.manifest["tables"]
-        missing_tables = _claim_table_data(toc, tables)
+        missing_tables = _claim_table_data(data_entries, tables)
         missing = [backup_manifest.table_key(t["schema"], t["name"]) for t in tables if t in missing_tables]
         entry["tables"] = len(tables)
         if missing:
@@ -266,8 +272,20 @@ def _check_signature(report: Report, manifest_key: str | bytes | None) -> None:
                                "checked (written before manifests were signed, or by a program without the key)")
 
 
-def quick(report: Report, *, pg_bindir: str | None = None, manifest_key: str | bytes | None = None) -> Report:
-    """Run the quick checks into report; later checks are skipped when an earlier one makes them moot."""
+def quick(report: Report, *, pg_bindir: str | None = None, manifest_key: str | bytes | None = None,
+          archive: pg_archive.Archive | None = None) -> Report:
+    """Run the quick checks into report; later checks are skipped when an earlier one makes them moot.
+
+    archive: a PostgreSQL backup's archive already read by pg_archive.read (the backup program's
+    own pass over the new dump): its hash and table of contents are used instead of a second read.
+    """
+    _quick(report, pg_bindir, manifest_key, None if archive is None else lambda: archive)
+    return report
+
+
+def _quick(report: Report, pg_bindir: str | None, manifest_key, read_archive) -> pg_archive.Archive | None:
+    """The quick checks; with read_archive (a PostgreSQL backup read by pg_archive in one pass)
+    the hash and the table of contents come from that pass. Returns the archive so read."""
     with report.check("manifest") as entry:
         try:
             report.manifest = backup_manifest.load(report.manifest_path)
@@ -276,7 +294,7 @@ def quick(report: Report, *, pg_bindir: str | None = None, manifest_key: str | b
         entry["format_version"] = report.manifest["format_version"]
     if report.failed:
         report.skip(QUICK_CHECKS["postgresql"][1:], "the manifest cannot be read")
-        return report
+        return None
     manifest, path = report.manifest, report.backup_path
     kind = manifest["kind"]
     _check_signature(report, manifest_key)
@@ -289,7 +307,7 @@ def quick(report: Report, *, pg_bindir: str | None = None, manifest_key: str | b
             raise CheckFailed(f"{path} is empty")
     if report.status("file") == "failed":
         report.skip(QUICK_CHECKS[kind][QUICK_CHECKS[kind].index("file") + 1:], "there is no file to check")
-        return report
+        return None
 
     with report.check("size") as entry:
         entry["bytes"] = size
@@ -297,9 +315,53 @@ def quick(report: Report, *, pg_bindir: str | None = None, manifest_key: str | b
             raise CheckFailed(f"the file has {size} bytes, the manifest says {manifest['bytes']}: "
                               "it was truncated or replaced")
 
-    # Hashing is the long part of a quick check; the archive's contents are read beside it
-    # (pg_restore --list in a subprocess, or the MongoDB archive walked while hashlib and zlib
-    # release the GIL).
+    archive = None
+    if kind == "postgresql" and read_archive is not None:
+        archive = contents = read_archive()
+        read_seconds, actual = 0.0, archive.sha256
+        read_error = (None if archive.toc_complete
+                      else CheckFailed(f"cannot read the archive's table of contents: {archive.error}"))
+    else:
+        contents, read_error, read_seconds, actual = _hashed_beside(report, pg_bindir)
+    with report.check("sha256") as entry:
+        entry["sha256"] = actual
+        if actual != manifest["sha256"]:
+            raise CheckFailed(f"the file's SHA-256 {actual} differs from the manifest's {manifest['sha256']}: "
+                              "the file is corrupt or the manifest belongs to another file")
+
+    if kind == "redis":
+        _check_rdb(report)
+        return None
+    if kind == "elasticache":
+        _check_snapshot(report)
+        return None
+    content_checks = _CONTENT_CHECKS[kind]
+    if read_error:
+        with report.check(content_checks[0]):
+            raise read_error
+        report.skip(content_checks[1:], "the archive's contents cannot be read")
+        return archive
+    if archive is not None:
+        _check_database(report, archive.dbname)
+        _check_tables(report, [f"{e.namespace} {e.tag} {e.owner}" for e in archive.table_data()])
+    elif kind == "postgresql":
+        match = _TOC_DBNAME.search(contents)
+        _check_database(report, match.group(1) if match else None)
+        _check_tables(report, _TOC_TABLE_DATA.findall(contents))
+    else:
+        _check_collections(report, contents)
+    # The reading ran beside the hashing; its time is shared by the checks that used it.
+    for entry in report.checks[-len(content_checks):]:
+        entry["seconds"] = round(entry["seconds"] + read_seconds / len(content_checks), 4)
+    return archive
+
+
+def _hashed_beside(report: Report, pg_bindir: str | None):
+    """Hashing is the long part of a quick check; the archive's contents are read beside it
+    (pg_restore --list in a subprocess, or the MongoDB archive walked while hashlib and zlib
+    release the GIL). Returns the contents, the error reading them, the seconds that took, and
+    the file's SHA-256."""
+    manifest, path, kind = report.manifest, report.backup_path, report.manifest["kind"]
     readers = {"postgresql": lambda: _read_toc(path, pg_tool("pg_restore", pg_bindir, manifest.get("server_version_num"))),
                "mongodb": lambda: _read_archive(path)}
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -312,34 +374,7 @@ def quick(report: Report, *, pg_bindir: str | None = None, manifest_key: str | b
             except Exception as failure:  # noqa: BLE001 - reported by the first content check below
                 read_error = failure
         read_seconds = time.perf_counter() - read_started
-        with report.check("sha256") as entry:
-            actual = hashing.result()[0]
-            entry["sha256"] = actual
-            if actual != manifest["sha256"]:
-                raise CheckFailed(f"the file's SHA-256 {actual} differs from the manifest's {manifest['sha256']}: "
-                                  "the file is corrupt or the manifest belongs to another file")
-
-    if kind == "redis":
-        _check_rdb(report)
-        return report
-    if kind == "elasticache":
-        _check_snapshot(report)
-        return report
-    content_checks = _CONTENT_CHECKS[kind]
-    if read_error:
-        with report.check(content_checks[0]):
-            raise read_error
-        report.skip(content_checks[1:], "the archive's contents cannot be read")
-        return report
-    if kind == "postgresql":
-        _check_database(report, contents)
-        _check_tables(report, contents)
-    else:
-        _check_collections(report, contents)
-    # The reading ran beside the hashing; its time is shared by the checks that used it.
-    for entry in report.checks[-len(content_checks):]:
-        entry["seconds"] = round(entry["seconds"] + read_seconds / len(content_checks), 4)
-    return report
+        return contents, read_error, read_seconds, hashing.result()[0]
 
 
 # --- thorough ----------------------------------------------------------------------------------
@@ -519,31 +554,37 @@ def _check_counts(report: Report, cluster: pg_scratch.ScratchCluster, database: 
         tables = report.manifest["tables"]
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             counts = list(pool.map(lambda table: _count(cluster, database, role, table), tables))
-        differences = [{"table": backup_manifest.table_key(t["schema"], t["name"]), "expected": t["rows"],
-                        "actual": actual} for t, actual in zip(tables, counts) if actual != t["rows"]]
-        entry["tables"] = len(tables)
-        entry["rows"] = sum(counts)
-        if differences:
-            entry["differences"] = differences
-            listed = ", ".join(f"{d['table']} has {d['actual']} rows, the manifest {d['expected']}" for d in differences)
-            raise CheckFailed(f"{len(differences)} table(s) differ: {listed}")
+        _compare_counts(entry, tables, counts)
+
+
+def _compare_counts(entry: dict, tables: list[dict], counts: list[int]) -> None:
+    """Each manifest table's count against the one found (restored, or read from the archive)."""
+    differences = [{"table": backup_manifest.table_key(t["schema"], t["name"]), "expected": t["rows"],
+                    "actual": actual} for t, actual in zip(tables, counts) if actual != t["rows"]]
+    entry["tables"] = len(tables)
+    entry["rows"] = sum(counts)
+    if differences:
+        entry["differences"] = differences
+        listed = ", ".join(f"{d['table']} has {d['actual']} rows, the manifest {d['expected']}" for d in differences)
+        raise CheckFailed(f"{len(differences)} table(s) differ: {listed}")
 
 
 def _check_schema(report: Report, cluster: pg_scratch.ScratchCluster, database: str, role: str,
                   ignore_kinds, exclude) -> None:
     with report.check("schema") as entry:
-        expected = report.manifest.get("catalogue")
-        if not expected:
-            raise CheckSkipped(f"manifest format {report.manifest['format_version']} has no schema catalogue")
+        expected = _catalogue(report)
         with cluster.connect(database, role, autocommit=False) as connection, connection.cursor() as cursor:
             restored = pg_catalogue.read_objects(cursor)
         differences = pg_catalogue.compare(expected, restored, ignore_kinds, exclude)
         entry["objects"] = len(expected["objects"])
         entry["digest_equal"] = expected["digest"] == restored["digest"]
-        if differences:
-            entry["differences"] = differences
-            raise CheckFailed(f"{len(differences)} difference(s): "
-                              + ", ".join(pg_catalogue.describe(d) for d in differences))
+        _schema_verdict(entry, differences)
+
+
+def _schema_verdict(entry: dict, differences: list[dict]) -> None:
+    if differences:
+        entry["differences"] = differences
+        raise CheckFailed(f"{len(differences)} difference(s): " + ", ".join(pg_catalogue.describe(d) for d in differences))
 
 
 def _check_sequences(report: Report, cluster: pg_scratch.ScratchCluster, database: str, role: str,
@@ -552,17 +593,24 @@ def _check_sequences(report: Report, cluster: pg_scratch.ScratchCluster, databas
         with cluster.connect(database, role, autocommit=False) as connection, connection.cursor() as cursor:
             values = pg_catalogue.read_sequence_values(cursor)
             behind_data = pg_catalogue.sequence_problems(pg_catalogue.read_sequences(cursor))
-        recorded = report.manifest.get("sequence_values")
-        if recorded is None:
-            entry["note"] = (f"manifest format {report.manifest['format_version']} records no sequence values: "
-                             "only the data drawn from sequences is compared")
-        problems = [p for p in pg_catalogue.sequence_value_problems(recorded or [], values) + behind_data
-                    if not pg_catalogue.excluded(p, ignore_kinds, exclude)]
-        entry["sequences"] = len(values)
-        if problems:
-            entry["differences"] = problems
-            raise CheckFailed(f"{len(problems)} sequence(s) behind: "
-                              + ", ".join(f"{p['name']} ({p['actual']}; {p['expected']})" for p in problems))
+        _compare_sequences(report, entry, values, behind_data, ignore_kinds, exclude)
+
+
+def _compare_sequences(report: Report, entry: dict, values: list[dict], behind_data: list[dict], ignore_kinds,
+                       exclude) -> None:
+    """Sequences (values: name and next value, as restored or as the archive sets them) behind the
+    manifest's recorded values, and those behind_data already found behind their columns' data."""
+    recorded = report.manifest.get("sequence_values")
+    if recorded is None:
+        entry["note"] = (f"manifest format {report.manifest['format_version']} records no sequence values: "
+                         "only the data drawn from sequences is compared")
+    problems = [p for p in pg_catalogue.sequence_value_problems(recorded or [], values) + behind_data
+                if not pg_catalogue.excluded(p, ignore_kinds, exclude)]
+    entry["sequences"] = len(values)
+    if problems:
+        entry["differences"] = problems
+        raise CheckFailed(f"{len(problems)} sequence(s) behind: "
+                          + ", ".join(f"{p['name']} ({p['actual']}; {p['expected']})" for p in problems))
 
 
 def thorough(report: Report, *, scratch_dir, jobs: int = 2, ignore_kinds=(), exclude=(), pg_bindir: str | None = None,
@@ -599,4 +647,153 @@ def thorough(report: Report, *, scratch_dir, jobs: int = 2, ignore_kinds=(), exc
     finally:
         if cluster is not None and report.restored_cluster is None:
             cluster.remove()
+    return report
+
+
+# --- deep --------------------------------------------------------------------------------------
+
+# pg_dump sets each sequence with one statement: SELECT pg_catalog.setval('<name>', <value>, <is_called>);
+_SETVAL = re.compile(r"SELECT pg_catalog\.setval\('((?:[^']|'')*)', (-?\d+), (true|false)\);")
+_INCREMENT = re.compile(r" increment (-?\d+) ")
+# A grantee in GRANT ... TO <role>[, <role>] [WITH GRANT OPTION]; as pg_dump writes ACL entries.
+_GRANTEES = re.compile(rf"^GRANT .* TO ({_IDENTIFIER}(?:, {_IDENTIFIER})*)(?: WITH GRANT OPTION)?;", re.MULTILINE)
+
+
+def _catalogue(report: Report) -> dict:
+    catalogue = report.manifest.get("catalogue")
+    if not catalogue:
+        raise CheckSkipped(f"manifest format {report.manifest['format_version']} has no schema catalogue")
+    return catalogue
+
+
+def _block_of(archive: pg_archive.Archive) -> dict:
+    """Each table's data block by (schema, name), as the manifest names tables."""
+    return {(entry.namespace, entry.tag): archive.blocks.get(entry.dump_id) for entry in archive.table_data()}
+
+
+def _check_data_blocks(report: Report, archive: pg_archive.Archive, seconds: float) -> None:
+    with report.check("data blocks") as entry:
+        blocks = list(archive.blocks.values())
+        entry.update(compression=archive.compression, blocks=len(blocks), archive_version=".".join(map(str, archive.version)),
+                     stored_bytes=sum(b.stored_bytes for b in blocks), data_bytes=sum(b.data_bytes for b in blocks),
+                     read_seconds=round(seconds, 4))
+        if archive.unsupported:
+            raise CheckFailed(archive.unsupported)
+        problems = [block.error for block in blocks if block.error]
+        unread = [e.label for e in archive.entries if e.desc in ("TABLE DATA", "BLOBS") and e.dump_id not in archive.blocks]
+        if archive.error:
+            problems.append(archive.error)
+        if unread:
+            problems.append(f"no data block for {', '.join(unread)}")
+        if problems:
+            raise CheckFailed(f"the archive's data cannot all be read: {'; '.join(problems)}")
+    # The one read (hash, table of contents, blocks) ran before the checks; its time is this check's.
+    report.checks[-1]["seconds"] = round(report.checks[-1]["seconds"] + seconds, 4)
+
+
+def _check_stream_counts(report: Report, archive: pg_archive.Archive) -> None:
+    with report.check("row counts") as entry:
+        tables, blocks = report.manifest["tables"], _block_of(archive)
+        found = [blocks[(t["schema"], t["name"])] for t in tables]
+        entry["per_table"] = [{"table": backup_manifest.table_key(t["schema"], t["name"]), "rows": b.rows,
+                               "stored_bytes": b.stored_bytes, "data_bytes": b.data_bytes, "seconds": b.seconds}
+                              for t, b in zip(tables, found)]
+        _compare_counts(entry, tables, [block.rows for block in found])
+
+
+def _check_table_hashes(report: Report, archive: pg_archive.Archive) -> None:
+    with report.check("table hashes") as entry:
+        tables, blocks = report.manifest["tables"], _block_of(archive)
+        recorded = [t for t in tables if "data_sha256" in t]
+        if not recorded:
+            raise CheckSkipped(f"manifest format {report.manifest['format_version']} records no per-table data hashes "
+                               "(taken before deep verification): the file's SHA-256 covers the data")
+        differing = [backup_manifest.table_key(t["schema"], t["name"]) for t in recorded
+                     if blocks[(t["schema"], t["name"])].sha256 != t["data_sha256"]]
+        entry["tables"] = len(recorded)
+        if differing:
+            entry["differing_tables"] = differing
+            raise CheckFailed(f"{len(differing)} table(s) hold other data than the manifest recorded: {', '.join(differing)}")
+
+
+def _check_toc_schema(report: Report, archive: pg_archive.Archive, ignore_kinds, exclude) -> None:
+    with report.check("schema") as entry:
+        expected = _catalogue(report)
+        entry["objects"] = len(expected["objects"])
+        entry["compared"] = "presence in the archive's table of contents"
+        _schema_verdict(entry, pg_catalogue.missing_from_toc(expected, archive.entries, ignore_kinds, exclude))
+
+
+def _check_toc_sequences(report: Report, archive: pg_archive.Archive, ignore_kinds, exclude) -> None:
+    """The values the archive sets (SEQUENCE SET) against the manifest's, and against the data the
+    manifest's catalogue recorded for the columns each sequence gives values to (the data in this
+    archive, when its counts and hashes hold)."""
+    with report.check("sequences") as entry:
+        catalogue = report.manifest.get("catalogue") or {}
+        recorded = {s["name"]: s for s in report.manifest.get("sequence_values") or []}
+        increments = {o["name"]: int(m.group(1)) for o in catalogue.get("objects", [])
+                      if o["kind"] == "sequence" and (m := _INCREMENT.search(o["definition"] + " "))}
+        increments.update({name: s["increment"] for name, s in recorded.items()})
+        if not increments:
+            raise CheckSkipped(f"manifest format {report.manifest['format_version']} records neither sequence values "
+                               "nor a catalogue to compare the archive's sequences with")
+        archived = {}
+        for toc_entry in archive.entries:
+            if toc_entry.desc == "SEQUENCE SET" and (match := _SETVAL.search(toc_entry.defn)):
+                archived[match.group(1).replace("''", "'")] = (int(match.group(2)), match.group(3) == "true")
+        values, sequences = [], []
+        for name, (last_value, is_called) in sorted(archived.items()):
+            increment = increments.get(name, 1)
+            values.append({"name": name, "next_value": last_value + increment if is_called else last_value})
+            columns = next((s.get("columns", []) for s in catalogue.get("sequences", []) if s["name"] == name), [])
+            sequences.append({"name": name, "last_value": last_value, "is_called": is_called, "increment": increment,
+                              "columns": columns})
+        _compare_sequences(report, entry, values, pg_catalogue.sequence_problems(sequences), ignore_kinds, exclude)
+
+
+def _check_restore_needs(report: Report, archive: pg_archive.Archive) -> None:
+    """What a restore target must have for this archive to restore with its owners and grants:
+    the roles it names (owners, grantees, policies' roles) and the extensions it creates."""
+    with report.check("restore needs") as entry:
+        roles = {e.owner for e in archive.entries if e.owner}
+        for toc_entry in archive.entries:
+            policies = _POLICY_ROLES.findall(toc_entry.defn) if toc_entry.desc == "POLICY" else []
+            for listed in _GRANTEES.findall(toc_entry.defn) + policies:
+                roles |= {_unquote(name) for name in re.findall(_IDENTIFIER, listed)}
+        roles -= {"PUBLIC", "public"}
+        versions = {name: version for name, version, _schema in _extensions(report.manifest)}
+        extensions = sorted(e.tag for e in archive.entries if e.desc == "EXTENSION")
+        entry["roles"] = sorted(roles)
+        entry["extensions"] = [{"name": name, "version": versions.get(name)} for name in extensions]
+        entry["message"] = (f"a restore target needs the role(s) {', '.join(sorted(roles)) or 'none'} and the "
+                            f"extension(s) {', '.join(extensions) or 'none'}")
+
+
+def deep(report: Report, *, manifest_key: str | bytes | None = None, ignore_kinds=(), exclude=()) -> Report:
+    """Quick checks and the deep ones from one read of a PostgreSQL custom-format archive
+    (pg_archive.read); no server, nothing restored. Other kinds get their quick checks."""
+    timing = {}
+
+    def read_once() -> pg_archive.Archive:
+        started = time.perf_counter()
+        archive = pg_archive.read(report.backup_path)
+        timing["read"] = time.perf_counter() - started
+        return archive
+
+    archive = _quick(report, None, manifest_key, read_once)
+    if report.failed:
+        report.skip(DEEP_CHECKS, "the quick checks failed")
+        return report
+    if report.manifest["kind"] != "postgresql":
+        report.skip(DEEP_CHECKS, f"a {report.manifest['kind']} backup has no deep checks beyond its quick ones")
+        return report
+    _check_data_blocks(report, archive, timing["read"])
+    if report.failed:
+        report.skip(("row counts", "table hashes"), "the archive's data cannot all be read")
+    else:
+        _check_stream_counts(report, archive)
+        _check_table_hashes(report, archive)
+    _check_toc_schema(report, archive, ignore_kinds, exclude)
+    _check_toc_sequences(report, archive, ignore_kinds, exclude)
+    _check_restore_needs(report, archive)
     return report

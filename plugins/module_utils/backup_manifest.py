@@ -9,6 +9,8 @@ Format versions (docs/backups.md):
   1  file, bytes, sha256, per-table row counts, server version, times, database, reason
   2  adds "catalogue", the schema catalogue of pg_catalogue.py taken in the dump's snapshot
   3  adds "sequence_values" (PostgreSQL): every sequence's next value, read before pg_dump started
+  4  adds "data_sha256" to each table (PostgreSQL): the SHA-256 of the table's data block as the
+     archive stores it, for deep verification
 A reader accepts every version up to CURRENT_VERSION; what an older manifest lacks is reported
 by the verifier as a skipped check, never guessed.
 
@@ -29,7 +31,7 @@ import re
 from pathlib import Path
 
 FORMAT = "chajipoa-backup-manifest"
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 DUMP_SUFFIX = {"postgresql": ".dump", "redis": ".rdb", "mongodb": ".archive", "elasticache": ".snapshot"}
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -37,7 +39,7 @@ _REQUIRED = {
     1: ("format", "format_version", "kind", "name", "database", "reason", "file", "bytes", "sha256",
         "started_at", "finished_at", "server_version"),
 }
-_REQUIRED[2] = _REQUIRED[3] = _REQUIRED[1]
+_REQUIRED[2] = _REQUIRED[3] = _REQUIRED[4] = _REQUIRED[1]
 _REQUIRED_BY_KIND = {"postgresql": ("tables",), "mongodb": ("collections",), "elasticache": ("snapshot",)}
 # What a kind's manifest holds from a format version on.
 _REQUIRED_SINCE = {("postgresql", 3): ("sequence_values",)}

@@ -16,7 +16,7 @@ run      one backup per PostgreSQL database (pg_dump -Fc; row counts and the sch
          uploaded to S3, then local and S3 copies pruned by the retention policy, never below
          retention.verified_minimum verified backups. A failed step removes only its own partial
          files and the run exits non-zero, before pruning.
-verify   quick or thorough verification of the newest local backups (the thorough timer); a backup
+verify   quick, deep or thorough verification of the newest local backups (the timers); a backup
          that cannot be verified (an unreadable manifest, a verification that cannot run) fails.
 list     the local backups with their last verification (and "error" when a manifest is unreadable).
 fetch    download the newest backups and manifests from S3 (or copy local ones) into a directory,
@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_archive
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import (
     DEFAULT_CONFIG, KINDS, BackupFailed, Config, load_env_file, log, targets)
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_sources import DUMPERS
@@ -72,7 +72,12 @@ def take_backup(config: Config, kind: str, database: str, reason: str) -> tuple[
     try:
         details = DUMPERS[kind](config, database, partial / filename)
         hashed = time.perf_counter()
-        sha256, size = backup_manifest.sha256_file(partial / filename)
+        archive = None
+        if kind == "postgresql":
+            archive = read_dump(name, partial / filename, details["tables"])
+            sha256, size = archive.sha256, archive.bytes
+        else:
+            sha256, size = backup_manifest.sha256_file(partial / filename)
         details["timings"]["sha256"] = round(time.perf_counter() - hashed, 3)
         manifest = backup_manifest.sign({
             "format": backup_manifest.FORMAT, "format_version": backup_manifest.CURRENT_VERSION, "kind": kind,
@@ -83,7 +88,7 @@ def take_backup(config: Config, kind: str, database: str, reason: str) -> tuple[
         backup_manifest.write(backup_manifest.manifest_path(partial / filename), manifest)
         report = backup_checks.quick(backup_checks.Report(
             "quick", partial / filename, backup_manifest.manifest_path(partial / filename)),
-            pg_bindir=config.postgresql.get("bindir"), manifest_key=key)
+            pg_bindir=config.postgresql.get("bindir"), manifest_key=key, archive=archive)
         if not report.passed:
             raise BackupFailed(report.failure_message())
         local.put(kind, database, manifest, partial)
@@ -92,6 +97,28 @@ def take_backup(config: Config, kind: str, database: str, reason: str) -> tuple[
         return manifest, report
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def read_dump(name: str, path: Path, tables: list[dict]) -> pg_archive.Archive:
+    """The new dump read once (pg_archive): the file's SHA-256 and, into the manifest's tables,
+    each table's data hash for deep verification. pg_dump must have written every table with the
+    rows counted in its snapshot; a dump that did not is no backup."""
+    archive = pg_archive.read(path)
+    if archive.error or archive.unsupported:
+        raise BackupFailed(f"Cannot keep backup {name}: its archive cannot be read: {archive.error or archive.unsupported}")
+    blocks = {(entry.namespace, entry.tag): archive.blocks.get(entry.dump_id) for entry in archive.table_data()}
+    differing = []
+    for table in tables:
+        block = blocks.get((table["schema"], table["name"]))
+        if block is None or block.error or block.rows != table["rows"]:
+            differing.append(f"{backup_manifest.table_key(table['schema'], table['name'])} "
+                             f"({block.error if block and block.error else (block.rows if block else 'no data')}; "
+                             f"{table['rows']} in the snapshot)")
+        else:
+            table["data_sha256"] = block.sha256
+    if differing:
+        raise BackupFailed(f"Cannot keep backup {name}: pg_dump wrote other rows than its snapshot holds: {', '.join(differing)}")
+    return archive
 
 
 def verify_one(config: Config, backup_path: Path, mode: str, manifest_key: str) -> backup_checks.Report:
@@ -105,6 +132,9 @@ def verify_one(config: Config, backup_path: Path, mode: str, manifest_key: str) 
                                           ignore_kinds=verify.get("ignore_kinds", []), exclude=verify.get("exclude", []),
                                           pg_bindir=pg_bindir, manifest_key=manifest_key,
                                           restore_role=verify.get("restore_role", backup_checks.DEFAULT_RESTORE_ROLE))
+        if mode == "deep":
+            return backup_checks.deep(report, manifest_key=manifest_key, ignore_kinds=verify.get("ignore_kinds", []),
+                                      exclude=verify.get("exclude", []))
         return backup_checks.quick(report, pg_bindir=pg_bindir, manifest_key=manifest_key)
     except Exception as error:  # noqa: BLE001 - any error is this backup's failed verification, never a traceback
         with report.check("verification"):
@@ -315,7 +345,7 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="take, verify, upload and prune backups")
     run.add_argument("--reason", default="daily", help="daily, weekly, monthly, manual, pre-deploy, ...")
     verify = commands.add_parser("verify", help="verify the newest local backups")
-    verify.add_argument("--mode", choices=("quick", "thorough"), default="quick")
+    verify.add_argument("--mode", choices=("quick", "deep", "thorough"), default="quick")
     verify.add_argument("--latest", type=int, default=1, help="how many of the newest backups per database")
     verify.add_argument("--json", action="store_true", help="print the reports as JSON")
     listing = commands.add_parser("list", help="the local backups and their last verification, as JSON")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import re
 
 CATALOGUE_VERSION = 2
 
@@ -360,3 +361,102 @@ def compare(expected: dict, actual: dict, ignore_kinds=(), exclude=()) -> list[d
 def describe(difference: dict) -> str:
     """One line naming the object, for failure messages."""
     return f"{difference['kind']} {difference['name']} {difference['change']}"
+
+
+# --- the catalogue against an archive's table of contents (deep verification) -----------------
+
+# The entries pg_dump writes for each kind, by description; an object is found by its namespace and
+# tag. Columns are written inside their table's entry and are thorough mode's to compare.
+_TOC_DESCRIPTIONS = {
+    "extension": ("EXTENSION",), "schema": ("SCHEMA",), "type": ("TYPE", "DOMAIN"),
+    "table": ("TABLE", "FOREIGN TABLE"), "view": ("VIEW",), "materialized view": ("MATERIALIZED VIEW",),
+    "sequence": ("SEQUENCE",), "index": ("INDEX",), "trigger": ("TRIGGER",), "policy": ("POLICY",),
+    "row security": ("ROW SECURITY",), "constraint": ("CONSTRAINT", "FK CONSTRAINT", "CHECK CONSTRAINT"),
+    "function": ("FUNCTION", "PROCEDURE", "AGGREGATE"),
+}
+_NAME_PART = re.compile(r'"((?:[^"]|"")*)"|([^."(]+)')
+# initdb creates plpgsql in every database; pg_dump leaves out what initdb made (OIDs below 16384).
+_BUILT_IN_EXTENSIONS = ("plpgsql",)
+
+
+def _name_parts(name: str) -> tuple[list[tuple[str, str]], str]:
+    """A catalogue name's parts as (unquoted, as written), and a function's argument list."""
+    parts, position = [], 0
+    while (match := _NAME_PART.match(name, position)) is not None:
+        quoted = match.group(1)
+        parts.append((quoted.replace('""', '"') if quoted is not None else match.group(2), match.group(0)))
+        position = match.end()
+        if not name.startswith(".", position):
+            break
+        position += 1
+    return parts, name[position:]
+
+
+def _arguments(listed: str) -> list[str]:
+    """The arguments of "(a integer, b numeric)" at the top level of parentheses."""
+    inner, depth, current, found = listed.strip()[1:-1], 0, "", []
+    for character in inner:
+        depth += character == "("
+        depth -= character == ")"
+        if character == "," and not depth:
+            found.append(current.strip())
+            current = ""
+        else:
+            current += character
+    return found + ([current.strip()] if current.strip() else [])
+
+
+def _function_in_toc(parts, listed: str, functions: dict) -> bool:
+    """pg_dump tags a function with its argument types only ("fee(integer)"), the catalogue names
+    it with pg_get_function_identity_arguments ("fee(minutes integer)"): the same name, as many
+    arguments, each ending with the type the tag gives."""
+    wanted = _arguments(listed)
+    return any(len(types) == len(wanted) and all(arg.endswith(kind) for arg, kind in zip(wanted, types))
+               for types in functions.get((parts[0][0], parts[1][0]), []))
+
+
+def missing_from_toc(expected: dict, entries, ignore_kinds=(), exclude=()) -> list[dict]:
+    """The catalogue's objects that an archive's table of contents lacks, as compare() reports a
+    missing object. entries: pg_archive.Entry-like (desc, namespace, tag, defn).
+
+    Only presence is judged: pg_dump writes definitions in its own SQL, so a changed definition or
+    an object the catalogue lacks is thorough mode's to find. A constraint pg_dump writes inside
+    its table's or domain's definition (CHECK), or inherits from a parent, is found there; an index
+    that backs a constraint is written as that constraint.
+    """
+    ignore_kinds = set(ignore_kinds) | {kind for kind, since in _KIND_SINCE.items() if expected.get("version", 1) < since}
+    present = {(entry.desc, entry.namespace, entry.tag) for entry in entries}
+    definitions = "\n".join(entry.defn for entry in entries if entry.desc in ("TABLE", "DOMAIN", "FOREIGN TABLE"))
+    constraints = "\n".join(entry.defn for entry in entries if entry.desc in _TOC_DESCRIPTIONS["constraint"])
+    functions: dict[tuple[str, str], list[list[str]]] = {}
+    for entry in entries:
+        if entry.desc in _TOC_DESCRIPTIONS["function"]:
+            name, _paren, types = entry.tag.partition("(")
+            functions.setdefault((entry.namespace, name), []).append(_arguments("(" + types))
+    large_objects = sum(entry.desc == "BLOB" for entry in entries)
+
+    def found(obj: dict) -> bool:
+        kind = obj["kind"]
+        parts, listed = _name_parts(obj["name"])
+        names = [unquoted for unquoted, _written in parts]
+        if kind == "extension" and obj["name"] in _BUILT_IN_EXTENSIONS:
+            return True
+        if kind == "large objects":
+            return large_objects >= int(obj["definition"] or 0)
+        if kind == "function":
+            return _function_in_toc(parts, listed, functions)
+        if kind == "row security" and not obj["definition"].startswith("enabled"):
+            return True  # FORCE alone is part of the table's definition
+        namespace, tag = ("", names[0]) if len(names) == 1 else (names[0], " ".join(names[1:]))
+        if any((desc, namespace, tag) in present for desc in _TOC_DESCRIPTIONS[kind]):
+            return True
+        if kind == "constraint":
+            return f"CONSTRAINT {parts[-1][1]} " in definitions
+        if kind == "index":
+            return f"ADD CONSTRAINT {parts[-1][1]} " in constraints
+        return False
+
+    return [{"kind": obj["kind"], "name": obj["name"], "change": "missing", "expected": obj["definition"], "actual": None}
+            for obj in expected["objects"]
+            if obj["kind"] in _TOC_DESCRIPTIONS.keys() | {"large objects"} and not excluded(obj, ignore_kinds, exclude)
+            and not found(obj)]

@@ -294,7 +294,7 @@ print(json.dumps({'lock': client.get_object_lock_configuration(Bucket=sys.argv[1
 
 def test_verification_timers(db):
     for timer, unit in (("chajipoa-backup-verify-weekly.timer", "chajipoa-backup-verify@7.service"),
-                        ("chajipoa-backup-verify-daily.timer", "chajipoa-backup-verify@1.service")):
+                        ("chajipoa-backup-verify-daily.timer", "chajipoa-backup-verify-daily.service")):
         assert db.service(timer).is_enabled and db.service(timer).is_running
         assert db.check_output(f"systemctl show {timer} -p Unit --value") == unit
 

@@ -63,7 +63,7 @@ def test_format_1_without_catalogue_is_read(tmp_path):
     (None, "does not exist"),
     ("{", "Expecting"),
     (json.dumps({"format": "other"}), "not a chajipoa-backup-manifest document"),
-    (json.dumps(manifest(format_version=4)), "format_version 4 is not one of"),
+    (json.dumps(manifest(format_version=5)), "format_version 5 is not one of"),
     (json.dumps(manifest(format_version=3)), "missing sequence_values"),
     (json.dumps(manifest(kind="oracle")), "kind 'oracle'"),
     (json.dumps(manifest(sha256=None, tables=None)), "missing sha256, tables"),

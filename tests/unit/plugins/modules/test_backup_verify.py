@@ -13,6 +13,8 @@ from ansible_collections.chajipoa.platform.plugins.modules import backup_verify
 @pytest.mark.parametrize(("path", "mode", "expected"), [
     ("/b/x.dump", "quick", list(backup_checks.QUICK_CHECKS["postgresql"])),
     ("/b/x.dump", "thorough", list(backup_checks.QUICK_CHECKS["postgresql"]) + list(backup_checks.THOROUGH_CHECKS)),
+    ("/b/x.dump", "deep", list(backup_checks.QUICK_CHECKS["postgresql"]) + list(backup_checks.DEEP_CHECKS)),
+    ("/b/x.archive", "deep", ["manifest", "signature", "file", "size", "sha256", "collections in archive"]),
     ("/b/x.rdb", "thorough", list(backup_checks.QUICK_CHECKS["redis"])),
     ("/b/x.archive", "thorough", ["manifest", "signature", "file", "size", "sha256", "collections in archive"]),
 ])
