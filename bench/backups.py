@@ -13,7 +13,9 @@ grown past 1 GB (tests/datasets.py), alternating the contenders round by round:
               the same restore and count into a database of the already running server.
   deep        deep verification (the archive read once: hash, every block decompressed, rows
               counted, TOC checks) against pg_restore -f /dev/null on the same file (every block
-              decompressed, nothing written) and against the restore and count above.
+              decompressed, nothing written) and against the restore and count above; and the same
+              on a dump at the backup role's default compression, where pg_restore has every block
+              to decompress.
 Usage: python3 bench/backups.py [--gigabytes 1.2] [--rounds 3] [--compress 0]; writes docs/performance.md.
 """
 from __future__ import annotations
@@ -30,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "collections")]
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_config, backup_program, pg_scratch  # noqa: E402
@@ -38,6 +42,8 @@ from tests.datasets import create_rental_dataset  # noqa: E402
 from tests.pgserver import PostgresServer  # noqa: E402
 
 JOBS = 2
+# What the backups of a platform use unless its inventory says otherwise.
+ROLE_COMPRESS = yaml.safe_load((Path(__file__).resolve().parents[1] / "roles" / "backup" / "defaults" / "main.yml").read_text())["backup_compress"]
 
 
 def timed(action) -> tuple[float, object]:
@@ -99,9 +105,15 @@ def main() -> None:
         config = backup_program.Config({"backup_dir": str(work / "backups"), "postgresql": {
             "databases": ["rental"], "host": server.host, "port": server.port, "user": server.user,
             "bindir": str(server.bindir), "compress": args.compress}})
+        # Deep verification is also measured on a dump at the role's default compression: there
+        # pg_restore -f /dev/null has every block to decompress, as on a platform's backups.
+        config_default = backup_program.Config({"backup_dir": str(work / "backups-default"), "postgresql": {
+            "databases": ["rental"], "host": server.host, "port": server.port, "user": server.user,
+            "bindir": str(server.bindir), "compress": ROLE_COMPRESS}})
         scratch_dir = work / "scratch"
         times = {name: [] for name in ("program", "pg_dump", "catalogue", "quick", "sha256sum", "thorough", "plain",
-                                       "plain_cluster", "deep", "restore_null")}
+                                       "plain_cluster", "deep", "restore_null", "deep_default", "restore_null_default",
+                                       "plain_default")}
         for round_no in range(args.rounds):
             # Alternate who goes first: the first dump of a round reads a colder cache.
             contenders = [("pg_dump", lambda: plain_dump(server, work / "plain.dump", args.compress)),
@@ -143,6 +155,21 @@ def main() -> None:
                 if name == "deep":
                     deep = outcome
             assert deep.passed, deep.failure_message()
+            manifest_default, report_default = backup_program.take_backup(config_default, "postgresql", "rental", "bench")
+            assert report_default.passed, report_default.failure_message()
+            dump_default = report_default.backup_path
+            contenders = [("deep_default", lambda: backup_checks.deep(
+                              backup_checks.Report("deep", dump_default, report_default.manifest_path), manifest_key=manifest_key)),
+                          ("restore_null_default", lambda: restore_to_null(server, dump_default)),
+                          ("plain_default", lambda: plain_restore_and_count(server, dump_default, manifest_default["tables"]))]
+            for name, action in contenders[shift:] + contenders[:shift]:
+                seconds, outcome = timed(action)
+                times[name].append(seconds)
+                if name == "deep_default":
+                    assert outcome.passed, outcome.failure_message()
+            size_default = manifest_default["bytes"]
+            for path in dump_default.parent.iterdir():
+                path.unlink()
             assert not pg_scratch.cleanup_stale(scratch_dir) and not list(scratch_dir.iterdir())
             log.write(f"round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()) + "\n")
             log.write("thorough checks: " + ", ".join(f"{c['name']} {c['seconds']:.2f} s" for c in thorough.checks) + "\n")
@@ -168,6 +195,8 @@ def main() -> None:
 | the same thorough verification | {median['thorough']:.1f} s | `pg_restore -j{JOBS}` + `count(*)` into a database of the running server (no cluster start) {median['plain']:.1f} s | {median['thorough'] / median['plain']:.2f}x |
 | deep verification (one read: hash, every block decompressed, rows counted, TOC checks) | {median['deep']:.2f} s | `pg_restore -f /dev/null` on the same file {median['restore_null']:.2f} s | {median['deep'] / median['restore_null']:.2f}x |
 | the same deep verification | {median['deep']:.2f} s | `pg_restore -j{JOBS}` + `count(*)` into a database of the running server {median['plain']:.1f} s | {median['deep'] / median['plain']:.2f}x |
+| deep verification of a dump at the role's compression ({ROLE_COMPRESS}, {size_default / 1e6:,.0f} MB) | {median['deep_default']:.2f} s | `pg_restore -f /dev/null` on the same file {median['restore_null_default']:.2f} s | {median['deep_default'] / median['restore_null_default']:.2f}x |
+| the same deep verification | {median['deep_default']:.2f} s | `pg_restore -j{JOBS}` + `count(*)` of that file into a database of the running server {median['plain_default']:.1f} s | {median['deep_default'] / median['plain_default']:.2f}x |
 
 Targets: quick at least 800 MB/s; thorough at most 1.15x the plain restore and count with a cluster
 start included (first thorough line); the catalogue under 2 % of the backup's time; deep at most
