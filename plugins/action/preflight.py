@@ -33,8 +33,9 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         checks = self._task.args.get("checks")
-        if set(self._task.args) - {"checks"}:
-            raise AnsibleActionFail(f"unknown options: {', '.join(sorted(set(self._task.args) - {'checks'}))}")
+        unknown = sorted(set(self._task.args) - {"checks"})
+        if unknown:
+            raise AnsibleActionFail(f"unknown options: {', '.join(unknown)}")
         if not isinstance(checks, list) or not checks:
             raise AnsibleActionFail("checks must be a non-empty list of checks")
         failures = []
@@ -65,7 +66,7 @@ class ActionModule(ActionBase):
             return []
         conditions = check["that"] if isinstance(check["that"], list) else [check["that"]]
         if "loop" not in check:
-            return [failure(check, templar, None)] if not all_hold(templar, conditions) else []
+            return [failure(check, templar)] if not all_hold(templar, conditions) else []
         items = templar.template(check["loop"])
         if not isinstance(items, list):
             raise AnsibleActionFail(f"{check['name']}: loop must give a list, got {type(items).__name__}")
@@ -95,8 +96,12 @@ def all_hold(templar, conditions: list) -> bool:
     return all(templar.evaluate_conditional(condition) for condition in conditions)
 
 
-def failure(check: dict, templar, item: t.Any) -> dict:
+# A loop's item may itself be None; a check without a loop has no item at all.
+NO_ITEM = object()
+
+
+def failure(check: dict, templar, item: t.Any = NO_ITEM) -> dict:
     found = {"check": check["name"], "msg": str(templar.template(check["fail_msg"]))}
-    if item is not None:
+    if item is not NO_ITEM:
         found["item"] = templar.template(check["label"]) if "label" in check else item
     return found

@@ -72,6 +72,16 @@ PLAYBOOK = """
             that: group is match('^[a-z]+$')
             fail_msg: "groups: {{ group | to_json }} is not a group name"
 
+    - name: A loop with an empty item
+      ignore_errors: true
+      chajipoa.platform.preflight:
+        checks:
+          - name: Check the ports
+            loop: "{{ [80, none] }}"
+            loop_var: port_item
+            that: port_item is number
+            fail_msg: a port is missing
+
     - name: A check without its message
       ignore_errors: true
       chajipoa.platform.preflight:
@@ -124,6 +134,11 @@ def test_every_failure_is_reported_with_its_own_message_in_order(results):
 def test_a_loop_variable_of_its_own(results):
     result = results["A custom loop variable"]
     assert result["failures"] == [{"check": "Check the groups", "item": "bad group", "msg": 'groups: "bad group" is not a group name'}]
+
+
+def test_an_empty_item_is_named_as_the_failing_item(results):
+    result = results["A loop with an empty item"]
+    assert result["failures"] == [{"check": "Check the ports", "item": None, "msg": "a port is missing"}]
 
 
 def test_a_malformed_check_is_refused_naming_the_key(results):
