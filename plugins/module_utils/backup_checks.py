@@ -544,16 +544,17 @@ def _restore(report: Report, scratch_dir, pg_bindir: str | None, database: str, 
     return cluster
 
 
-def _count(cluster: pg_scratch.ScratchCluster, database: str, role: str, table: dict) -> int:
+def _count(cluster: pg_scratch.ScratchCluster, database: str, role: str, table: dict, only: str) -> int:
     with cluster.connect(database, role) as connection:
-        return connection.execute(f"SELECT count(*) FROM {qualified(table)}").fetchone()[0]
+        return connection.execute(f"SELECT count(*) FROM {only}{qualified(table)}").fetchone()[0]
 
 
 def _check_counts(report: Report, cluster: pg_scratch.ScratchCluster, database: str, role: str, jobs: int) -> None:
     with report.check("row counts") as entry:
         tables = report.manifest["tables"]
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            counts = list(pool.map(lambda table: _count(cluster, database, role, table), tables))
+            only = "ONLY " if backup_manifest.counts_own_rows(report.manifest) else ""
+            counts = list(pool.map(lambda table: _count(cluster, database, role, table, only), tables))
         _compare_counts(entry, tables, counts)
 
 
@@ -698,7 +699,30 @@ def _check_stream_counts(report: Report, archive: pg_archive.Archive) -> None:
         entry["per_table"] = [{"table": backup_manifest.table_key(t["schema"], t["name"]), "rows": b.rows,
                                "stored_bytes": b.stored_bytes, "data_bytes": b.data_bytes, "seconds": b.seconds}
                               for t, b in zip(tables, found)]
-        _compare_counts(entry, tables, [block.rows for block in found])
+        counts = [block.rows for block in found]
+        if not backup_manifest.counts_own_rows(report.manifest):
+            counts = _with_children(archive, tables)
+        _compare_counts(entry, tables, counts)
+
+
+_INHERITS = re.compile(r"\bINHERITS \((.*)\);\s*$", re.S)
+_QUALIFIED = re.compile(r'("(?:[^"]|"")+"|[^".,\s]+)\.("(?:[^"]|"")+"|[^".,\s]+)')
+
+
+def _with_children(archive: pg_archive.Archive, tables: list[dict]) -> list[int]:
+    """Each table's rows with those of its inheritance descendants, as manifests before format 4
+    counted them; the parents come from the CREATE TABLE ... INHERITS (...) of the TOC."""
+    rows = {key: block.rows for key, block in _block_of(archive).items() if block}
+    children: dict[tuple, list[tuple]] = {}
+    for entry in archive.entries:
+        match = _INHERITS.search(entry.defn) if entry.desc == "TABLE" else None
+        for schema, name in _QUALIFIED.findall(match.group(1)) if match else ():
+            children.setdefault((_unquote(schema), _unquote(name)), []).append((entry.namespace, entry.tag))
+
+    def total(table: tuple, seen: frozenset) -> int:
+        return rows.get(table, 0) + sum(total(child, seen | {child}) for child in children.get(table, ()) if child not in seen)
+
+    return [total(key, frozenset({key})) for key in ((t["schema"], t["name"]) for t in tables)]
 
 
 def _check_table_hashes(report: Report, archive: pg_archive.Archive) -> None:

@@ -43,6 +43,9 @@ _REQUIRED[2] = _REQUIRED[3] = _REQUIRED[4] = _REQUIRED[1]
 _REQUIRED_BY_KIND = {"postgresql": ("tables",), "mongodb": ("collections",), "elasticache": ("snapshot",)}
 # What a kind's manifest holds from a format version on.
 _REQUIRED_SINCE = {("postgresql", 3): ("sequence_values",)}
+# From format 4 on a table's rows are its own (SELECT count(*) FROM ONLY), as pg_dump writes them
+# in its data block; before, a parent's count included its inheritance children's rows.
+OWN_ROWS_SINCE = 4
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 # 4 MiB reads keep hashing near the speed of SHA-256 itself; hashlib releases the GIL on large
 # buffers, so a hash can run in a thread beside a subprocess.
@@ -184,3 +187,8 @@ def signature_status(manifest: dict, key: str | bytes) -> str:
 def table_key(schema: str, name: str) -> str:
     """How reports name a table: schema.name, as stored (unquoted)."""
     return f"{schema}.{name}"
+
+
+def counts_own_rows(manifest: dict) -> bool:
+    """Whether the manifest's row counts leave out inheritance children's rows (OWN_ROWS_SINCE)."""
+    return int(manifest.get("format_version") or 0) >= OWN_ROWS_SINCE

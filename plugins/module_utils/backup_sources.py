@@ -48,8 +48,9 @@ def dump_postgresql(config: Config, database: str, path: Path) -> dict:
                 counted = time.perf_counter()
                 cursor.execute(_TABLES)
                 tables = [{"schema": schema, "name": name} for schema, name in cursor.fetchall()]
+                # Each table's own rows, as pg_dump writes them: a parent's children have their own.
                 for table in tables:
-                    cursor.execute(f"SELECT count(*) FROM {backup_checks.qualified(table)}")
+                    cursor.execute(f"SELECT count(*) FROM ONLY {backup_checks.qualified(table)}")
                     table["rows"] = cursor.fetchone()[0]
                 timings["row_counts"] = round(time.perf_counter() - counted, 3)
                 catalogued = time.perf_counter()

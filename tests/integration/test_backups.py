@@ -82,6 +82,8 @@ def verify(path: Path, mode: str, scratch_dir=None, manifest: Path | None = None
     report = backup_checks.Report(mode, path, manifest or backup_manifest.manifest_path(path))
     if mode == "thorough":
         return backup_checks.thorough(report, scratch_dir=scratch_dir, **options)
+    if mode == "deep":
+        return backup_checks.deep(report, **options)
     return backup_checks.quick(report, **options)
 
 
