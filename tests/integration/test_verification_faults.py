@@ -189,8 +189,7 @@ def test_inherited_tables_pass_both_modes_with_each_tables_own_rows(make_config,
         assert report.passed, (mode, report.failure_message())
 
 
-def test_a_manifest_before_format_4_counts_a_parent_with_its_children_in_both_modes(make_config, database, pg_server,
-                                                                                     scratch_dir):
+def test_a_manifest_before_format_4_counts_parents_with_children(make_config, database, pg_server, scratch_dir):
     pg_server.execute(INHERITED, dbname=database)
     manifest, path = backup(make_config(database))
     # What the backup program wrote before format 4: count(*) without ONLY, no per-table hashes.
