@@ -336,7 +336,9 @@ def test_manifest_counts_rows_and_catalogues_the_schema(db, daily_backup, seeded
         ("trigger", "rental.rentals.rentals_touch"),
     } <= objects
     assert manifest["server_version"].startswith("15.")
-    assert manifest["reason"] == "daily" and manifest["format_version"] == 3
+    assert manifest["reason"] == "daily" and manifest["format_version"] == 4
+    # Deep verification's per-table hashes, from the program's one read of the new dump.
+    assert all(len(t["data_sha256"]) == 64 for t in manifest["tables"])
 
 
 def test_redis_snapshot_taken(db, daily_backup):
