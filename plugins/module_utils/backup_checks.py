@@ -377,6 +377,17 @@ def _hashed_beside(report: Report, pg_bindir: str | None):
         return contents, read_error, read_seconds, hashing.result()[0]
 
 
+def _skipped_beyond_quick(report: Report, checks, what: str) -> bool:
+    """Skips a mode's own checks, saying why, when the quick ones failed or the kind has none."""
+    if report.failed:
+        report.skip(checks, "the quick checks failed")
+        return True
+    if report.manifest["kind"] != "postgresql":
+        report.skip(checks, f"a {report.manifest['kind']} backup has no {what}")
+        return True
+    return False
+
+
 # --- thorough ----------------------------------------------------------------------------------
 
 class Target:
@@ -625,11 +636,7 @@ def thorough(report: Report, *, scratch_dir, jobs: int = 2, ignore_kinds=(), exc
     the first run of the program after this process has ended removes it (cleanup_stale).
     """
     quick(report, pg_bindir=pg_bindir, manifest_key=manifest_key)
-    if report.failed:
-        report.skip(THOROUGH_CHECKS, "the quick checks failed")
-        return report
-    if report.manifest["kind"] != "postgresql":
-        report.skip(THOROUGH_CHECKS, f"a {report.manifest['kind']} backup has no restore check")
+    if _skipped_beyond_quick(report, THOROUGH_CHECKS, "restore check"):
         return report
     database = report.manifest["database"]
     report.restored_database = database
@@ -667,11 +674,6 @@ def _catalogue(report: Report) -> dict:
     return catalogue
 
 
-def _block_of(archive: pg_archive.Archive) -> dict:
-    """Each table's data block by (schema, name), as the manifest names tables."""
-    return {(entry.namespace, entry.tag): archive.blocks.get(entry.dump_id) for entry in archive.table_data()}
-
-
 def _check_data_blocks(report: Report, archive: pg_archive.Archive, seconds: float) -> None:
     with report.check("data blocks") as entry:
         blocks = list(archive.blocks.values())
@@ -694,7 +696,7 @@ def _check_data_blocks(report: Report, archive: pg_archive.Archive, seconds: flo
 
 def _check_stream_counts(report: Report, archive: pg_archive.Archive) -> None:
     with report.check("row counts") as entry:
-        tables, blocks = report.manifest["tables"], _block_of(archive)
+        tables, blocks = report.manifest["tables"], archive.table_blocks()
         found = [blocks[(t["schema"], t["name"])] for t in tables]
         entry["per_table"] = [{"table": backup_manifest.table_key(t["schema"], t["name"]), "rows": b.rows,
                                "stored_bytes": b.stored_bytes, "data_bytes": b.data_bytes, "seconds": b.seconds}
@@ -712,7 +714,7 @@ _QUALIFIED = re.compile(r'("(?:[^"]|"")+"|[^".,\s]+)\.("(?:[^"]|"")+"|[^".,\s]+)
 def _with_children(archive: pg_archive.Archive, tables: list[dict]) -> list[int]:
     """Each table's rows with those of its inheritance descendants, as manifests before format 4
     counted them; the parents come from the CREATE TABLE ... INHERITS (...) of the TOC."""
-    rows = {key: block.rows for key, block in _block_of(archive).items() if block}
+    rows = {key: block.rows for key, block in archive.table_blocks().items() if block}
     children: dict[tuple, list[tuple]] = {}
     for entry in archive.entries:
         match = _INHERITS.search(entry.defn) if entry.desc == "TABLE" else None
@@ -727,7 +729,7 @@ def _with_children(archive: pg_archive.Archive, tables: list[dict]) -> list[int]
 
 def _check_table_hashes(report: Report, archive: pg_archive.Archive) -> None:
     with report.check("table hashes") as entry:
-        tables, blocks = report.manifest["tables"], _block_of(archive)
+        tables, blocks = report.manifest["tables"], archive.table_blocks()
         recorded = [t for t in tables if "data_sha256" in t]
         if not recorded:
             raise CheckSkipped(f"manifest format {report.manifest['format_version']} records no per-table data hashes "
@@ -805,11 +807,7 @@ def deep(report: Report, *, manifest_key: str | bytes | None = None, ignore_kind
         return archive
 
     archive = _quick(report, None, manifest_key, read_once)
-    if report.failed:
-        report.skip(DEEP_CHECKS, "the quick checks failed")
-        return report
-    if report.manifest["kind"] != "postgresql":
-        report.skip(DEEP_CHECKS, f"a {report.manifest['kind']} backup has no deep checks beyond its quick ones")
+    if _skipped_beyond_quick(report, DEEP_CHECKS, "deep checks beyond its quick ones"):
         return report
     _check_data_blocks(report, archive, timing["read"])
     if report.failed:

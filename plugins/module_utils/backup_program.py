@@ -106,7 +106,7 @@ def read_dump(name: str, path: Path, tables: list[dict]) -> pg_archive.Archive:
     archive = pg_archive.read(path)
     if archive.error or archive.unsupported:
         raise BackupFailed(f"Cannot keep backup {name}: its archive cannot be read: {archive.error or archive.unsupported}")
-    blocks = {(entry.namespace, entry.tag): archive.blocks.get(entry.dump_id) for entry in archive.table_data()}
+    blocks = archive.table_blocks()
     differing = []
     for table in tables:
         block = blocks.get((table["schema"], table["name"]))

@@ -122,6 +122,10 @@ class Archive:
     def table_data(self) -> list[Entry]:
         return [entry for entry in self.entries if entry.desc == "TABLE DATA"]
 
+    def table_blocks(self) -> dict[tuple[str, str], Block | None]:
+        """Each table's data block by (schema, name), as manifests name tables."""
+        return {(entry.namespace, entry.tag): self.blocks.get(entry.dump_id) for entry in self.table_data()}
+
 
 class _Stream:
     """The file read forward in large pieces, each piece also hashed (in a thread) for the whole

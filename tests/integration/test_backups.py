@@ -87,6 +87,23 @@ def verify(path: Path, mode: str, scratch_dir=None, manifest: Path | None = None
     return backup_checks.quick(report, **options)
 
 
+def check(report: backup_checks.Report, name: str) -> dict:
+    return next(entry for entry in report.checks if entry["name"] == name)
+
+
+def truncate_half(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+def flip_middle_byte(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(path.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
 def failed(report: backup_checks.Report) -> list[str]:
     return [entry["name"] for entry in report.failed]
 
@@ -222,8 +239,7 @@ def test_good_backup_passes_quick_mode_repeatedly(good_backup):
 
 def test_truncated_dump_fails_the_size_check(good_backup, tmp_path):
     path, _manifest_path = damaged_copy(tmp_path, good_backup)
-    with open(path, "r+b") as handle:
-        handle.truncate(path.stat().st_size // 2)
+    truncate_half(path)
     report = verify(path, "quick")
     assert failed(report)[0] == "size"
     assert "truncated" in report.failure_message()
@@ -231,11 +247,7 @@ def test_truncated_dump_fails_the_size_check(good_backup, tmp_path):
 
 def test_flipped_bytes_fail_the_checksum_only(good_backup, tmp_path):
     path, _manifest_path = damaged_copy(tmp_path, good_backup)
-    with open(path, "r+b") as handle:
-        handle.seek(path.stat().st_size // 2)
-        byte = handle.read(1)
-        handle.seek(-1, 1)
-        handle.write(bytes([byte[0] ^ 0xFF]))
+    flip_middle_byte(path)
     report = verify(path, "quick")
     assert failed(report) == ["sha256"]
     assert "SHA-256" in report.failure_message()

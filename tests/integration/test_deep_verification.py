@@ -16,17 +16,12 @@ from hypothesis import strategies as st
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_archive
 # pylint: disable-next=unused-import  # make_config, scratch_dir, fault_db, good_backup: fixtures pytest finds by name
 from tests.integration.test_backups import (  # noqa: F401 - the fixtures among them are used by name
-    MANIFEST_KEY, backup, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump,
-    scratch_dir, verify)
+    MANIFEST_KEY, backup, check, damaged_copy, failed, fault_db, flip_middle_byte, good_backup, make_config,
+    pair_with_manifest, pg_dump, scratch_dir, truncate_half, verify)
 
 
 def deep(path, manifest=None, **options) -> backup_checks.Report:
-    report = backup_checks.Report("deep", path, manifest or backup_manifest.manifest_path(path))
-    return backup_checks.deep(report, **options)
-
-
-def check(report: backup_checks.Report, name: str) -> dict:
-    return next(entry for entry in report.checks if entry["name"] == name)
+    return verify(path, "deep", manifest=manifest, **options)
 
 
 def test_good_backup_passes_deep_mode_with_counts_and_timings_per_table(good_backup, rental_db):
@@ -58,8 +53,7 @@ def test_the_backup_records_each_tables_data_hash_from_its_one_read(good_backup)
 
 def test_truncated_dump_fails_the_size_check(good_backup, tmp_path):
     path, _manifest_path = damaged_copy(tmp_path, good_backup)
-    with open(path, "r+b") as handle:
-        handle.truncate(path.stat().st_size // 2)
+    truncate_half(path)
     report = deep(path)
     assert failed(report)[0] == "size" and "truncated" in report.failure_message()
     assert {check(report, name)["status"] for name in backup_checks.DEEP_CHECKS} == {"skipped"}
@@ -67,11 +61,7 @@ def test_truncated_dump_fails_the_size_check(good_backup, tmp_path):
 
 def test_bytes_damaged_after_the_manifest_fail_the_checksum(good_backup, tmp_path):
     path, _manifest_path = damaged_copy(tmp_path, good_backup)
-    with open(path, "r+b") as handle:
-        handle.seek(path.stat().st_size // 2)
-        byte = handle.read(1)
-        handle.seek(-1, 1)
-        handle.write(bytes([byte[0] ^ 0xFF]))
+    flip_middle_byte(path)
     assert failed(deep(path)) == ["sha256"]
 
 

@@ -22,13 +22,9 @@ import pytest
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_scratch
 # pylint: disable-next=unused-import  # make_config, scratch_dir, fault_db, good_backup: fixtures pytest finds by name
 from tests.integration.test_backups import (  # noqa: F401 - the fixtures among them are used by name
-    backup, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump, scratch_dir, verify)
+    backup, check, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump, scratch_dir, verify)
 
 KEY = "test-manifest-key"
-
-
-def check(report: backup_checks.Report, name: str) -> dict:
-    return next(entry for entry in report.checks if entry["name"] == name)
 
 
 @pytest.fixture
