@@ -43,19 +43,21 @@ class TestHttp:
     def test_a_healthy_endpoint_passes_after_the_consecutive_rounds(self, server):
         result = gate(api(server.url(), expect_json={"status": "healthy", "checks.postgres.status": "up"}))
         assert result.passed and result.rounds == 3 and server.requests == 3
-        # Rounds start 0.1 s apart: the verdict comes after the third, not at the deadline.
-        assert 0.2 <= result.elapsed < 1.0
+        # Rounds start 0.1 s apart: the verdict comes after the third, not at the deadline (3 s).
+        # Upper bounds here and below are what a gate ignoring the limit would take, not a speed the
+        # machine must reach: a loaded CI machine is slow, never that slow.
+        assert result.reason == "passed" and 0.2 <= result.elapsed < 3.0
         [check] = result.checks
-        assert check["errors"] == 0 and 0 < check["p50_ms"] <= check["p95_ms"] <= check["max_ms"] < 200
+        assert check["errors"] == 0 and 0 < check["p50_ms"] <= check["p95_ms"] <= check["max_ms"]
 
     def test_a_flapping_endpoint_fails_at_the_deadline_naming_it(self, server):
         server.mode = "flapping"
         start = time.monotonic()
         result = gate(api(server.url()), deadline=2.0)
-        assert time.monotonic() - start < 2.5
+        assert time.monotonic() - start < 2.0 + 1.5
         assert not result.passed and result.reason == "deadline" and result.failing() == ["api"]
         [check] = result.checks
-        assert check["count"] == result.rounds >= 15 and check["errors"] in (result.rounds // 2, (result.rounds + 1) // 2)
+        assert check["count"] == result.rounds >= 6 and check["errors"] in (result.rounds // 2, (result.rounds + 1) // 2)
         assert check["last_error"].startswith('HTTP 503, expected 200: {"status":"unhealthy"')
         assert "api (GET http://127.0.0.1:" in result.message() and "error rate 50 % " in result.message()
 
@@ -64,7 +66,7 @@ class TestHttp:
         result = gate(api(server.url()), deadline=1.5)
         assert not result.passed and result.consecutive >= 3
         [failure] = result.checks[0]["failures"]
-        assert failure.startswith("p95 2") and failure.endswith("ms above 200 ms")
+        assert failure.startswith("p95 ") and failure.endswith("ms above 200 ms")
         assert gate(api(server.url()), deadline=3, thresholds={"p95_ms": 1000, "p99_ms": 1000}).passed
 
     def test_a_down_endpoint_fails_with_connection_refused(self):
@@ -74,14 +76,14 @@ class TestHttp:
     def test_fail_after_decides_before_the_deadline(self):
         start = time.monotonic()
         result = gate(api(f"http://127.0.0.1:{free_port()}/api/health"), deadline=30, fail_after=3)
-        assert result.reason == "fail_after" and result.rounds == 3 and time.monotonic() - start < 1.0
+        assert result.reason == "fail_after" and result.rounds == 3 and time.monotonic() - start < 30
 
     def test_a_hanging_endpoint_is_cut_off_at_the_deadline(self, server):
         server.mode, server.delay = "slow", 10
         start = time.monotonic()
         result = gate(api(server.url(), timeout=5.0), deadline=1.5)
         taken = time.monotonic() - start
-        assert not result.passed and 1.4 < taken < 2.0
+        assert not result.passed and 1.4 < taken < 5.0
         assert result.checks[0]["last_error"] == "timed out after 1.5 s"
 
     def test_a_json_expectation_catches_a_degraded_dependency_behind_a_200(self, server):
@@ -219,7 +221,7 @@ class TestPostgres:
         start = time.monotonic()
         error = probe(pg(query="SELECT pg_sleep(10)", timeout=1.0)).error
         assert error == "query failed: canceling statement due to statement timeout"
-        assert time.monotonic() - start < 3
+        assert time.monotonic() - start < 10
 
     def test_a_stopped_port_fails(self, pg):
         error = probe(pg(port=free_port())).error
@@ -269,4 +271,5 @@ def test_mongodb_ping_fails_within_its_timeout_when_nothing_listens():
     start = time.monotonic()
     sample = probe({"name": "m", "kind": "mongodb", "port": free_port(), "timeout": 0.5})
     assert sample.error.startswith("ping failed: 127.0.0.1:") and "refused" in sample.error
-    assert time.monotonic() - start < 2
+    # The driver's own default would wait 30 s.
+    assert time.monotonic() - start < 10
