@@ -453,6 +453,17 @@ def show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def shared_addresses(addresses: Mapping[str, Any]) -> list[str]:
+    """The hosts whose private_address another host has too, as "Cannot configure <host>: ..." lines;
+    `addresses` maps each host to its private_address, or to None where it has none."""
+    holders: dict[Any, list[str]] = {}
+    for host, address in addresses.items():
+        if address:
+            holders.setdefault(str(address), []).append(host)
+    return [f"Cannot configure {host}: private_address {show(address)} is also {other}'s; each host needs its own"
+            for address, hosts in holders.items() for host in hosts for other in hosts if other != host]
+
+
 class HostCheck:
     """Everything the gate finds wrong with one host's inventory, as "Cannot configure <host>: ..." lines.
 
@@ -558,11 +569,6 @@ class HostCheck:
         members = groups.get("mongodb") or []
         if "mongodb" in self.group_names and len(members) not in (1, 3, 5, 7):
             self.fault(f"group mongodb holds {len(members)} members ({', '.join(members)}); a replica set needs 1, 3, 5 or 7")
-        address = self.value("private_address")
-        if address:
-            for other in groups.get("all") or []:
-                if other != host and self._peer(other, "private_address") == address:
-                    self.fault(f"private_address {show(address)} is also {other}'s; each host needs its own")
         self.check_redis_users()
         self.check_admin_users()
         self.check_backup()

@@ -8,6 +8,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.chajipoa.platform.plugins.filter.inventory_faults import FilterModule
+from ansible_collections.chajipoa.platform.plugins.filter.shared_addresses import shared_addresses
 from ansible_collections.chajipoa.platform.plugins.plugin_utils.inventory_checks import argument_errors
 from tests.conftest import ROOT, load_yaml
 
@@ -217,7 +218,6 @@ def test_argument_spec_errors_never_show_a_no_log_value():
         ("cache1", {"cache1": {"redis_replica_of": "cache1"}}, "redis_replica_of 'cache1' must name another host"),
         ("cache2", {"cache1": {"redis_replica_of": "cache2"}}, "redis_replica_of 'cache1' is itself a replica"),
         ("mongo1", {"groups": {**GROUPS, "mongodb": ["mongo1", "mongo2"]}}, "group mongodb holds 2 members (mongo1, mongo2)"),
-        ("app1", {"app1": {"private_address": "10.20.2.11"}}, "private_address '10.20.2.11' is also db1's"),
         ("cache1", {"cache1": {"redis_acl_users": [{"name": "default", "password": "x", "rules": "~*"}]}}, "names the default user"),
         ("app1", {"app1": {"common_admin_users": [{"name": "amina"}]}}, "common_admin_users[0] needs at least one key"),
         ("app1", {"app1": {"ansible_user": "root"}}, "Ansible connects as root over SSH"),
@@ -352,3 +352,44 @@ def test_an_example_vault_value_stops_production_but_not_development():
     assert refused == ["Cannot configure app1: app_jwt_secret (secret) holds the example vault's value and env_name is "
                        "'production'; write your own values into the vault and re-key it (docs/secrets.md)"]
     assert faults("app1", env_name="development", app1={"app_jwt_secret": "example-app-jwt-secret-0123456789"}) == []
+
+
+# -- addresses two hosts share: one check of the whole inventory (shared_addresses) -----------------
+def test_a_shared_private_address_names_both_hosts():
+    hostvars, groups = inventory(app1={"private_address": "10.20.2.11"})
+    assert sorted(shared_addresses(groups["all"], hostvars)) == [
+        "Cannot configure app1: private_address '10.20.2.11' is also db1's; each host needs its own",
+        "Cannot configure db1: private_address '10.20.2.11' is also app1's; each host needs its own",
+    ]
+
+
+def test_the_sound_inventory_shares_no_address_and_hosts_without_one_are_left_out():
+    hostvars, groups = inventory()
+    assert shared_addresses(groups["all"], hostvars) == []
+    hostvars, groups = inventory(app1={"private_address": None}, cache1={"private_address": None})
+    assert shared_addresses(groups["all"], hostvars) == []
+
+
+def test_the_per_host_check_no_longer_reads_other_hosts():
+    # Reading every other host's address from every host made validation grow with hosts squared.
+    hostvars, groups = inventory(app1={"private_address": "10.20.2.11"})
+    read = []
+
+    class Watched(dict):
+        def __getitem__(self, host):
+            read.append(host)
+            return super().__getitem__(host)
+
+    inventory_faults("app1", Watched(hostvars), groups, RULES, ROLES_DIR, [])
+    assert set(read) <= {"app1"} | set(groups.get("postgres", [])) | set(groups.get("redis", [])), read
+
+
+@pytest.mark.parametrize(("hosts", "message"), [
+    ("db1", "must be a list of host names"),
+    (["db1", 7], "must be a list of host names"),
+    (["db1", "db9"], "not inventory hosts: db9"),
+])
+def test_shared_addresses_refuses_what_is_not_a_list_of_inventory_hosts(hosts, message):
+    hostvars, _groups = inventory()
+    with pytest.raises(AnsibleFilterError, match=message):
+        shared_addresses(hosts, hostvars)
