@@ -21,8 +21,9 @@ export MOLECULE_JOBS ?= 2
 # mitogen_linear.py; ratios in docs/performance.md). linear: Ansible's own, as AWX runs it.
 LAB_STRATEGY ?= mitogen
 ifeq ($(LAB_STRATEGY),mitogen)
-lab dev molecule: export ANSIBLE_STRATEGY_PLUGINS := $(CURDIR)/lab/strategy
-lab dev molecule: export ANSIBLE_STRATEGY := mitogen_linear
+include lab/strategy/mitogen.env
+lab dev molecule: export ANSIBLE_STRATEGY_PLUGINS := $(CURDIR)/$(ANSIBLE_STRATEGY_PLUGINS)
+lab dev molecule: export ANSIBLE_STRATEGY := $(ANSIBLE_STRATEGY)
 else ifneq ($(LAB_STRATEGY),linear)
 $(error LAB_STRATEGY is '$(LAB_STRATEGY)': mitogen or linear)
 endif

@@ -14,11 +14,17 @@ from typing import TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 CALLS_CALLBACK = "chajipoa.platform.module_calls"
+
+
+def mitogen_settings() -> dict[str, str]:
+    """lab/strategy/mitogen.env (the Makefile's settings for Mitogen), its strategy directory absolute."""
+    lines = (ROOT / "lab" / "strategy" / "mitogen.env").read_text().splitlines()
+    settings = dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return {**settings, "ANSIBLE_STRATEGY_PLUGINS": str(ROOT / settings["ANSIBLE_STRATEGY_PLUGINS"])}
+
+
 # The strategies a run may use, as the Makefile's LAB_STRATEGY sets them: the environment each needs.
-STRATEGIES = {
-    "linear": {},
-    "mitogen": {"ANSIBLE_STRATEGY_PLUGINS": str(ROOT / "lab" / "strategy"), "ANSIBLE_STRATEGY": "mitogen_linear"},
-}
+STRATEGIES = {"linear": {}, "mitogen": mitogen_settings()}
 
 
 def strategy_env(strategy: str, **settings: str) -> dict[str, str]:
