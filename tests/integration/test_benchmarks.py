@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("script, args, section", [
     ("backups.py", ["--gigabytes", "0.01", "--rounds", "1"], "backups"),
     ("mongodb_archive.py", ["--megabytes", "2", "--rounds", "1"], "mongodb-archive"),
+    # No host contacted: the validation play alone, on a generated inventory.
+    ("validation.py", ["--hosts", "2", "--rounds", "1"], "validation"),
     # A lab container of its own (the lab image), sshd from Debian's archive in it.
     ("module_call.py", ["--tasks", "2", "--rounds", "1"], "module-call"),
 ])
