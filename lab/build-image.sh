@@ -53,7 +53,7 @@ printf 'deb %s bookworm main\ndeb %s bookworm-security main\n' "$mirror" "$secur
 printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
 chmod 0755 "$rootfs/usr/sbin/policy-rc.d"
 mount -t proc proc "$rootfs/proc"
-trap 'umount "$rootfs/proc" 2>/dev/null; rm -rf "$rootfs"' EXIT
+trap 'umount "$rootfs/proc" 2>/dev/null || true; rm -rf "$rootfs"' EXIT
 chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c \
   'apt-get update -qq && apt-get -y -qq -o Dpkg::Options::=--force-confold dist-upgrade' >"$rootfs.log" 2>&1 \
   || { tail -20 "$rootfs.log" >&2; echo "Cannot build the lab image: the security upgrade failed (log $rootfs.log)" >&2; exit 1; }
