@@ -234,6 +234,9 @@ CASES: dict[str, Case] = {
                           f'database="chajipoa", mode="{mode}"}}', gauge(-age * 86400))
                          for mode, age in (("thorough", q), ("quick", q * 3))],
         drop=("mode",)),
+    # The common role's debsums metric: any changed file is the failing state.
+    "PackageFilesChanged": Case(
+        None, lambda i, q, v: [(f'chajipoa_package_files_changed{{{node(i)}}}', gauge(q * 3))], **BOOLEAN),
     "ProbeFailed": Case(
         None, hold="monitoring_instance_down_for",
         series=lambda i, q, v: [(f'probe_success{{job="blackbox_http", instance="https://{i}/api/health"}}', gauge(1 - q))],
