@@ -217,13 +217,15 @@ def test_administrators_ageing(server):
 
 
 @pytest.mark.journal("ssh.service")
-def test_session_tmpdir_and_no_core_dumps(client, fresh_meter):
-    result = client.run(f"{SSH} amina@common-a 'echo $TMPDIR; ulimit -Hc; stat -c %a $TMPDIR'")
+def test_session_tmpdir_umask_and_no_core_dumps(client, fresh_meter):
+    result = client.run(f"{SSH} amina@common-a 'echo $TMPDIR; ulimit -Hc; stat -c %a $TMPDIR; umask'")
     assert result.rc == 0, result.stderr
-    tmpdir, core, mode = result.stdout.split()
+    tmpdir, core, mode, umask = result.stdout.split()
     assert re.fullmatch(r"/tmp/user/\d+", tmpdir)
     assert core == "0"
     assert mode == "700"
+    # login.defs' UMASK, through pam_umask (Debian's default session umask is 0022).
+    assert umask == "0027"
 
 
 def test_core_dumps_off(host):
