@@ -46,3 +46,19 @@ def test_every_entry_has_its_unit():
     for unit in sandbox.UNITS:
         stem = unit.removesuffix(".service").removesuffix("@")
         assert f"'{unit}'" in text or stem in vars_text, f"{unit} has an entry but no role writes it"
+
+
+@pytest.mark.parametrize(("unit", "writes"), [("prometheus.service", ["/var/lib/prometheus"]),
+                                              ("prometheus-node-exporter.service", [])])
+def test_monitoring_drop_in_names_its_unit_from_its_path(unit, writes):
+    from tests.unit.roles import rendering
+
+    def render(**overrides):
+        variables = {**rendering.role_variables("monitoring"), "template_destpath": f"/etc/systemd/system/{unit}.d/chajipoa.conf", **overrides}
+        return rendering.render("monitoring", "etc/systemd/system/unit.service.d/chajipoa.conf.j2", variables)
+
+    settings = [line for line in render().splitlines() if line and not line.startswith("#")]
+    assert settings[0] == "[Service]" and "ProtectSystem=strict" in settings
+    assert [line.split("=", 1)[1] for line in settings if line.startswith("ReadWritePaths=")] == writes
+    assert sandbox.render(unit, {"ReadWritePaths": writes} if writes else {}).splitlines()[0] in render()
+    assert [line for line in render(monitoring_systemd_sandbox=False).splitlines() if line and not line.startswith("#")] == ["[Service]"]
