@@ -10,11 +10,12 @@ version_added: 0.6.0
 author: ChajiPoa Infrastructure engineers
 description:
   - Writes the C([Service]) directives that sandbox a unit the platform ships or configures, from the
-    one list of them in C(plugins/module_utils/systemd_sandbox.py): the directives every unit gets,
-    where the unit departs from them, and the exposure C(systemd-analyze security) may report for it.
+    one list of them in C(plugins/module_utils/systemd_sandbox.py), which holds the directives every
+    unit gets, where the unit departs from them, and the exposure C(systemd-analyze security) may
+    report for it.
   - The limit, and the reason for every directive the unit goes without and for a limit above 4.0,
     come first as comments, so that they stand beside the unit on the host.
-  - O(directives) (a role's paths and its C(<role>_systemd_sandbox_directives)) is merged last: a
+  - O(directives) (a role's paths and its C(<role>_systemd_sandbox_directives)) is merged last. A
     value replaces the directive's, a list writes one line per item, V(null) leaves it out.
   - With O(enabled) false, a comment saying so and no directive.
   - Fails on a unit without an entry (a new unit must be given one), a directive name that is not one
