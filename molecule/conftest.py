@@ -69,3 +69,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         for unit in _units_for(item, host):
             journal = host.run(f"journalctl -u {unit} -n {JOURNAL_LINES} --no-pager -o short-precise")
             report.sections.append((f"journal of {unit} on {host.backend.hostname}", journal.stdout or journal.stderr))
+
+
+def _sandbox_limits():
+    """plugins/module_utils/systemd_sandbox.py, the one place the units' exposure limits are kept."""
+    project = Path(__file__).resolve().parents[1]
+    if str(project / "collections") not in sys.path:
+        sys.path.insert(0, str(project / "collections"))
+    from ansible_collections.chajipoa.platform.plugins.module_utils import systemd_sandbox  # noqa: E402 (the project's own path first)
+    return systemd_sandbox
+
+
+@pytest.fixture(scope="session")
+def sandbox_exposure():
+    """Returns a function that gives a unit's exposure on a host as `systemd-analyze security` reports it,
+    and the unit's limit from plugins/module_utils/systemd_sandbox.py. `entry` names the unit's entry there
+    when the unit's name differs from it (an app's colours are the entry app@.service)."""
+    sandbox = _sandbox_limits()
+
+    def measure(host, unit: str, entry: str | None = None) -> tuple[float, float]:
+        output = host.check_output(f"systemd-analyze security --no-pager {unit}")
+        found = [line for line in output.splitlines() if "Overall exposure level" in line]
+        assert found, f"systemd-analyze security printed no exposure for {unit}:\n{output}"
+        return float(found[-1].split(":")[1].split()[0]), sandbox.limit(entry or unit)
+    return measure

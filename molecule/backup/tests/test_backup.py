@@ -426,6 +426,19 @@ def test_thorough_verification_passes(db, daily_backup):
     assert not [name for name in databases(db) if name.startswith("chajipoa_verify")]
 
 
+def test_daily_verification_unit_passes(db, daily_backup):
+    unit = db.run("systemctl start chajipoa-backup-verify-daily.service")
+    assert unit.rc == 0, journal(db, "chajipoa-backup-verify-daily.service")
+
+
+# The units ran above, sandboxed; each within its exposure limit (plugins/module_utils/systemd_sandbox.py).
+@pytest.mark.parametrize("unit", [DAILY, VERIFY, "chajipoa-backup-verify-daily.service", "postgresql@15-main.service",
+                                  "postgresql-maintenance.service", "redis-server.service"])
+def test_unit_within_its_exposure_limit(db, sandbox_exposure, unit):
+    exposure, limit = sandbox_exposure(db, unit)
+    assert exposure <= limit, f"{unit}: exposure {exposure}, limit {limit}"
+
+
 # With a host in group backup_drill the drill runs there by default, from S3; on the primary it
 # drills the local copies (or S3's when asked).
 @pytest.mark.parametrize("extra, where", [

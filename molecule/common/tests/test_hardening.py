@@ -367,6 +367,11 @@ def test_debsums_timer_and_metric(host):
     assert abs(values["chajipoa_package_files_check_timestamp_seconds"] - float(host.check_output("date +%s"))) < 3600
 
 
+def test_debsums_service_within_its_exposure_limit(host, sandbox_exposure):
+    exposure, limit = sandbox_exposure(host, "chajipoa-debsums.service")
+    assert exposure <= limit, f"chajipoa-debsums.service: exposure {exposure}, limit {limit}"
+
+
 @pytest.mark.journal("chajipoa-debsums.service")
 def test_debsums_counts_a_changed_file(server):
     server.check_output("cp -p /usr/bin/less /root/less.orig && printf 'x' >> /usr/bin/less")

@@ -254,3 +254,10 @@ def test_server_drift_from_an_unchanged_file_is_converged(primary, secrets):
     key = f"test:drift:{uuid.uuid4().hex}"
     assert cli(primary, "SET", key, "1", user="app", password=secrets["app"]).strip() == "OK"
     assert changed_count(converge_redis()) == 0
+
+
+# Debian's unit with the role's drop-in, within its exposure limit (plugins/module_utils/systemd_sandbox.py).
+@pytest.mark.parametrize("name", ["redis-primary", "redis-replica"])
+def test_unit_within_its_exposure_limit(lab_host, sandbox_exposure, name):
+    exposure, limit = sandbox_exposure(lab_host(name), "redis-server.service")
+    assert exposure <= limit, f"redis-server.service on {name}: exposure {exposure}, limit {limit}"

@@ -141,9 +141,17 @@ def test_acl_admin_only_with_its_password_and_inventory_users_appended():
 
 @pytest.mark.parametrize("relaxed", [False, True])
 def test_unit_drop_in_relaxes_only_private_users_and_only_when_asked(relaxed):
-    text = render("etc/systemd/system/redis-server.service.d/chajipoa.conf.j2", redis_systemd_relax_sandbox=relaxed)
+    text = render("etc/systemd/system/redis-server.service.d/chajipoa.conf.j2", redis_systemd_relax_sandbox=relaxed,
+                  redis_systemd_sandbox=False)
     settings = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert settings == (["[Service]", "PrivateUsers=false"] if relaxed else ["[Service]"])
+
+
+def test_unit_drop_in_tightens_debians_unit_but_keeps_its_umask():
+    text = render("etc/systemd/system/redis-server.service.d/chajipoa.conf.j2")
+    settings = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert {"ProtectSystem=strict", "CapabilityBoundingSet=", "PrivateMounts=yes", "KeyringMode=private"} <= set(settings)
+    assert not [line for line in settings if line.startswith(("UMask=", "PrivateUsers="))]
 
 
 def test_firewall_sources_are_the_groups_private_addresses():
