@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -341,8 +343,28 @@ def test_journal_persistent_with_limits(host):
     # journald writes to /var/log/journal, not the volatile /run/log/journal.
     files = host.check_output("journalctl --header --no-pager | awk '/^File path:/ {print $3}'").split()
     assert files and all(path.startswith("/var/log/journal/") for path in files), files
-    # No log host in this scenario: no upload.
-    assert not host.package("systemd-journal-remote").is_installed
+
+
+def test_no_upload_without_a_log_host(client):
+    # common-b names no log host (it is one): nothing uploads its journal.
+    assert not client.service("systemd-journal-upload").is_enabled
+
+
+@pytest.mark.journal("systemd-journal-upload.service")
+def test_journal_reaches_the_log_host(server, client):
+    assert server.service("systemd-journal-upload").is_enabled
+    assert server.service("systemd-journal-upload").is_running
+    assert "URL=http://common-b:19532" in server.check_output("systemd-analyze cat-config systemd/journal-upload.conf")
+    mark = f"chajipoa-forward-test-{uuid.uuid4()}"
+    server.check_output(f"logger -t chajipoa-forward-test {mark}")
+    # The upload follows the journal; the receiver writes what it gets under /var/log/journal/remote.
+    for _ in range(60):
+        received = client.run("journalctl -D /var/log/journal/remote --no-pager -o cat -t chajipoa-forward-test")
+        if mark in received.stdout:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"{mark} logged on common-a did not reach common-b's journal-remote within 60 s: {received.stdout[-500:]}")
 
 
 # --- Package integrity ----------------------------------------------------------------------------------
