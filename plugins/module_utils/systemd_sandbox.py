@@ -94,6 +94,10 @@ UNITS: dict[str, dict[str, Any]] = {
         "directives": {"RemoveIPC": None, "PrivateNetwork": "yes"},
         "why": {"RemoveIPC": _POSTGRES_IPC},
     },
+    "postgresql.service": {
+        "note": "Debian's unit that gathers the clusters' units runs /bin/true: it needs no network either",
+        "directives": {"PrivateNetwork": "yes", "RestrictAddressFamilies": "AF_UNIX"},
+    },
     "postgresql@.service": {
         "directives": {"RemoveIPC": None, "MemoryDenyWriteExecute": None},
         "why": {"RemoveIPC": _POSTGRES_IPC, "MemoryDenyWriteExecute": _POSTGRES_JIT},

@@ -8,7 +8,8 @@ import pytest
 from pglab import UNIT
 
 
-@pytest.mark.parametrize(("name", "unit"), [("pg-primary", UNIT), ("pg-primary", "postgresql-maintenance.service"), ("pg-replica", UNIT)])
+@pytest.mark.parametrize(("name", "unit"), [("pg-primary", UNIT), ("pg-primary", "postgresql-maintenance.service"), ("pg-primary", "postgresql.service"),
+                                           ("pg-replica", UNIT)])
 def test_unit_within_its_exposure_limit(lab_host, sandbox_exposure, name, unit):
     exposure, limit = sandbox_exposure(lab_host(name), unit)
     assert exposure <= limit, f"{unit} on {name}: exposure {exposure}, limit {limit}"
