@@ -5,8 +5,10 @@
 BASE is the set of directives every unit gets. UNITS names each unit (as its file is named: a
 template unit by its ``@.service``), the exposure `systemd-analyze security` may report for it
 (``limit``, 4.0 "OK" unless the service's job needs more, and then ``reason`` says why), and where
-it departs from BASE (``directives``; None leaves a directive out, and ``why`` says why for each;
-``note`` explains any other departure).
+it departs from BASE (``directives``; None leaves a directive out, and ``why`` says why for each, or
+for several named in one key;
+``note`` explains any other departure). A unit of Debian's that a role configures but cannot sandbox
+further runs as Debian ships it: ``as_shipped`` says why, and the role writes no sandbox for it.
 
 The roles render a unit's directives with the filter chajipoa.platform.systemd_sandbox, which writes
 the limit and every reason beside them as comments; the molecule scenarios compare each unit's
@@ -68,8 +70,60 @@ _POSTGRES_IPC = ("the unit runs as postgres, like the PostgreSQL server: removin
 _POSTGRES_JIT = "PostgreSQL's JIT (LLVM) writes the code it compiles into executable memory"
 _ROOT_IPC = "the master runs as root: removing root's IPC objects when it stops would touch every root service"
 
+# Directives that give a service a mount namespace of its own.
+_MOUNTS = ("ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices", "PrivateMounts", "ProtectKernelTunables",
+           "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups", "ProtectProc", "ProcSubset")
+_PACKAGES = ("it installs packages, whose maintainer scripts write anywhere on the host, add users and restart "
+             "services: a sandbox would break upgrades half-way")
+# sysstat's three units (at boot, every ten minutes, daily) run sa1 and sa2 alike.
+_SYSSTAT = {
+    "note": "sadc writes /var/log/sysstat and needs no socket",
+    "directives": {"ProcSubset": None, "RestrictAddressFamilies": "AF_UNIX"},
+    "why": {"ProcSubset": "sadc reads the host's statistics in /proc"},
+}
+
 UNITS: dict[str, dict[str, Any]] = {
-    # --- common role ---------------------------------------------------------------------------
+    # --- common role: Debian's units it configures ---------------------------------------------
+    "nftables.service": {
+        "note": "loading the ruleset needs CAP_NET_ADMIN and a netlink socket, and nothing else",
+        "directives": {"CapabilityBoundingSet": "CAP_NET_ADMIN", "RestrictAddressFamilies": "AF_UNIX AF_NETLINK"},
+    },
+    "acct.service": {
+        "note": "root keeps CAP_SYS_PACCT and the acct system call, without network",
+        "directives": {"CapabilityBoundingSet": "CAP_SYS_PACCT", "PrivateNetwork": "yes", "RestrictAddressFamilies": "AF_UNIX",
+                       "SystemCallFilter": ["@system-service", "~@privileged @resources", "acct"],
+                       **{directive: None for directive in _MOUNTS}},
+        "why": {" ".join(_MOUNTS): ("accton hands the kernel the accounting file and exits; in a mount namespace of "
+                                    "its own the file's mount goes with it and the kernel stops accounting (observed)")},
+    },
+    "sysstat.service": _SYSSTAT,
+    "sysstat-collect.service": _SYSSTAT,
+    "sysstat-summary.service": _SYSSTAT,
+    "systemd-journal-upload.service": {
+        "note": "systemd's own unit (exposure 4.9 as shipped) with what it leaves out added",
+    },
+    "chrony.service": {
+        "as_shipped": "Debian's unit sandboxes chronyd (exposure 3.5), which keeps CAP_SYS_TIME to set the clock",
+    },
+    "systemd-journald.service": {
+        "limit": 4.3,
+        "as_shipped": "systemd's own unit, as tight as a daemon that reads every process's log and the kernel's can be",
+    },
+    "ssh.service": {
+        "limit": 9.6,
+        "as_shipped": ("every login session is sshd's child and inherits its sandbox: a read-only system, no "
+                       "capabilities or no setuid would leave administrators unable to administer the host"),
+    },
+    "auditd.service": {
+        "limit": 8.7,
+        "as_shipped": ("auditd controls the kernel's audit subsystem and, on a full disk, takes its configured action "
+                       "(single-user mode, halt) with root's full power; no container can run it, so no tighter "
+                       "sandbox could be tested here"),
+    },
+    "unattended-upgrades.service": {"limit": 9.6, "as_shipped": _PACKAGES},
+    "apt-daily.service": {"limit": 9.6, "as_shipped": _PACKAGES},
+    "apt-daily-upgrade.service": {"limit": 9.6, "as_shipped": _PACKAGES},
+    # --- common role: its own units ------------------------------------------------------------
     "chajipoa-debsums.service": {
         "note": ("debsums reads every installed package's files, whoever owns the directories they are in: "
                  "root keeps CAP_DAC_READ_SEARCH (read and search anything) and nothing else; it needs no network"),
@@ -175,9 +229,16 @@ def entry(unit: str) -> dict[str, Any]:
     return UNITS[name]
 
 
+def sandboxed(unit: str) -> bool:
+    """Whether a role writes unit's sandbox (False: it runs as Debian ships it, for the reason recorded)."""
+    return "as_shipped" not in entry(unit)
+
+
 def directives(unit: str, overrides: Mapping[str, Any] | None = None) -> dict[str, list[str]]:
     """BASE, then the unit's own departures, then overrides (a role's paths and inputs): each
     directive with its values in order (None leaves it out)."""
+    if not sandboxed(unit):
+        raise SandboxError(f"Cannot sandbox {unit}: it runs as Debian ships it, because {entry(unit)['as_shipped']}")
     merged: dict[str, Any] = dict(BASE)
     for layer in (entry(unit).get("directives", {}), overrides or {}):
         for key, value in layer.items():
@@ -202,16 +263,24 @@ def directives(unit: str, overrides: Mapping[str, Any] | None = None) -> dict[st
 
 
 def render(unit: str, overrides: Mapping[str, Any] | None = None) -> str:
-    """The [Service] lines of unit's sandbox, with its limit and every reason as comments."""
+    """The [Service] lines of unit's sandbox, with its limit and every reason as comments; for a unit
+    run as Debian ships it, why, as a comment (overrides have nothing to go in)."""
     unit_entry = entry(unit)
+    if not sandboxed(unit):
+        if overrides:
+            directives(unit)
+        return "\n".join(textwrap.wrap(
+            f"# No sandbox (plugins/module_utils/systemd_sandbox.py): systemd-analyze security exposure "
+            f"{limit(unit):.1f}, as Debian ships the unit, because {unit_entry['as_shipped']}.",
+            100, subsequent_indent="#   ")) + "\n"
     head = [f"# Sandbox (plugins/module_utils/systemd_sandbox.py): systemd-analyze security exposure at most "
             f"{limit(unit):.1f}."]
     if "reason" in unit_entry:
         head.append(f"# Above {DEFAULT_LIMIT:.1f} because {unit_entry['reason']}.")
     if "note" in unit_entry:
         head.append(f"# {unit_entry['note']}.")
-    for key, why in unit_entry.get("why", {}).items():
-        head.append(f"# No {key}: {why}.")
+    for keys, why in unit_entry.get("why", {}).items():
+        head.append(f"# No {', '.join(keys.split())}: {why}.")
     head = [line for text in head for line in textwrap.wrap(text, 100, subsequent_indent="#   ")]
     body = [f"{key}={value}" for key, values in directives(unit, overrides).items() for value in values]
     return "\n".join(head + body) + "\n"

@@ -13,12 +13,6 @@ import pytest
 from ansible_collections.chajipoa.platform.plugins.module_utils import systemd_sandbox as sandbox
 
 ROLES = Path(__file__).resolve().parents[3] / "roles"
-# Units outside this list's reach, each with its reason.
-ELSEWHERE = {
-    # nftables loads the firewall as root with CAP_NET_ADMIN, a oneshot run at boot; the common role's
-    # CIS baseline (issue 22's other bullets) decides its sandbox.
-    "roles/common/templates/etc/systemd/system/nftables.service.d/chajipoa.conf.j2",
-}
 UNIT_TEMPLATES = sorted(str(path.relative_to(ROLES.parent)) for path in ROLES.glob("*/templates/**/*.j2")
                         if "[Service]" in path.read_text())
 # The sandbox's own directives, which a unit template must not write by hand.
@@ -29,7 +23,7 @@ def test_the_units_are_found():
     assert len(UNIT_TEMPLATES) >= 9
 
 
-@pytest.mark.parametrize("template", [path for path in UNIT_TEMPLATES if path not in ELSEWHERE])
+@pytest.mark.parametrize("template", UNIT_TEMPLATES)
 def test_every_unit_is_sandboxed_through_the_filter(template):
     text = (ROLES.parent / template).read_text()
     assert "chajipoa.platform.systemd_sandbox(" in text, "a unit without the sandbox"
@@ -43,7 +37,7 @@ def test_every_entry_has_its_unit():
     # Entries named by the template's destination (the backup verification's daily unit, the monitoring
     # drop-ins) are listed by the roles' vars.
     vars_text = "\n".join(path.read_text() for path in ROLES.glob("*/vars/main.yml"))
-    for unit in sandbox.UNITS:
+    for unit in filter(sandbox.sandboxed, sandbox.UNITS):
         stem = unit.removesuffix(".service").removesuffix("@")
         assert f"'{unit}'" in text or stem in vars_text, f"{unit} has an entry but no role writes it"
 
@@ -62,3 +56,45 @@ def test_monitoring_drop_in_names_its_unit_from_its_path(unit, writes):
     assert [line.split("=", 1)[1] for line in settings if line.startswith("ReadWritePaths=")] == writes
     assert sandbox.render(unit, {"ReadWritePaths": writes} if writes else {}).splitlines()[0] in render()
     assert [line for line in render(monitoring_systemd_sandbox=False).splitlines() if line and not line.startswith("#")] == ["[Service]"]
+
+
+COMMON_DROP_IN = "etc/systemd/system/unit.service.d/chajipoa.conf.j2"
+
+
+def render_common_drop_in(unit, **overrides):
+    from tests.unit.roles import rendering
+    variables = {**rendering.role_variables("common"), "template_destpath": f"/etc/systemd/system/{unit}.d/chajipoa.conf", **overrides}
+    return rendering.render("common", COMMON_DROP_IN, variables)
+
+
+def test_every_drop_in_the_common_role_writes_has_its_entry():
+    from tests.unit.roles import rendering
+    written = set()
+    for path in (ROLES / "common" / "tasks").glob("*.yml"):
+        written |= set(re.findall(r"dest: /etc/systemd/system/([\w@.-]+\.service)\.d/chajipoa\.conf\n", path.read_text()))
+    assert written == set(rendering.role_variables("common")["_common_drop_ins"])
+    assert all(render_common_drop_in(unit).count("# No sandbox") == (not sandbox.sandboxed(unit)) for unit in written)
+
+
+@pytest.mark.parametrize("unit", ["nftables.service", "acct.service", "sysstat-collect.service", "systemd-journal-upload.service",
+                                  "auditd.service"])
+def test_a_common_drop_in_keeps_its_own_lines_beside_the_sandbox(unit):
+    text = render_common_drop_in(unit)
+    settings = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert settings.count("[Service]") == 1
+    assert sandbox.render(unit).splitlines()[-1] in (settings if sandbox.sandboxed(unit) else text.splitlines())
+    service = settings[settings.index("[Service]") + 1:]
+    if unit == "nftables.service":
+        assert service[:2] == ["ExecStart=", "ExecStart=/usr/local/sbin/chajipoa-firewall load"]
+        assert "CapabilityBoundingSet=CAP_NET_ADMIN" in service
+    if unit == "acct.service":
+        assert settings[:2] == ["[Unit]", "ConditionCapability=CAP_SYS_PACCT"]
+        assert not [line for line in service if line.startswith(("ProtectSystem=", "ReadWritePaths=", "PrivateTmp="))]
+    if unit == "sysstat-collect.service":
+        assert "ReadWritePaths=/var/log/sysstat" in service
+    if unit == "auditd.service":
+        assert settings == ["[Unit]", "ConditionCapability=CAP_AUDIT_CONTROL", "[Service]"]
+    if unit == "systemd-journal-upload.service":
+        assert "StartLimitIntervalSec=0" in settings[:settings.index("[Service]")] and "Restart=always" in service
+    off = [line for line in render_common_drop_in(unit, common_systemd_sandbox=False).splitlines() if line and not line.startswith("#")]
+    assert not [line for line in off if line.split("=")[0] in sandbox.BASE]

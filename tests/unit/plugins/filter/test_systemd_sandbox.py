@@ -29,6 +29,20 @@ def test_a_directive_left_out_carries_its_reason():
     assert "# No MemoryDenyWriteExecute: V8 (Node.js) compiles JavaScript into executable memory." in text
 
 
+def test_one_reason_for_several_directives_names_each():
+    text = systemd_sandbox("acct.service")
+    assert not any(line.startswith(("ProtectSystem=", "PrivateTmp=", "ProcSubset=")) for line in lines(text))
+    assert "# No ProtectSystem, ProtectHome, PrivateTmp," in text
+    assert "SystemCallFilter=acct" in lines(text)
+
+
+def test_a_unit_run_as_shipped_gets_its_reason_and_no_directive():
+    text = systemd_sandbox("auditd.service")
+    assert lines(text) == []
+    assert text.startswith("# No sandbox (plugins/module_utils/systemd_sandbox.py): systemd-analyze security exposure 8.7,")
+    assert "auditd controls the kernel's audit subsystem" in text
+
+
 def test_a_limit_above_ok_carries_its_reason(monkeypatch):
     monkeypatch.setitem(sandbox.UNITS, "root.service", {"limit": 6.5, "reason": "it must run as root"})
     text = systemd_sandbox("root.service")
@@ -70,6 +84,7 @@ def test_disabled_writes_no_directive():
         ("pgbouncer.service", ["ProtectSystem"], True, "must be a dict"),
         ("pgbouncer.service", {}, "yes", "must be true or false"),
         ("", {}, True, "must be a unit name"),
+        ("ssh.service", {"ProtectSystem": "full"}, True, "runs as Debian ships it, because every login session"),
     ],
 )
 def test_faults_are_refused(unit, directives, enabled, message):
@@ -80,8 +95,11 @@ def test_faults_are_refused(unit, directives, enabled, message):
 @pytest.mark.parametrize("unit", sorted(sandbox.UNITS))
 def test_every_entry_says_why(unit):
     entry = sandbox.UNITS[unit]
-    assert set(entry) <= {"limit", "reason", "note", "directives", "why"}
-    assert sandbox.limit(unit) <= sandbox.DEFAULT_LIMIT or entry.get("reason"), "a limit above 4.0 needs its reason"
+    assert set(entry) <= {"limit", "reason", "note", "directives", "why", "as_shipped"}
+    assert sandbox.limit(unit) <= sandbox.DEFAULT_LIMIT or entry.get("reason") or entry.get("as_shipped"), \
+        "a limit above 4.0 needs its reason"
+    assert not (entry.get("as_shipped") and set(entry) & {"directives", "why", "reason"}), "a unit run as shipped has no sandbox"
     left_out = {key for key, value in entry.get("directives", {}).items() if value is None}
-    assert left_out == set(entry.get("why", {})), "every directive left out, and only those, has its reason"
+    explained = [key for keys in entry.get("why", {}) for key in keys.split()]
+    assert sorted(left_out) == sorted(explained), "every directive left out, and only those, has its reason, once"
     assert set(left_out) <= set(sandbox.BASE)
