@@ -47,7 +47,8 @@ options:
         required: true
       state:
         description: V(file) (content from O(files[].template), O(files[].src) or O(files[].content)),
-          V(directory) (created with its parents when missing), V(link) (a symbolic link to O(files[].target),
+          V(directory) (created with its parents when missing, each C(0755) whatever the umask, then given
+          O(files[].mode)), V(link) (a symbolic link to O(files[].target),
           replacing whatever file or link was there) or V(absent) (a file, link or tree removed).
         type: str
         choices: [file, directory, link, absent]
@@ -291,7 +292,10 @@ class FileSet:
             return True
         for created in file_set.missing_directories(dest):
             self.remember(created)
-        os.makedirs(dest)
+            # 0755 whatever the login's umask (the host baseline gives logins 027): a parent others
+            # cannot search would lock the services out of what the roles put beneath it.
+            os.mkdir(created)
+            os.chmod(created, 0o755)
         self.set_attributes(entry, dest)
         return True
 

@@ -378,6 +378,26 @@ def test_a_file_without_mode_or_owner_keeps_those_of_the_file_it_replaces(play):
     assert stat(f"{base}/created") == "root root 644"
 
 
+def test_new_directories_and_their_parents_are_searchable_whatever_the_login_umask(play):
+    # The host baseline gives logins umask 027 (pam_umask), so a module run over SSH has it: parents
+    # created 0750 would lock out the services beneath them (the backup's metrics under
+    # /var/lib/prometheus did). A shell that starts with that umask stands in for such a login.
+    base = f"{BASE}/umask"
+    sh(f"rm -rf {base} && printf '#!/bin/sh\\numask 027\\nexec /bin/sh \"$@\"\\n' > /usr/local/bin/sh-umask027"
+       " && chmod 0755 /usr/local/bin/sh-umask027")
+    task = files({"dest": f"{base}/parent/child", "state": "directory"},
+                 {"dest": f"{base}/other/private", "state": "directory", "mode": "0700"},
+                 {"dest": f"{base}/other/private/file", "content": "x\n"})
+    task["vars"] = {"ansible_shell_executable": "/usr/local/bin/sh-umask027"}
+    created = play(task)["files"]
+    assert created["changed"] is True, created
+    assert [stat(f"{base}/{path}") for path in ("", "parent", "parent/child", "other", "other/private")] == \
+        ["root root 755"] * 4 + ["root root 700"]
+    # A new file keeps ansible.builtin.copy's rule (0666 less the umask).
+    assert stat(f"{base}/other/private/file") == "root root 640"
+    assert play(task)["files"]["changed"] is False
+
+
 def test_unsafe_writes_replaces_a_bind_mounted_file_in_place(play):
     hosts = cat("/etc/hosts")
     wanted = hosts + "192.0.2.10 chajipoa-files-test\n"
