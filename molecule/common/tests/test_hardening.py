@@ -230,6 +230,17 @@ def test_session_tmpdir_umask_and_no_core_dumps(client, fresh_meter):
     assert umask == "0027"
 
 
+def test_what_runs_through_sudo_keeps_debians_umask(client, fresh_meter):
+    # Ansible's become runs every module, package install and locale-gen this way: with the session's
+    # 027, root made directories and archives that services could not read.
+    result = client.run(f"{SSH} amina@common-a 'umask; sudo -n sh -c umask; sudo -n -u nobody sh -c umask'")
+    assert result.rc == 0, result.stderr
+    assert result.stdout.split() == ["0027", "0022", "0022"]
+    # Nor do cron jobs and other non-interactive sessions get the login umask.
+    assert "pam_umask" not in client.file("/etc/pam.d/common-session-noninteractive").content_string
+    assert "pam_umask" in client.file("/etc/pam.d/common-session").content_string
+
+
 def test_core_dumps_off(host):
     limits = host.file("/etc/security/limits.d/60-chajipoa.conf").content_string
     assert re.search(r"^\*\s+hard\s+core\s+0$", limits, re.MULTILINE)
