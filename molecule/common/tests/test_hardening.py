@@ -431,7 +431,6 @@ def metrics(host) -> dict[str, float]:
     return {name: float(value) for name, value in re.findall(r"^(chajipoa_\w+) (\S+)$", text, re.MULTILINE)}
 
 
-@pytest.mark.journal("chajipoa-debsums.service", "chajipoa-debsums.timer")
 def test_metrics_directory_is_searchable_by_the_services_that_write_it(host):
     # The backup (as postgres) and the node exporter (as prometheus) write and read beside the metric:
     # a parent made 0700 by the first check's sandboxed mkdir locked the backup out.
@@ -439,6 +438,7 @@ def test_metrics_directory_is_searchable_by_the_services_that_write_it(host):
     assert host.run(f"runuser -u nobody -- ls {path}").rc == 0, host.check_output(f"namei -m {path}")
 
 
+@pytest.mark.journal("chajipoa-debsums.service", "chajipoa-debsums.timer")
 def test_debsums_timer_and_metric(host):
     assert host.service("chajipoa-debsums.timer").is_enabled
     assert host.check_output("systemctl is-active chajipoa-debsums.timer") == "active"

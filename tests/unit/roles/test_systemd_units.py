@@ -72,6 +72,8 @@ def test_every_drop_in_the_common_role_writes_has_its_entry():
     written = set()
     for path in (ROLES / "common" / "tasks").glob("*.yml"):
         written |= set(re.findall(r"dest: /etc/systemd/system/([\w@.-]+\.service)\.d/chajipoa\.conf\n", path.read_text()))
+    generated = rendering.render("common", "{{ _common_sysstat_drop_in_files }}", rendering.role_variables("common"))
+    written |= {entry["dest"].split("/")[4].removesuffix(".d") for entry in generated if entry["dest"].endswith("/chajipoa.conf")}
     assert written == set(rendering.role_variables("common")["_common_drop_ins"])
     assert all(render_common_drop_in(unit).count("# No sandbox") == (not sandbox.sandboxed(unit)) for unit in written)
 
