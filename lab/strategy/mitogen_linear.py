@@ -1,4 +1,5 @@
-# Mitogen for Ansible's linear strategy, also for connections named by their full collection name.
+# Mitogen for Ansible's linear strategy (chajipoa.platform.linear's), also for connections named by
+# their full collection name.
 #
 # Mitogen replaces a connection with its own only when the play names it by its short name (docker,
 # ssh, local). Molecule's docker driver and the development inventory name the lab's connection
@@ -54,7 +55,8 @@ def add_collection_dirs(invocation):
 
 ansible_mitogen.planner._load_collections = add_collection_dirs
 
-Linear = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
+# The collection's linear strategy: Ansible's, with workers forked from a frozen heap (its documentation).
+Linear = ansible_mitogen.loaders.strategy_loader.get("chajipoa.platform.linear", class_only=True)
 
 
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, Linear):

@@ -1,0 +1,125 @@
+# Copyright: ChajiPoa Infrastructure engineers
+# Apache License 2.0 (see galaxy.yml)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+name: linear
+short_description: Ansible's linear strategy, with workers that start from what the controller already loaded
+version_added: 0.7.0
+author: ChajiPoa Infrastructure engineers (!UNKNOWN)
+description:
+  - The task order, output, options and results of C(ansible.builtin.linear), which this strategy
+    is; only what happens in C(ansible-playbook) just before it forks a task's worker differs.
+  - Ansible runs every task on every host in a worker forked from C(ansible-playbook), and the
+    worker ends after that one task. Whatever the worker loads or learns is lost with it, and whatever
+    it touches of the controller's memory is copied for it. Two costs followed, on every task and
+    host (C(docs/performance.md) in the repository has the profiles and the figures).
+  - Python's garbage collector in a worker, at its first full collection, walked every object
+    inherited from the controller (the playbook, the inventory, every variable, some 170,000 in a
+    no-op run of the base system), writing to each and so copying the pages that hold them. Under
+    Mitogen that collection came while the worker read this collection's role argument
+    specifications, 0.13 s of CPU instead of 0.02 s. Here those objects are frozen (C(gc.freeze))
+    for the fork and thawed at once, so the worker's collector looks only at what the worker makes,
+    and C(ansible-playbook) still collects its own garbage, as Python's documentation recommends for
+    a process that forks.
+  - Each worker loaded, from source, the files of the filter and test plugins its templates use (every
+    file of a collection's filters, to find one of them) and its connection plugin, a quarter of the
+    workers' time in a no-op run of the base system. Here C(ansible-playbook) loads them before it
+    forks, once per run, and every worker finds them loaded. Those are Ansible's own filters and tests, the
+    Jinja plugins of every collection a task names by its full name (its module, or a filter like
+    C(community.general.dict_kv) in its arguments or conditions), and the connection of each host.
+  - No strategy of Ansible's or of the collections it bundles does this. Mitogen for Ansible's
+    strategy for the lab (C(lab/strategy/mitogen_linear.py) in the repository) is built on this one.
+notes:
+  - Select it with C(strategy = chajipoa.platform.linear) in C(ansible.cfg), C(ANSIBLE_STRATEGY), or a
+    play's C(strategy) keyword. The project's C(ansible.cfg) leaves Ansible's own in place; C(make dev)
+    and molecule run Mitogen's, which is built on this one.
+  - ansible-core warns that strategies outside C(ansible.builtin) are deprecated, and callbacks that
+    tell Ansible's linear strategy by its name (C(ansible.posix.json) for one) list this one's results
+    per host and task, as they list those of C(free). Neither changes what runs.
+  - A plugin that a task's template reaches only through a variable (a role default holding a
+    template with a collection's filter) is still loaded by the worker, as before.
+"""
+
+EXAMPLES = r"""
+# In ansible.cfg, for every play:
+# [defaults]
+# strategy = chajipoa.platform.linear
+
+- name: Base system
+  hosts: all
+  strategy: chajipoa.platform.linear
+  roles:
+    - role: chajipoa.platform.common
+"""
+
+RETURN = r""" # """
+
+import gc
+import re
+
+from ansible.plugins.loader import connection_loader, filter_loader, test_loader
+from ansible.plugins.strategy.linear import StrategyModule as AnsibleLinear
+
+# namespace.collection.name: a module, filter, test or lookup named by its full name.
+_FULL_NAME = re.compile(r"\b[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*\b")
+
+
+def strings(value):
+    """Every string in a task's data: its action, arguments, conditions, loop and variables."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings(key)
+            yield from strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from strings(item)
+
+
+class StrategyModule(AnsibleLinear):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._preloaded_tasks: set[str] = set()
+        self._preloaded_names: set[str] = set()
+        self._preloaded_connections: set[str] = set()
+
+    def _queue_task(self, host, task, task_vars, play_context):
+        self._preload(task, task_vars, play_context)
+        gc.freeze()
+        try:
+            super()._queue_task(host, task, task_vars, play_context)
+        finally:
+            gc.unfreeze()
+
+    def _preload(self, task, task_vars, play_context) -> None:
+        if not self._preloaded_tasks:
+            # Ansible's own filters and tests: all their files load at the first use of any of them.
+            for loader in (filter_loader, test_loader):
+                list(loader.all())
+        connection = task_vars.get("ansible_connection") or play_context.connection
+        if isinstance(connection, str) and connection not in self._preloaded_connections:
+            self._preloaded_connections.add(connection)
+            self._load(connection_loader, connection)
+        if task._uuid in self._preloaded_tasks:
+            return
+        self._preloaded_tasks.add(task._uuid)
+        for text in strings(task.get_ds()):
+            for name in set(_FULL_NAME.findall(text)) - self._preloaded_names:
+                self._preloaded_names.add(name)
+                # Any full name makes the loader read every file of its collection's filters (or
+                # tests) to find it; the files stay loaded whether the name is found or not.
+                self._load(filter_loader, name)
+                self._load(test_loader, name)
+
+    @staticmethod
+    def _load(loader, name: str) -> None:
+        # A name that is not a plugin of this kind (a variable's attribute, a module) costs the
+        # worker nothing either: it is never asked for. A plugin that fails to load fails in the
+        # worker as it always did, with the task's own error: loading ahead must not end the run.
+        try:
+            loader.get(name, class_only=True)
+        except Exception:  # pylint: disable=broad-exception-caught
+            pass

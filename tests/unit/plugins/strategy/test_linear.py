@@ -1,0 +1,119 @@
+"""chajipoa.platform.linear on real runs, beside Ansible's own linear strategy: the same results in
+the same order, and workers that start with the controller's objects frozen. An action plugin of the
+test's own reports, from inside the worker, what Python's collector holds there."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[4]
+
+# Runs in the worker that Ansible forks for the task and host.
+GC_STATE_ACTION = '''
+import gc
+import sys
+from ansible.plugins.action import ActionBase
+
+
+class ActionModule(ActionBase):
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        result.update(changed=False, frozen=gc.get_freeze_count(), tracked=len(gc.get_objects()),
+                      loaded=sorted(name for name in sys.modules if name.startswith("ansible_collections.community.general.plugins.filter.")
+                                    or name.startswith("ansible.plugins.filter.")))
+        return result
+'''
+
+PLAYBOOK = """
+- name: A few tasks in order on two hosts
+  hosts: all
+  gather_facts: false
+  tasks:
+    # The task names a collection's filter in a variable it never reads: only a strategy that loads
+    # ahead brings community.general's filters into the worker.
+    - name: What the worker's collector holds
+      gc_state:
+      vars:
+        never_read: "{{ [] | community.general.lists_mergeby([], 'name') }}"
+    - name: A module call
+      ansible.builtin.command: "echo {{ inventory_hostname }}"
+      changed_when: false
+      register: echoed
+    - name: A loop, one item skipped
+      ansible.builtin.debug:
+        msg: "{{ item }} on {{ echoed.stdout }}"
+      loop: [1, 2, 3]
+      when: item != 2
+    - name: A failure on one host
+      ansible.builtin.fail:
+        msg: planned
+      when: inventory_hostname == 'host_b'
+    - name: Only the host left
+      ansible.builtin.debug:
+        msg: still here
+"""
+
+
+def run(work: Path, strategy: str) -> list[tuple[str, str, dict]]:
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               ANSIBLE_STRATEGY=strategy, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_ACTION_PLUGINS=str(work / "action_plugins"))
+    for name in ("ANSIBLE_CONFIG", "ANSIBLE_STRATEGY_PLUGINS", "ANSIBLE_CALLBACKS_ENABLED"):
+        env.pop(name, None)
+    completed = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(work / "hosts.ini"), str(work / "site.yml")],
+                               cwd=work, capture_output=True, text=True, check=False, env=env)
+    assert completed.returncode == 2, completed.stdout + completed.stderr  # host_b's planned failure
+    report = json.loads(completed.stdout)
+    return [(task["task"]["name"], host, result) for play in report["plays"] for task in play["tasks"]
+            for host, result in sorted(task["hosts"].items())]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, list]:
+    work = tmp_path_factory.mktemp("strategy")
+    (work / "site.yml").write_text(PLAYBOOK)
+    (work / "action_plugins").mkdir()
+    (work / "action_plugins" / "gc_state.py").write_text(GC_STATE_ACTION)
+    (work / "hosts.ini").write_text("".join(f"{host} ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+                                            for host in ("host_a", "host_b")))
+    return {strategy: run(work, strategy) for strategy in ("ansible.builtin.linear", "chajipoa.platform.linear")}
+
+
+def outcome(result: dict) -> tuple:
+    return (result.get("failed", False), result.get("skipped", False), result.get("changed"), result.get("msg"),
+            result.get("stdout"), [(item.get("item"), item.get("skipped", False), item.get("msg")) for item in result.get("results", [])])
+
+
+def test_the_same_results_in_the_same_order_as_ansibles_linear(runs):
+    ours = [(task, host, outcome(result)) for task, host, result in runs["chajipoa.platform.linear"]]
+    assert ours == [(task, host, outcome(result)) for task, host, result in runs["ansible.builtin.linear"]]
+    assert [(task, host) for task, host, _ in ours][-1] == ("Only the host left", "host_a")
+
+
+def test_a_worker_finds_the_filters_its_task_names_loaded(runs):
+    for strategy, preloaded in (("chajipoa.platform.linear", True), ("ansible.builtin.linear", False)):
+        for task, _, result in runs[strategy]:
+            if task == "What the worker's collector holds":
+                collection = [name for name in result["loaded"] if ".community.general." in name]
+                builtin = [name for name in result["loaded"] if name.startswith("ansible.plugins.filter.")]
+                assert bool(collection) is preloaded and bool(builtin) is preloaded, (strategy, result["loaded"])
+                if preloaded:
+                    assert "ansible_collections.community.general.plugins.filter.lists_mergeby" in collection
+
+
+def test_a_worker_starts_with_the_controllers_objects_frozen(runs):
+    for strategy, frozen in (("chajipoa.platform.linear", True), ("ansible.builtin.linear", False)):
+        states = [result for task, _, result in runs[strategy] if task == "What the worker's collector holds"]
+        assert len(states) == 2
+        for state in states:
+            # The controller's objects (the playbook, the inventory, Ansible's plugins) are tens of thousands.
+            if frozen:
+                assert state["frozen"] > 20000 and state["tracked"] < state["frozen"], (strategy, state)
+            else:
+                assert state["frozen"] == 0 and state["tracked"] > 20000, (strategy, state)
