@@ -24,6 +24,9 @@ PLAYBOOK = """
     admins: [{name: amina, keys: [k1]}, {name: "Bad Name", keys: [k2]}, {name: juma, keys: []}]
     port: 70000
     tls_self_signed: true
+    banner: "authorised use only.\\na second line"
+    banner_lines: [authorised use only., "a bell\\x07"]
+    release: "release 42"
   tasks:
     - name: Everything passes
       chajipoa.platform.preflight:
@@ -82,6 +85,59 @@ PLAYBOOK = """
             that: port_item is number
             fail_msg: a port is missing
 
+    # Each check below fails or cannot be judged whether its conditions are rendered together (the
+    # plugin's first pass) or one at a time: the messages are the one-at-a-time ones. Control
+    # characters have a task of their own: a check that cannot be judged ends the first pass of its task.
+    - name: Control characters
+      ignore_errors: true
+      chajipoa.platform.preflight:
+        checks:
+          - name: Check for control characters
+            that: banner is not search('[\\\\x00-\\\\x08\\\\x0a-\\\\x1f]')
+            fail_msg: "banner: {{ banner | to_json }} holds a control character"
+          - name: Check each line for control characters
+            loop: "{{ banner_lines }}"
+            that: item is not search('[\\\\x00-\\\\x08\\\\x0a-\\\\x1f]')
+            fail_msg: "banner_lines: {{ item | to_json }} holds a control character"
+
+    # A pattern that would mean something else with its backslashes escaped once more (a backslash
+    # and a d): the first pass must read it as Ansible reads a condition.
+    - name: A backslash escape
+      ignore_errors: true
+      chajipoa.platform.preflight:
+        checks:
+          - name: Check the release for digits
+            that: release is not search('\\\\d')
+            fail_msg: "release: {{ release | to_json }} holds a digit"
+
+    - name: Checks the first pass must not let through
+      ignore_errors: true
+      chajipoa.platform.preflight:
+        checks:
+          - name: Check a condition that is not a boolean
+            that: port
+            fail_msg: never shown, since the check cannot be judged
+          - name: Check behind a condition that is not a boolean
+            when: port
+            that: true
+            fail_msg: never shown, since the check cannot be judged
+          - name: Check the second condition after the first held
+            that: [true, port < 0]
+            fail_msg: "port: {{ port }} is not negative"
+          - name: Check everything else
+            loop: "{{ banner_lines }}"
+            that: item is string
+            fail_msg: never shown, every line is a string
+
+    - name: An item that cannot be judged
+      ignore_errors: true
+      chajipoa.platform.preflight:
+        checks:
+          - name: Check an item without the attribute
+            loop: "{{ admins + [{'keys': []}] }}"
+            that: item.name is string
+            fail_msg: never shown, since the check cannot be judged
+
     - name: A check without its message
       ignore_errors: true
       chajipoa.platform.preflight:
@@ -139,6 +195,26 @@ def test_a_loop_variable_of_its_own(results):
 def test_an_empty_item_is_named_as_the_failing_item(results):
     result = results["A loop with an empty item"]
     assert result["failures"] == [{"check": "Check the ports", "item": None, "msg": "a port is missing"}]
+
+
+def test_what_the_first_pass_cannot_pass_is_judged_one_condition_at_a_time(results):
+    result = results["Control characters"]
+    assert [(failure["check"], failure.get("item"), failure["msg"]) for failure in result["failures"]] == [
+        ("Check for control characters", None, 'banner: "authorised use only.\\na second line" holds a control character'),
+        ("Check each line for control characters", "a bell\x07", 'banner_lines: "a bell\\u0007" holds a control character'),
+    ]
+    result = results["A backslash escape"]
+    assert result["failures"] == [{"check": "Check the release for digits", "msg": 'release: "release 42" holds a digit'}]
+    result = results["Checks the first pass must not let through"]
+    assert result["failed"] and result["checked"] == 4
+    assert [(failure["check"], failure.get("item"), failure["msg"].split(":")[0]) for failure in result["failures"]] == [
+        ("Check a condition that is not a boolean", None, "could not be judged"),
+        ("Check behind a condition that is not a boolean", None, "could not be judged"),
+        ("Check the second condition after the first held", None, "port"),
+    ]
+    result = results["An item that cannot be judged"]
+    assert [(failure["check"], failure["msg"].split(":")[0]) for failure in result["failures"]] == [
+        ("Check an item without the attribute", "could not be judged")]
 
 
 def test_a_malformed_check_is_refused_naming_the_key(results):
