@@ -93,12 +93,12 @@ def outcome(result: dict) -> tuple:
 def test_the_same_results_in_the_same_order_as_ansibles_linear(runs):
     ours = [(task, host, outcome(result)) for task, host, result in runs["chajipoa.platform.linear"]]
     assert ours == [(task, host, outcome(result)) for task, host, result in runs["ansible.builtin.linear"]]
-    assert [(task, host) for task, host, _ in ours][-1] == ("Only the host left", "host_a")
+    assert [(task, host) for task, host, _outcome in ours][-1] == ("Only the host left", "host_a")
 
 
 def test_a_worker_finds_the_filters_its_task_names_loaded(runs):
     for strategy, preloaded in (("chajipoa.platform.linear", True), ("ansible.builtin.linear", False)):
-        for task, _, result in runs[strategy]:
+        for task, _host, result in runs[strategy]:
             if task == "What the worker's collector holds":
                 collection = [name for name in result["loaded"] if ".community.general." in name]
                 builtin = [name for name in result["loaded"] if name.startswith("ansible.plugins.filter.")]
@@ -109,7 +109,7 @@ def test_a_worker_finds_the_filters_its_task_names_loaded(runs):
 
 def test_a_worker_starts_with_the_controllers_objects_frozen(runs):
     for strategy, frozen in (("chajipoa.platform.linear", True), ("ansible.builtin.linear", False)):
-        states = [result for task, _, result in runs[strategy] if task == "What the worker's collector holds"]
+        states = [result for task, _host, result in runs[strategy] if task == "What the worker's collector holds"]
         assert len(states) == 2
         for state in states:
             # The controller's objects (the playbook, the inventory, Ansible's plugins) are tens of thousands.
