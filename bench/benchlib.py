@@ -16,15 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CALLS_CALLBACK = "chajipoa.platform.module_calls"
 
 
-def mitogen_settings() -> dict[str, str]:
-    """lab/strategy/mitogen.env (the Makefile's settings for Mitogen), its strategy directory absolute."""
-    lines = (ROOT / "lab" / "strategy" / "mitogen.env").read_text().splitlines()
+def mitogen_settings(checkout: Path = ROOT) -> dict[str, str]:
+    """lab/strategy/mitogen.env (the Makefile's settings for Mitogen), its strategy directory absolute,
+    of this tree or of another commit's checkout (its strategy may build on its own collection)."""
+    lines = (checkout / "lab" / "strategy" / "mitogen.env").read_text().splitlines()
     settings = dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
-    return {**settings, "ANSIBLE_STRATEGY_PLUGINS": str(ROOT / settings["ANSIBLE_STRATEGY_PLUGINS"])}
+    return {**settings, "ANSIBLE_STRATEGY_PLUGINS": str(checkout / settings["ANSIBLE_STRATEGY_PLUGINS"])}
 
 
 # The strategies a run may use, as the Makefile's LAB_STRATEGY sets them: the environment each needs.
-STRATEGIES = {"linear": {}, "mitogen": mitogen_settings()}
+STRATEGIES = {"linear": {}, "mitogen": mitogen_settings(), "collection-linear": {"ANSIBLE_STRATEGY": "chajipoa.platform.linear"}}
 
 
 def strategy_env(strategy: str, **settings: str) -> dict[str, str]:
@@ -40,6 +41,15 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time every core of this machine has spent busy so far (/proc/stat: all but idle and iowait).
+    The lab's hosts are containers on the same machine: their work competes with the controller's."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
 def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", expect_noop: bool = False,
                    strategy: str = "linear", checkout: Path = ROOT) -> tuple[float, dict]:
     """Run ansible-playbook with args; return seconds taken and the module calls per host, as the
@@ -53,6 +63,8 @@ def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", ex
         env = strategy_env(strategy, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_CALLBACKS_ENABLED=",".join(filter(None, [os.environ.get("ANSIBLE_CALLBACKS_ENABLED"), CALLS_CALLBACK])),
                    CHAJIPOA_MODULE_CALLS_FILE=calls_file.name)
+        if strategy == "mitogen":
+            env.update(mitogen_settings(checkout))
         start = time.perf_counter()
         result = subprocess.run(["ansible-playbook", *args], cwd=checkout, env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - start
@@ -66,15 +78,18 @@ def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", ex
 
 
 def baseline_checkout(revision: str) -> Path:
-    """A worktree of another commit under .cache, sharing this one's generated development secrets, so
-    its roles run against the same lab side by side with these."""
+    """A worktree of another commit under .cache, sharing this one's generated development secrets and
+    fact cache, so its roles run against the same lab side by side with these (and gather no facts
+    these have cached)."""
     commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     checkout = ROOT / ".cache" / "bench-baseline" / commit
     if not checkout.exists():
         subprocess.run(["git", "worktree", "add", "--detach", str(checkout), commit], cwd=ROOT, capture_output=True, check=True)
-    credentials = checkout / "inventories" / "development" / "credentials"
-    if not credentials.exists():
-        credentials.symlink_to(ROOT / "inventories" / "development" / "credentials")
+    for shared in (Path("inventories") / "development" / "credentials", Path(".cache") / "facts"):
+        # A link to something this tree has not made yet (no make dev here) is still the link wanted.
+        if not (checkout / shared).is_symlink() and not (checkout / shared).exists():
+            (checkout / shared).parent.mkdir(parents=True, exist_ok=True)
+            (checkout / shared).symlink_to(ROOT / shared)
     return checkout
 
 

@@ -4,12 +4,18 @@
 For each host count, in one run: an inventory of that many lab hosts (development settings, a lab
 network of the bench's own), playbooks/lab.yml makes their containers, `site.yml --tags common`
 converges them under Mitogen (make dev's strategy), then runs again with nothing to change under
-Mitogen and under Ansible's linear strategy; the lab is removed before the next count. Written to docs/performance.md:
-the times, the ratio of the no-op times between the largest and the smallest fleet (target: at most
-3x for 5x the hosts), and the controller's CPU time per module call (ansible-playbook and its workers,
-divided by the calls the chajipoa.platform.module_calls callback counted on every host).
+Mitogen, under Ansible's linear strategy and under the collection's (and, with --baseline, with another commit's roles and
+Mitogen strategy, side by side); the lab is removed before the next count. Written to
+docs/performance.md: the times, the ratio of the no-op times between the largest and the smallest
+fleet (target: at most 3x for 5x the hosts), the task results per host, the controller's CPU time per
+module call (ansible-playbook and its workers, divided by the calls the chajipoa.platform.module_calls
+callback counted on every host), and how many of the machine's cores the controller and the whole
+machine (the lab's containers are on it too) kept busy on average.
 
-Usage: python3 bench/scale.py [--hosts 6 30] [--forks 20]
+Each host count's no-op runs wait for the machine to settle after the cold converge, then run
+--rounds times per arm, alternating; the median is reported.
+
+Usage: python3 bench/scale.py [--hosts 6 30] [--forks 20] [--baseline REV] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -18,10 +24,12 @@ import datetime
 import os
 import shutil
 import tempfile
+import time
+import typing
 from pathlib import Path
 
 import yaml
-from benchlib import ROOT, children_cpu_seconds, record, results_log, timed_playbook
+from benchlib import ROOT, baseline_checkout, children_cpu_seconds, machine_cpu_seconds, record, results_log, timed_playbook
 
 NETWORK = "chajipoa-scale"
 SUBNET = "172.30.90"
@@ -43,18 +51,49 @@ def inventory(directory: Path, count: int) -> Path:
     return directory
 
 
-def measured(args: list[str], log, strategy: str, expect_noop: bool = False) -> tuple[float, float, int]:
-    """Wall seconds, controller CPU seconds and module calls (all hosts) of one run."""
-    cpu_before = children_cpu_seconds()
-    elapsed, calls = timed_playbook(args, log, expect_noop=expect_noop, strategy=strategy)
-    return elapsed, children_cpu_seconds() - cpu_before, sum(counts["calls"] for counts in calls.values())
+class Run(typing.NamedTuple):
+    elapsed: float
+    controller_cpu: float
+    machine_cpu: float
+    calls: int
+    # Every task result on a host, skipped and controller-side ones too: each costs the strategy a worker.
+    results: int
+
+
+def measured(args: list[str], log, strategy: str, expect_noop: bool = False, checkout: Path = ROOT) -> Run:
+    """One run's wall seconds, CPU seconds of the controller (ansible-playbook and its workers) and of
+    the whole machine (controller, the lab's containers, Docker), and module calls and task results
+    summed over the hosts."""
+    controller_before, machine_before = children_cpu_seconds(), machine_cpu_seconds()
+    elapsed, calls = timed_playbook(args, log, expect_noop=expect_noop, strategy=strategy, checkout=checkout)
+    return Run(elapsed, children_cpu_seconds() - controller_before, machine_cpu_seconds() - machine_before,
+               sum(counts["calls"] for counts in calls.values()),
+               sum(counts["calls"] + counts["controller"] + counts["skipped"] for counts in calls.values()))
+
+
+def settle(quiet_cores: float = 0.5, longest: float = 300) -> float:
+    """Wait until the machine's busy cores over 10 s drop under quiet_cores (new containers finish
+    their first-boot work after a converge: apt's timers, man-db, sysstat), at most `longest`
+    seconds; return the seconds waited. Without it the first arm measured pays for that work."""
+    start = time.monotonic()
+    while time.monotonic() - start < longest:
+        before = machine_cpu_seconds()
+        time.sleep(10)
+        if (machine_cpu_seconds() - before) / 10 < quiet_cores:
+            break
+    return time.monotonic() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[6, 30])
     parser.add_argument("--forks", type=int, default=20)
+    parser.add_argument("--baseline", help="also run the no-op with this commit's roles and Mitogen strategy")
+    parser.add_argument("--rounds", type=int, default=2, help="no-op runs of each arm, alternating; the median (lower) is reported")
     options = parser.parse_args()
+    arms = {"mitogen": ("mitogen", ROOT), "linear": ("linear", ROOT), "chajipoa.platform.linear": ("collection-linear", ROOT)}
+    if options.baseline:
+        arms[f"mitogen, roles of {options.baseline}"] = ("mitogen", baseline_checkout(options.baseline))
     os.environ["ANSIBLE_FORKS"] = str(options.forks)
     stamp = datetime.datetime.now(datetime.UTC)
     rows, noop = [], {}
@@ -64,24 +103,36 @@ def main() -> None:
             hosts = ["-i", str(inventory(work / "inventory", count))]
             try:
                 timed_playbook(["playbooks/lab.yml", *hosts], log)
-                cold, _, _ = measured(["playbooks/site.yml", "--tags", "common", *hosts], log, "mitogen")
-                for strategy in ("mitogen", "linear"):
-                    elapsed, cpu, calls = measured(["playbooks/site.yml", "--tags", "common", *hosts], log, strategy, expect_noop=True)
-                    noop[count, strategy] = elapsed
-                    cold_column = f"{cold:.0f}" if strategy == "mitogen" else ""
-                    rows.append(f"| {count} | {strategy} | {cold_column} | {elapsed:.1f} | {calls / count:.0f} | {1000 * cpu / calls:.0f} |")
+                cold = measured(["playbooks/site.yml", "--tags", "common", *hosts], log, "mitogen")
+                settled = settle()
+                log.write(f"# the machine settled {settled:.0f} s after the cold converge\n")
+                runs = {arm: [] for arm in arms}
+                for _round in range(options.rounds):
+                    for arm, (strategy, checkout) in arms.items():
+                        runs[arm].append(measured(["playbooks/site.yml", "--tags", "common", *hosts], log, strategy,
+                                                  expect_noop=True, checkout=checkout))
+                for arm, arm_runs in runs.items():
+                    run = sorted(arm_runs, key=lambda each: each.elapsed)[(len(arm_runs) - 1) // 2]
+                    noop[count, arm] = run.elapsed
+                    cold_column = f"{cold.elapsed:.0f}" if arm == "mitogen" else ""
+                    rows.append(f"| {count} | {arm} | {cold_column} | {run.elapsed:.1f} | {run.calls / count:.0f} | "
+                                f"{run.results / count:.0f} | {1000 * run.controller_cpu / run.calls:.0f} | "
+                                f"{run.controller_cpu / run.elapsed:.2f} | {run.machine_cpu / run.elapsed:.2f} |")
                     print(rows[-1])
             finally:
                 timed_playbook(["playbooks/lab.yml", "-e", "lab_state=absent", *hosts], log)
                 shutil.rmtree(work, ignore_errors=True)
     smallest, largest = min(options.hosts), max(options.hosts)
-    ratios = ", ".join(f"{strategy} {noop[largest, strategy] / noop[smallest, strategy]:.2f}x" for strategy in ("mitogen", "linear"))
+    ratios = ", ".join(f"{arm} {noop[largest, arm] / noop[smallest, arm]:.2f}x" for arm in arms)
     record("scale", "\n".join([
-        f"Measured {stamp:%Y-%m-%d} with `python3 bench/scale.py --hosts {' '.join(map(str, options.hosts))} --forks {options.forks}` "
-        f"on {os.cpu_count()} cores. Raw output: {Path(log.name).relative_to(ROOT)}.",
+        f"Measured {stamp:%Y-%m-%d} with `python3 bench/scale.py --hosts {' '.join(map(str, options.hosts))} --forks {options.forks}"
+        f"{' --baseline ' + options.baseline if options.baseline else ''} --rounds {options.rounds}` "
+        f"on {os.cpu_count()} cores: {options.rounds} alternating rounds of the no-op runs, each arm's median (the lower "
+        f"of two) reported. Raw output: {Path(log.name).relative_to(ROOT)}.",
         "",
-        "| hosts | strategy | cold converge (s) | no-op run (s) | module calls per host | controller CPU per call (ms) |",
-        "|---|---|---|---|---|---|",
+        "| hosts | roles and strategy | cold converge (s) | no-op run (s) | module calls per host | task results per host | "
+        "controller CPU per call (ms) | controller cores busy | machine cores busy |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"No-op time, {largest} hosts against {smallest}: {ratios} (target: at most 3x for 5x the hosts).",
