@@ -28,10 +28,11 @@ def mitogen_settings(checkout: Path = ROOT) -> dict[str, str]:
 STRATEGIES = {"linear": {}, "mitogen": mitogen_settings(), "collection-linear": {"ANSIBLE_STRATEGY": "chajipoa.platform.linear"}}
 
 
-def strategy_env(strategy: str, **settings: str) -> dict[str, str]:
-    """This process's environment with `strategy`'s settings (a key of STRATEGIES) and no other's, plus `settings`."""
+def strategy_env(strategy: str, checkout: Path = ROOT, **settings: str) -> dict[str, str]:
+    """This process's environment with `strategy`'s settings (a key of STRATEGIES; Mitogen's as `checkout`
+    has them) and no other's, plus `settings`."""
     env = {name: value for name, value in os.environ.items() if name not in STRATEGIES["mitogen"]}
-    env.update(STRATEGIES[strategy], **settings)
+    env.update(mitogen_settings(checkout) if strategy == "mitogen" else STRATEGIES[strategy], **settings)
     return env
 
 
@@ -60,11 +61,9 @@ def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", ex
     Exits when the run fails, or when expect_noop is set and anything changed.
     """
     with tempfile.NamedTemporaryFile(suffix=".json") as calls_file:
-        env = strategy_env(strategy, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+        env = strategy_env(strategy, checkout, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_CALLBACKS_ENABLED=",".join(filter(None, [os.environ.get("ANSIBLE_CALLBACKS_ENABLED"), CALLS_CALLBACK])),
                    CHAJIPOA_MODULE_CALLS_FILE=calls_file.name)
-        if strategy == "mitogen":
-            env.update(mitogen_settings(checkout))
         start = time.perf_counter()
         result = subprocess.run(["ansible-playbook", *args], cwd=checkout, env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - start

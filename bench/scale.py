@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, nargs="+", default=[6, 30])
     parser.add_argument("--forks", type=int, default=20)
     parser.add_argument("--baseline", help="also run the no-op with this commit's roles and Mitogen strategy")
-    parser.add_argument("--rounds", type=int, default=2, help="no-op runs of each arm, alternating; the median (lower) is reported")
+    parser.add_argument("--rounds", type=int, default=2, help="no-op runs of each arm, alternating; the median (the lower middle run of an even count) is reported")
     options = parser.parse_args()
     arms = {"mitogen": ("mitogen", ROOT), "linear": ("linear", ROOT), "chajipoa.platform.linear": ("collection-linear", ROOT)}
     if options.baseline:
@@ -127,8 +127,8 @@ def main() -> None:
     record("scale", "\n".join([
         f"Measured {stamp:%Y-%m-%d} with `python3 bench/scale.py --hosts {' '.join(map(str, options.hosts))} --forks {options.forks}"
         f"{' --baseline ' + options.baseline if options.baseline else ''} --rounds {options.rounds}` "
-        f"on {os.cpu_count()} cores: {options.rounds} alternating rounds of the no-op runs, each arm's median (the lower "
-        f"of two) reported. Raw output: {Path(log.name).relative_to(ROOT)}.",
+        f"on {os.cpu_count()} cores: {options.rounds} alternating rounds of the no-op runs, each arm's median run (the lower "
+        f"middle one of an even count) reported. Raw output: {Path(log.name).relative_to(ROOT)}.",
         "",
         "| hosts | roles and strategy | cold converge (s) | no-op run (s) | module calls per host | task results per host | "
         "controller CPU per call (ms) | controller cores busy | machine cores busy |",

@@ -82,6 +82,10 @@ def strings(value):
 class StrategyModule(AnsibleLinear):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Ansible's own filters and tests: all their files load at the first use of any of them (the
+        # loader keeps them, so a later play's strategy finds them loaded).
+        for loader in (filter_loader, test_loader):
+            list(loader.all())
         self._preloaded_tasks: set[str] = set()
         self._preloaded_names: set[str] = set()
         self._preloaded_connections: set[str] = set()
@@ -95,10 +99,6 @@ class StrategyModule(AnsibleLinear):
             gc.unfreeze()
 
     def _preload(self, task, task_vars, play_context) -> None:
-        if not self._preloaded_tasks:
-            # Ansible's own filters and tests: all their files load at the first use of any of them.
-            for loader in (filter_loader, test_loader):
-                list(loader.all())
         connection = task_vars.get("ansible_connection") or play_context.connection
         if isinstance(connection, str) and connection not in self._preloaded_connections:
             self._preloaded_connections.add(connection)
