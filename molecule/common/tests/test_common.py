@@ -19,6 +19,18 @@ def test_host_name_and_hosts_file(host, lab_address):
     ]
 
 
+def test_a_limited_run_still_lists_every_host(server, run_playbook):
+    """The hosts file lists every inventory host, read once per play: a run limited to one host reads
+    the others' addresses too, so its hosts file does not change (nor lose common-b)."""
+    run = run_playbook(SCENARIO / "converge.yml", "--limit", "common-a", "--tags", "common_identity")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    report = json.loads(run.stdout)
+    changed = [task["task"]["name"] for play in report["plays"] for task in play["tasks"]
+               if task["hosts"].get("common-a", {}).get("changed")]
+    assert changed == []
+    assert server.check_output("getent hosts common-b.molecule.chajipoa.lan").split()[1:] == ["common-b.molecule.chajipoa.lan", "common-b"]
+
+
 def test_time_zone_and_locales(host):
     assert host.file("/etc/localtime").linked_to.endswith("/Africa/Dar_es_Salaam")
     assert host.check_output("date +%Z") == "EAT"
