@@ -52,18 +52,19 @@ def machine_cpu_seconds() -> float:
 
 
 def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", expect_noop: bool = False,
-                   strategy: str = "linear", checkout: Path = ROOT) -> tuple[float, dict]:
+                   strategy: str = "linear", checkout: Path = ROOT, settings: dict[str, str] | None = None) -> tuple[float, dict]:
     """Run ansible-playbook with args; return seconds taken and the module calls per host, as the
     chajipoa.platform.module_calls callback counted them ({host: {"calls": n, "changed": n, ...}}).
     `strategy` is a key of STRATEGIES; the caller's environment does not choose it. `checkout` is the
-    tree whose playbooks, roles and ansible.cfg run (another commit's, from baseline_checkout).
+    tree whose playbooks, roles and ansible.cfg run (another commit's, from baseline_checkout). `settings`
+    are more environment variables for Ansible (ANSIBLE_FORKS, say).
 
     Exits when the run fails, or when expect_noop is set and anything changed.
     """
     with tempfile.NamedTemporaryFile(suffix=".json") as calls_file:
         env = strategy_env(strategy, checkout, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_CALLBACKS_ENABLED=",".join(filter(None, [os.environ.get("ANSIBLE_CALLBACKS_ENABLED"), CALLS_CALLBACK])),
-                   CHAJIPOA_MODULE_CALLS_FILE=calls_file.name)
+                   CHAJIPOA_MODULE_CALLS_FILE=calls_file.name, **(settings or {}))
         start = time.perf_counter()
         result = subprocess.run(["ansible-playbook", *args], cwd=checkout, env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - start

@@ -12,10 +12,15 @@ module call (ansible-playbook and its workers, divided by the calls the chajipoa
 callback counted on every host), and how many of the machine's cores the controller and the whole
 machine (the lab's containers are on it too) kept busy on average.
 
+The lab's hosts run on the controller's machine, so a run can be no faster than the CPU time it made
+the whole machine spend divided by the machine's cores: each run reports that floor, and the ratio
+line the lowest ratio the largest fleet's floor allows against the smallest fleet's measured time.
+Extra --forks values add Mitogen arms with those forks (the first value is every other arm's).
+
 Each host count's no-op runs wait for the machine to settle after the cold converge, then run
 --rounds times per arm, alternating; the median is reported.
 
-Usage: python3 bench/scale.py [--hosts 6 30] [--forks 20] [--baseline REV] [--rounds 2]
+Usage: python3 bench/scale.py [--hosts 6 30] [--forks 20 [10 30]] [--baseline REV] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -60,12 +65,13 @@ class Run(typing.NamedTuple):
     results: int
 
 
-def measured(args: list[str], log, strategy: str, expect_noop: bool = False, checkout: Path = ROOT) -> Run:
+def measured(args: list[str], log, strategy: str, forks: int, expect_noop: bool = False, checkout: Path = ROOT) -> Run:
     """One run's wall seconds, CPU seconds of the controller (ansible-playbook and its workers) and of
     the whole machine (controller, the lab's containers, Docker), and module calls and task results
     summed over the hosts."""
     controller_before, machine_before = children_cpu_seconds(), machine_cpu_seconds()
-    elapsed, calls = timed_playbook(args, log, expect_noop=expect_noop, strategy=strategy, checkout=checkout)
+    elapsed, calls = timed_playbook(args, log, expect_noop=expect_noop, strategy=strategy, checkout=checkout,
+                                    settings={"ANSIBLE_FORKS": str(forks)})
     return Run(elapsed, children_cpu_seconds() - controller_before, machine_cpu_seconds() - machine_before,
                sum(counts["calls"] for counts in calls.values()),
                sum(counts["calls"] + counts["controller"] + counts["skipped"] for counts in calls.values()))
@@ -87,55 +93,61 @@ def settle(quiet_cores: float = 0.5, longest: float = 300) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[6, 30])
-    parser.add_argument("--forks", type=int, default=20)
+    parser.add_argument("--forks", type=int, nargs="+", default=[20])
     parser.add_argument("--baseline", help="also run the no-op with this commit's roles and Mitogen strategy")
     parser.add_argument("--rounds", type=int, default=2, help="no-op runs of each arm, alternating; the median (the lower middle run of an even count) is reported")
     options = parser.parse_args()
-    arms = {"mitogen": ("mitogen", ROOT), "linear": ("linear", ROOT), "chajipoa.platform.linear": ("collection-linear", ROOT)}
+    forks, *more_forks = options.forks
+    arms = {"mitogen": ("mitogen", ROOT, forks), "linear": ("linear", ROOT, forks),
+            "chajipoa.platform.linear": ("collection-linear", ROOT, forks)}
+    arms.update({f"mitogen, {each} forks": ("mitogen", ROOT, each) for each in more_forks})
     if options.baseline:
-        arms[f"mitogen, roles of {options.baseline}"] = ("mitogen", baseline_checkout(options.baseline))
-    os.environ["ANSIBLE_FORKS"] = str(options.forks)
+        arms[f"mitogen, roles of {options.baseline}"] = ("mitogen", baseline_checkout(options.baseline), forks)
     stamp = datetime.datetime.now(datetime.UTC)
-    rows, noop = [], {}
+    rows, noop, floor = [], {}, {}
     with results_log("scale", stamp) as log:
         for count in sorted(options.hosts):
             work = Path(tempfile.mkdtemp(prefix=f"chajipoa-scale-{count}-"))
             hosts = ["-i", str(inventory(work / "inventory", count))]
             try:
                 timed_playbook(["playbooks/lab.yml", *hosts], log)
-                cold = measured(["playbooks/site.yml", "--tags", "common", *hosts], log, "mitogen")
+                cold = measured(["playbooks/site.yml", "--tags", "common", *hosts], log, "mitogen", forks)
                 settled = settle()
                 log.write(f"# the machine settled {settled:.0f} s after the cold converge\n")
                 runs = {arm: [] for arm in arms}
                 for _round in range(options.rounds):
-                    for arm, (strategy, checkout) in arms.items():
-                        runs[arm].append(measured(["playbooks/site.yml", "--tags", "common", *hosts], log, strategy,
+                    for arm, (strategy, checkout, arm_forks) in arms.items():
+                        runs[arm].append(measured(["playbooks/site.yml", "--tags", "common", *hosts], log, strategy, arm_forks,
                                                   expect_noop=True, checkout=checkout))
                 for arm, arm_runs in runs.items():
                     run = sorted(arm_runs, key=lambda each: each.elapsed)[(len(arm_runs) - 1) // 2]
                     noop[count, arm] = run.elapsed
+                    floor[count, arm] = run.machine_cpu / os.cpu_count()
                     cold_column = f"{cold.elapsed:.0f}" if arm == "mitogen" else ""
                     rows.append(f"| {count} | {arm} | {cold_column} | {run.elapsed:.1f} | {run.calls / count:.0f} | "
                                 f"{run.results / count:.0f} | {1000 * run.controller_cpu / run.calls:.0f} | "
-                                f"{run.controller_cpu / run.elapsed:.2f} | {run.machine_cpu / run.elapsed:.2f} |")
+                                f"{run.controller_cpu / run.elapsed:.2f} | {run.machine_cpu / run.elapsed:.2f} | {floor[count, arm]:.1f} |")
                     print(rows[-1])
             finally:
                 timed_playbook(["playbooks/lab.yml", "-e", "lab_state=absent", *hosts], log)
                 shutil.rmtree(work, ignore_errors=True)
     smallest, largest = min(options.hosts), max(options.hosts)
-    ratios = ", ".join(f"{arm} {noop[largest, arm] / noop[smallest, arm]:.2f}x" for arm in arms)
+    ratios = ", ".join(f"{arm} {noop[largest, arm] / noop[smallest, arm]:.2f}x (at best "
+                       f"{floor[largest, arm] / noop[smallest, arm]:.2f}x)" for arm in arms)
     record("scale", "\n".join([
-        f"Measured {stamp:%Y-%m-%d} with `python3 bench/scale.py --hosts {' '.join(map(str, options.hosts))} --forks {options.forks}"
+        f"Measured {stamp:%Y-%m-%d} with `python3 bench/scale.py --hosts {' '.join(map(str, options.hosts))} "
+        f"--forks {' '.join(map(str, options.forks))}"
         f"{' --baseline ' + options.baseline if options.baseline else ''} --rounds {options.rounds}` "
         f"on {os.cpu_count()} cores: {options.rounds} alternating rounds of the no-op runs, each arm's median run (the lower "
         f"middle one of an even count) reported. Raw output: {Path(log.name).relative_to(ROOT)}.",
         "",
         "| hosts | roles and strategy | cold converge (s) | no-op run (s) | module calls per host | task results per host | "
-        "controller CPU per call (ms) | controller cores busy | machine cores busy |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "controller CPU per call (ms) | controller cores busy | machine cores busy | fastest the machine's cores allow (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"No-op time, {largest} hosts against {smallest}: {ratios} (target: at most 3x for 5x the hosts).",
+        f"No-op time, {largest} hosts against {smallest} (in brackets: the largest fleet's fastest against the smallest's "
+        f"measured): {ratios} (target: at most 3x for 5x the hosts).",
     ]))
 
 

@@ -19,16 +19,20 @@ def test_host_name_and_hosts_file(host, lab_address):
     ]
 
 
-def test_a_limited_run_still_lists_every_host(server, run_playbook):
-    """The hosts file lists every inventory host, read once per play: a run limited to one host reads
-    the others' addresses too, so its hosts file does not change (nor lose common-b)."""
-    run = run_playbook(SCENARIO / "converge.yml", "--limit", "common-a", "--tags", "common_identity")
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    report = json.loads(run.stdout)
-    changed = [task["task"]["name"] for play in report["plays"] for task in play["tasks"]
-               if task["hosts"].get("common-a", {}).get("changed")]
-    assert changed == []
-    assert server.check_output("getent hosts common-b.molecule.chajipoa.lan").split()[1:] == ["common-b.molecule.chajipoa.lan", "common-b"]
+def test_a_limited_run_lists_hosts_outside_the_limit(server, run_playbook, tmp_path):
+    """The hosts file lists every inventory host that has a private_address, read once per play: a run
+    limited to one host still reads the others' (here one in an extra inventory, never contacted)."""
+    extra = tmp_path / "extra.yml"
+    extra.write_text("all:\n  hosts:\n    common-extra:\n      private_address: 192.0.2.10\n")
+    name = "common-extra.molecule.chajipoa.lan"
+    try:
+        run = run_playbook(SCENARIO / "converge.yml", "-i", str(extra), "--limit", "common-a", "--tags", "common_identity")
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+        assert server.check_output(f"getent hosts {name}").split() == ["192.0.2.10", name, "common-extra"]
+    finally:
+        restored = run_playbook(SCENARIO / "converge.yml", "--limit", "common-a", "--tags", "common_identity")
+    assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr[-4000:]
+    assert server.run(f"getent hosts {name}").rc == 2
 
 
 def test_time_zone_and_locales(host):
