@@ -138,8 +138,9 @@ class StrategyModule(AnsibleLinear):
         if (not task.when or task.loop_with or task.loop is not None or task.delegate_to or task.run_once or task.throttle
                 or isinstance(task, Handler) or any(_LOOKUP.search(text) for text in strings(task.when))):
             return False
-        # The executor squashes and templates what it is given: the worker's copies are its own, these must be too.
-        own_task = task.copy()
+        # The executor squashes and templates what it is given: the worker's copies are its own, these must be
+        # too. The task's blocks are copied for the conditions they pass down, not for their other tasks.
+        own_task = task.copy(exclude_tasks=True)
         try:
             with _task.TaskContext(own_task):
                 result = _SkipOnlyExecutor(host, own_task, dict(task_vars), play_context, self._loader,
