@@ -5,13 +5,12 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 name: linear
-short_description: Ansible's linear strategy, with workers that start from what the controller already loaded, and none for a skip
+short_description: Ansible's linear strategy, with workers that start from what the controller already loaded
 version_added: 0.7.0
 author: ChajiPoa Infrastructure engineers (!UNKNOWN)
 description:
   - The task order, output, options and results of C(ansible.builtin.linear), which this strategy
-    is; only what happens in C(ansible-playbook) just before it forks a task's worker differs, and
-    whether it forks one for a host that skips the task.
+    is; only what happens in C(ansible-playbook) just before it forks a task's worker differs.
   - Ansible runs every task on every host in a worker forked from C(ansible-playbook), and the
     worker ends after that one task. Whatever the worker loads or learns is lost with it, and whatever
     it touches of the controller's memory is copied for it. Two costs followed, on every task and
@@ -30,12 +29,6 @@ description:
     forks, once per run, and every worker finds them loaded. Those are Ansible's own filters and tests, the
     Jinja plugins of every collection a task names by its full name (its module, or a filter like
     C(community.general.dict_kv) in its arguments or conditions), and the connection of each host.
-  - A task that a host skips costs it no worker. When the task's C(when) is false for the host, the
-    skipped result is made in C(ansible-playbook) by Ansible's own task executor (which skips before
-    it reaches a connection) and put on Ansible's result queue as a worker puts it, so callbacks,
-    handlers and the next task see what they would have seen. A condition that is true, or that fails,
-    and a task with a loop, C(delegate_to), C(run_once), C(throttle) or a lookup in its condition, go to
-    a worker as before, which judges the condition again (a pure condition gives the same answer).
   - No strategy of Ansible's or of the collections it bundles does this. Mitogen for Ansible's
     strategy for the lab (C(lab/strategy/mitogen_linear.py) in the repository) is built on this one.
 notes:
@@ -66,36 +59,11 @@ RETURN = r""" # """
 import gc
 import re
 
-from ansible._internal import _task
-from ansible.executor.task_executor import TaskExecutor
-from ansible.executor.task_result import _RawTaskResult
-from ansible.playbook.handler import Handler
-from ansible.plugins.loader import connection_loader, filter_loader, get_plugin_loader_namespace, test_loader
+from ansible.plugins.loader import connection_loader, filter_loader, test_loader
 from ansible.plugins.strategy.linear import StrategyModule as AnsibleLinear
 
 # namespace.collection.name: a module, filter, test or lookup named by its full name.
 _FULL_NAME = re.compile(r"\b[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*\b")
-# A lookup in a condition may do something each time it runs; judged here and again in the worker, it would run twice.
-_LOOKUP = re.compile(r"\b(lookup|query|q)\s*\(")
-
-
-class _WouldRun(BaseException):
-    """The condition holds: the task runs, in a worker. A BaseException, so Ansible's task executor,
-    which turns every Exception into a failed result, lets it through."""
-
-
-class _SkipOnlyExecutor(TaskExecutor):
-    """Ansible's task executor, stopped where the task would start to run for the host."""
-
-    def _execute_internal(self, templar, variables):
-        judge = self._task._resolve_conditional
-
-        def resolve(conditional, all_vars, *args, **kwargs):
-            if judge(conditional, all_vars, *args, **kwargs):
-                raise _WouldRun()
-            return False
-        self._task._resolve_conditional = resolve
-        return super()._execute_internal(templar, variables)
 
 
 def strings(value):
@@ -123,37 +91,12 @@ class StrategyModule(AnsibleLinear):
         self._preloaded_connections: set[str] = set()
 
     def _queue_task(self, host, task, task_vars, play_context):
-        if self._skipped_here(host, task, task_vars, play_context):
-            return
         self._preload(task, task_vars, play_context)
         gc.freeze()
         try:
             super()._queue_task(host, task, task_vars, play_context)
         finally:
             gc.unfreeze()
-
-    def _skipped_here(self, host, task, task_vars, play_context) -> bool:
-        """Whether the task's condition is false for the host: its skipped result is then on Ansible's
-        result queue, exactly as the worker makes and sends it, and no worker is forked."""
-        if (not task.when or task.loop_with or task.loop is not None or task.delegate_to or task.run_once or task.throttle
-                or isinstance(task, Handler) or any(_LOOKUP.search(text) for text in strings(task.when))):
-            return False
-        # The executor squashes and templates what it is given: the worker's copies are its own, these must be
-        # too. The task's blocks are copied for the conditions they pass down, not for their other tasks.
-        own_task = task.copy(exclude_tasks=True)
-        try:
-            with _task.TaskContext(own_task):
-                result = _SkipOnlyExecutor(host, own_task, dict(task_vars), play_context, self._loader,
-                                           get_plugin_loader_namespace(), self._final_q, self._variable_manager).run()
-        except _WouldRun:
-            return False
-        if not result.get("skipped") or result.get("failed"):
-            return False
-        self._queued_task_cache[(host.name, task._uuid)] = {"host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
-        self._tqm.send_callback("v2_runner_on_start", host, task)
-        self._final_q.send_task_result(_RawTaskResult(host=host, task=own_task, return_data=result, task_fields=own_task.dump_attrs()))
-        self._pending_results += 1
-        return True
 
     def _preload(self, task, task_vars, play_context) -> None:
         connection = task_vars.get("ansible_connection") or play_context.connection
