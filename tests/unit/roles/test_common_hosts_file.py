@@ -3,13 +3,12 @@ each host's template (which made a run read n times n hosts' variables)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import yaml
 
 from tests.unit.roles import rendering
 
-CONFIGURE = Path(rendering.ROLES) / "common" / "tasks" / "configure.yml"
+CONFIGURE = rendering.ROLES / "common" / "tasks" / "configure.yml"
 HOSTS = [f"node{number:02d}.example.org" for number in range(1, 41)]
 
 
