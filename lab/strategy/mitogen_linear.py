@@ -13,6 +13,7 @@
 # directory and ANSIBLE_STRATEGY=mitogen_linear).
 from __future__ import annotations
 
+import ansible_mitogen.affinity
 import ansible_mitogen.loaders
 import ansible_mitogen.planner
 import ansible_mitogen.strategy
@@ -54,6 +55,16 @@ def add_collection_dirs(invocation):
 
 
 ansible_mitogen.planner._load_collections = add_collection_dirs
+
+# Mitogen pins ansible-playbook, its workers and its connection multiplexer to fixed CPUs. With fewer
+# than four CPUs it keeps one for the multiplexer and pins ansible-playbook and every worker to the
+# rest: on a machine with two, the whole controller ran on one CPU while the multiplexer's sat nearly
+# idle (2 s of CPU in a 40 s run of the scale bench; the 30-host no-op took 29.5 s with the kernel
+# placing processes, docs/performance.md). With more CPUs it pins each worker to one CPU of its own
+# choosing, whatever else (the lab's containers, an execution environment's neighbours) runs there.
+# Mitogen's base policy places nothing, and the kernel places processes as it does for Ansible's
+# own strategies.
+ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
 
 # The collection's linear strategy: Ansible's, with workers forked from a frozen heap (its documentation).
 Linear = ansible_mitogen.loaders.strategy_loader.get("chajipoa.platform.linear", class_only=True)
