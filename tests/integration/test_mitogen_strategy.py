@@ -51,17 +51,23 @@ def lab_host():
     lab_container.remove(CONTAINER)
 
 
-def parents(tmp_path: Path, strategy_plugins: Path, connection: str = "community.docker.docker") -> list[str]:
-    (tmp_path / "site.yml").write_text(PLAYBOOK)
-    (tmp_path / "hosts.ini").write_text(f"probe1 ansible_host={CONTAINER} ansible_connection={connection} "
-                                        "ansible_python_interpreter=/usr/bin/python3\n")
+def run_playbook(tmp_path: Path, playbook: str, inventory: str, strategy_plugins: Path = ROOT / "lab" / "strategy") -> str:
+    """The output of a successful run of `playbook` under the strategy mitogen_linear of `strategy_plugins`."""
+    (tmp_path / "site.yml").write_text(playbook)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STRATEGY_PLUGINS=str(strategy_plugins),
                ANSIBLE_STRATEGY="mitogen_linear", ANSIBLE_NOCOLOR="1")
-    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.ini"),
-                          str(tmp_path / "site.yml")], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(tmp_path / "site.yml")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
-    words = run.stdout.split('"parents ')[1].split('"')[0].split()
-    assert words[2:] == ["units", "1"], run.stdout
+    return run.stdout
+
+
+def parents(tmp_path: Path, strategy_plugins: Path, connection: str = "community.docker.docker") -> list[str]:
+    (tmp_path / "hosts.ini").write_text(f"probe1 ansible_host={CONTAINER} ansible_connection={connection} "
+                                        "ansible_python_interpreter=/usr/bin/python3\n")
+    output = run_playbook(tmp_path, PLAYBOOK, str(tmp_path / "hosts.ini"), strategy_plugins)
+    words = output.split('"parents ')[1].split('"')[0].split()
+    assert words[2:] == ["units", "1"], output
     return words[:2]
 
 
@@ -110,11 +116,6 @@ def test_the_controller_and_its_workers_keep_every_cpu_they_were_given(tmp_path)
     """Mitogen's fixed CPU placement pins ansible-playbook and every worker it forks: on a machine with
     two CPUs, all of them to one, the other kept for Mitogen's connection multiplexer (which used 2 s of
     CPU in a 40 s run of the scale bench). The lab's strategy leaves placement to the kernel."""
-    (tmp_path / "cpus.yml").write_text(CPU_PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STRATEGY_PLUGINS=str(ROOT / "lab" / "strategy"),
-               ANSIBLE_STRATEGY="mitogen_linear", ANSIBLE_NOCOLOR="1")
-    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(tmp_path / "cpus.yml")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stdout + run.stderr
-    worker, controller = run.stdout.split('"cpus ')[1].split(" end")[0].split()
-    assert cpu_set(worker) == cpu_set(controller) == os.sched_getaffinity(0), run.stdout
+    output = run_playbook(tmp_path, CPU_PLAYBOOK, "localhost,")
+    worker, controller = output.split('"cpus ')[1].split(" end")[0].split()
+    assert cpu_set(worker) == cpu_set(controller) == os.sched_getaffinity(0), output
