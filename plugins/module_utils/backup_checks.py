@@ -10,8 +10,9 @@ quick     the file exists and is not empty, its size and SHA-256 match the manif
           table of contents names the manifest's database and has data for every table it lists
           (PostgreSQL), the RDB file is well formed (Redis), the archive is complete and holds the
           manifest's collections with their document counts (MongoDB).
-          With a manifest key, the manifest's signature is checked too (an unsigned manifest is
-          reported as such, a mismatch fails).
+          With a manifest key, the manifest's signature is checked too: a mismatch fails, and so
+          does an unsigned manifest (anyone who can write where backups are kept can make one),
+          unless allow_unsigned admits those taken before manifests were signed.
 deep      (PostgreSQL) quick, computed from one read of the archive by pg_archive.py, then every
           data block decompressed, each table's COPY rows counted against the manifest, each
           table's data hash compared with the one recorded at backup time, the schema catalogue's
@@ -258,32 +259,33 @@ def _check_collections(report: Report, contents: dict) -> None:
             raise CheckFailed("; ".join(problems), missing_collections=missing, differences=differing)
 
 
-def _check_signature(report: Report, manifest_key: str | bytes | None) -> None:
+def _check_signature(report: Report, manifest_key: str | bytes | None, allow_unsigned: bool) -> None:
     with report.check("signature") as entry:
         if not manifest_key:
             raise CheckSkipped("no manifest key given")
         try:
-            status = backup_manifest.signature_status(report.manifest, manifest_key)
+            status = backup_manifest.authenticate(report.manifest, manifest_key, allow_unsigned, "backup_allow_unsigned")
         except backup_manifest.ManifestError as error:
             raise CheckFailed(str(error)) from error
         entry["signature"] = status
         if status == "unsigned":
-            raise CheckSkipped(f"the manifest of backup {report.manifest['name']} is unsigned: its HMAC cannot be "
-                               "checked (written before manifests were signed, or by a program without the key)")
+            raise CheckSkipped(f"the manifest of backup {report.manifest['name']} is unsigned: allowed for backups "
+                               "taken before manifests were signed, its HMAC cannot be checked")
 
 
 def quick(report: Report, *, pg_bindir: str | None = None, manifest_key: str | bytes | None = None,
-          archive: pg_archive.Archive | None = None) -> Report:
+          allow_unsigned: bool = False, archive: pg_archive.Archive | None = None) -> Report:
     """Run the quick checks into report; later checks are skipped when an earlier one makes them moot.
 
     archive: a PostgreSQL backup's archive already read by pg_archive.read (the backup program's
     own pass over the new dump): its hash and table of contents are used instead of a second read.
     """
-    _quick(report, pg_bindir, manifest_key, None if archive is None else lambda: archive)
+    _quick(report, pg_bindir, manifest_key, allow_unsigned, None if archive is None else lambda: archive)
     return report
 
 
-def _quick(report: Report, pg_bindir: str | None, manifest_key, read_archive) -> pg_archive.Archive | None:
+def _quick(report: Report, pg_bindir: str | None, manifest_key, allow_unsigned: bool,
+           read_archive) -> pg_archive.Archive | None:
     """The quick checks; with read_archive (a PostgreSQL backup read by pg_archive in one pass)
     the hash and the table of contents come from that pass. Returns the archive so read."""
     with report.check("manifest") as entry:
@@ -297,7 +299,7 @@ def _quick(report: Report, pg_bindir: str | None, manifest_key, read_archive) ->
         return None
     manifest, path = report.manifest, report.backup_path
     kind = manifest["kind"]
-    _check_signature(report, manifest_key)
+    _check_signature(report, manifest_key, allow_unsigned)
 
     with report.check("file") as entry:
         if not path.is_file():
@@ -626,7 +628,7 @@ def _compare_sequences(report: Report, entry: dict, values: list[dict], behind_d
 
 
 def thorough(report: Report, *, scratch_dir, jobs: int = 2, ignore_kinds=(), exclude=(), pg_bindir: str | None = None,
-             manifest_key: str | bytes | None = None, keep_restored: bool = False,
+             manifest_key: str | bytes | None = None, allow_unsigned: bool = False, keep_restored: bool = False,
              restore_role: str = DEFAULT_RESTORE_ROLE) -> Report:
     """Quick checks, then restore into a scratch cluster, count and compare.
 
@@ -635,7 +637,7 @@ def thorough(report: Report, *, scratch_dir, jobs: int = 2, ignore_kinds=(), exc
     keep_restored it keeps running for a drill to inspect, and report.restored_cluster says where;
     the first run of the program after this process has ended removes it (cleanup_stale).
     """
-    quick(report, pg_bindir=pg_bindir, manifest_key=manifest_key)
+    quick(report, pg_bindir=pg_bindir, manifest_key=manifest_key, allow_unsigned=allow_unsigned)
     if _skipped_beyond_quick(report, THOROUGH_CHECKS, "restore check"):
         return report
     database = report.manifest["database"]
@@ -795,7 +797,8 @@ def _check_restore_needs(report: Report, archive: pg_archive.Archive) -> None:
                             f"extension(s) {', '.join(extensions) or 'none'}")
 
 
-def deep(report: Report, *, manifest_key: str | bytes | None = None, ignore_kinds=(), exclude=()) -> Report:
+def deep(report: Report, *, manifest_key: str | bytes | None = None, allow_unsigned: bool = False, ignore_kinds=(),
+         exclude=()) -> Report:
     """Quick checks and the deep ones from one read of a PostgreSQL custom-format archive
     (pg_archive.read); no server, nothing restored. Other kinds get their quick checks."""
     timing = {}
@@ -806,7 +809,7 @@ def deep(report: Report, *, manifest_key: str | bytes | None = None, ignore_kind
         timing["read"] = time.perf_counter() - started
         return archive
 
-    archive = _quick(report, None, manifest_key, read_once)
+    archive = _quick(report, None, manifest_key, allow_unsigned, read_once)
     if _skipped_beyond_quick(report, DEEP_CHECKS, "deep checks beyond its quick ones"):
         return report
     _check_data_blocks(report, archive, timing["read"])

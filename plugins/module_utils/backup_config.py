@@ -67,6 +67,8 @@ class Config:
         self.s3 = data.get("s3") or {}
         self.retention = data.get("retention") or {}
         self.verify = data.get("verify") or {}
+        # Manifests without a signature, trusted only where the operator says so (backup_allow_unsigned).
+        self.allow_unsigned = bool(data.get("allow_unsigned", False))
 
     @classmethod
     def load(cls, path: str | Path) -> Config:

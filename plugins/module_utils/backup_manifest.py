@@ -184,6 +184,17 @@ def signature_status(manifest: dict, key: str | bytes) -> str:
     return "valid"
 
 
+def authenticate(manifest: dict, key: str | bytes, allow_unsigned: bool, switch: str) -> str:
+    """signature_status, with an unsigned manifest refused (ManifestError, naming the backup and the
+    switch that admits it) unless allow_unsigned: without the key anyone who can write where backups
+    are kept can make a dump and an unsigned manifest that matches it."""
+    status = signature_status(manifest, key)
+    if status == "unsigned" and not allow_unsigned:
+        raise ManifestError(f"Cannot trust backup {manifest.get('name', '?')}: its manifest is unsigned, so nothing "
+                            f"vouches for its dump; set {switch} only for backups taken before manifests were signed")
+    return status
+
+
 def table_key(schema: str, name: str) -> str:
     """How reports name a table: schema.name, as stored (unquoted)."""
     return f"{schema}.{name}"

@@ -126,16 +126,17 @@ def verify_one(config: Config, backup_path: Path, mode: str, manifest_key: str) 
     report = backup_checks.Report(mode, backup_path, backup_manifest.manifest_path(backup_path))
     verify = config.verify
     pg_bindir = config.postgresql.get("bindir")
+    trust = {"manifest_key": manifest_key, "allow_unsigned": config.allow_unsigned}
     try:
         if mode == "thorough":
             return backup_checks.thorough(report, scratch_dir=str(config.scratch_dir), jobs=int(verify.get("jobs", 2)),
                                           ignore_kinds=verify.get("ignore_kinds", []), exclude=verify.get("exclude", []),
-                                          pg_bindir=pg_bindir, manifest_key=manifest_key,
+                                          pg_bindir=pg_bindir, **trust,
                                           restore_role=verify.get("restore_role", backup_checks.DEFAULT_RESTORE_ROLE))
         if mode == "deep":
-            return backup_checks.deep(report, manifest_key=manifest_key, ignore_kinds=verify.get("ignore_kinds", []),
+            return backup_checks.deep(report, **trust, ignore_kinds=verify.get("ignore_kinds", []),
                                       exclude=verify.get("exclude", []))
-        return backup_checks.quick(report, pg_bindir=pg_bindir, manifest_key=manifest_key)
+        return backup_checks.quick(report, pg_bindir=pg_bindir, **trust)
     except Exception as error:  # noqa: BLE001 - any error is this backup's failed verification, never a traceback
         with report.check("verification"):
             raise backup_checks.CheckFailed(f"Cannot run the {mode} verification: {type(error).__name__}: {error}") from error
@@ -144,10 +145,12 @@ def verify_one(config: Config, backup_path: Path, mode: str, manifest_key: str) 
 
 # --- the store steps of a run -------------------------------------------------------------------
 
-def upload_missing(local: LocalStore, s3: S3Store, kind: str, database: str, manifest_key: str) -> list[str]:
+def upload_missing(local: LocalStore, s3: S3Store, kind: str, database: str, manifest_key: str,
+                   allow_unsigned: bool) -> list[str]:
     """Upload every local backup S3 lacks, oldest first: the new one, and any a failed run left
     behind. One that must not go off-site (unreadable, failed its verification, a manifest whose
-    signature does not match) fails the step by name, after the others are uploaded."""
+    signature does not match or, unless allowed, is missing) fails the step by name, after the
+    others are uploaded."""
     remote = {backup["name"] for backup in s3.list(kind, database)}
     uploaded, refused = [], []
     for backup in reversed(local.list(kind, database)):
@@ -159,7 +162,7 @@ def upload_missing(local: LocalStore, s3: S3Store, kind: str, database: str, man
             if backup["verification"] and not backup["verification"]["passed"]:
                 raise BackupFailed("its last verification failed: " + "; ".join(backup["verification"].get("failed", [])))
             manifest = backup_manifest.load(backup["manifest"])
-            backup_manifest.signature_status(manifest, manifest_key)
+            backup_manifest.authenticate(manifest, manifest_key, allow_unsigned, "backup_allow_unsigned")
         except (BackupFailed, backup_manifest.ManifestError) as error:
             refused.append(f"{backup['name']} ({error})")
             continue
@@ -220,7 +223,7 @@ def command_run(config: Config, args) -> int:
             state.verification(kind, database, report)
             log(f"{kind} {database}: {manifest['name']} ({manifest['bytes']} bytes) taken and verified")
             if s3:
-                for name in upload_missing(local, s3, kind, database, key):
+                for name in upload_missing(local, s3, kind, database, key, config.allow_unsigned):
                     log(f"{kind} {database}: uploaded {name} to s3://{s3.bucket}")
             state.backup(kind, database, True, manifest, time.perf_counter() - started)
             # Pruning only after this backup is safely in place (and in S3): a failed run deletes nothing.
@@ -289,7 +292,8 @@ def command_list(config: Config, args) -> int:
 
 def command_fetch(config: Config, args) -> int:
     """Download (or copy) the newest backups with their manifests; prints the backup files' paths.
-    A backup whose manifest's signature does not match is refused and its files removed."""
+    A backup whose manifest's signature does not match, or is missing and not allowed (the
+    configuration's allow_unsigned or --allow-unsigned), is refused and its files removed."""
     key = config.manifest_key("fetch backups")
     store = S3Store(config) if args.source == "s3" else LocalStore(config)
     fetched, failures = [], 0
@@ -304,7 +308,8 @@ def command_fetch(config: Config, args) -> int:
             paths = []
             try:
                 paths = store.fetch(kind, database, backup, directory)
-                status = backup_manifest.signature_status(backup_manifest.load(paths[-1]), key)
+                status = backup_manifest.authenticate(backup_manifest.load(paths[-1]), key,
+                                                      config.allow_unsigned or args.allow_unsigned, "--allow-unsigned")
             except Exception as error:  # noqa: BLE001 - S3, disk or manifest: this backup is not fetched, by name
                 failures += 1
                 for path in paths:
@@ -312,8 +317,8 @@ def command_fetch(config: Config, args) -> int:
                 log(f"{kind} {database}: FAILED: Cannot fetch backup {backup['name']}: {error}")
                 continue
             if status == "unsigned":
-                log(f"{kind} {database}: backup {backup['name']} has an unsigned manifest (written before manifests "
-                    "were signed): it cannot be authenticated")
+                log(f"{kind} {database}: backup {backup['name']} has an unsigned manifest, allowed (taken before "
+                    "manifests were signed): it cannot be authenticated")
             fetched += [str(path) for path in paths[:-1]]
     _print_json(fetched)
     return 1 if failures else 0
@@ -355,6 +360,8 @@ def parser() -> argparse.ArgumentParser:
     fetch.add_argument("--to", required=True)
     fetch.add_argument("--from", dest="source", choices=("s3", "local"), default="s3",
                        help="S3 (default) or the local copies")
+    fetch.add_argument("--allow-unsigned", action="store_true",
+                       help="also fetch backups whose manifests are unsigned (taken before manifests were signed)")
     return parser
 
 

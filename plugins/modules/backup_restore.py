@@ -248,18 +248,17 @@ class Restore:
         # The signature first: nothing of an unauthenticated backup is read beyond its manifest.
         try:
             self.manifest = backup_manifest.load(self.manifest_path)
-            status = backup_manifest.signature_status(self.manifest, self.params["manifest_key"])
+            status = backup_manifest.authenticate(self.manifest, self.params["manifest_key"], self.params["allow_unsigned"],
+                                                  "allow_unsigned (backup_restore_allow_unsigned)")
         except backup_manifest.ManifestError as error:
             raise self.fail(str(error)) from error
-        if status == "unsigned" and not self.params["allow_unsigned"]:
-            raise self.fail("its manifest is unsigned, so nothing vouches for it; restore a signed backup, or set "
-                            "allow_unsigned (backup_restore_allow_unsigned) for one taken before manifests were signed")
         self.result["signature"] = status
         self.database = self.database or self.manifest["database"]
         if self.manifest["kind"] != "postgresql":
             raise self.fail(f"it is a {self.manifest['kind']} backup; docs/backups.md says how to restore those")
         report = backup_checks.quick(backup_checks.Report("quick", self.path, self.manifest_path),
-                                     pg_bindir=self.params["pg_bindir"], manifest_key=self.params["manifest_key"])
+                                     pg_bindir=self.params["pg_bindir"], manifest_key=self.params["manifest_key"],
+                                     allow_unsigned=self.params["allow_unsigned"])
         self.steps += report.checks
         if not report.passed:
             raise self.fail(report.failure_message())

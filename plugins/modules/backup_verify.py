@@ -29,7 +29,8 @@ description:
     table's row count differs from the manifest, when the restored schema differs from the catalogue
     the manifest recorded in the dump's snapshot, or when a sequence is behind the manifest's value.
   - The manifest's signature (HMAC under the environment's C(backup_manifest_key)) is checked; a
-    mismatch fails the verification naming the backup, an unsigned (older) manifest is reported as such.
+    mismatch fails the verification naming the backup, and so does an unsigned manifest (anyone who can
+    write where backups are kept can make one) unless O(allow_unsigned) admits it.
   - While it works the module holds the backup program's per-host lock (C(<state_dir>/lock)), waiting
     at most C(lock_timeout) seconds, and first removes throwaway clusters that killed runs left behind.
   - Manifests of format 1 (no catalogue) are accepted; the schema check is then reported as skipped.
@@ -92,6 +93,12 @@ options:
       - The environment's C(backup_manifest_key). By default C(CHAJIPOA_BACKUP_MANIFEST_KEY) from the
         configuration's env file, else from the module's environment; without a key the module fails.
     type: str
+  allow_unsigned:
+    description:
+      - Verify a backup whose manifest carries no signature, reporting the signature check as skipped:
+        for backups taken before manifests were signed. By default the configuration's
+        C(allow_unsigned) (the backup role's C(backup_allow_unsigned)), else false.
+    type: bool
   lock_timeout:
     description: Seconds to wait for the per-host lock; by default the configuration's C(lock_timeout) (3600).
     type: float
@@ -222,6 +229,7 @@ ARGUMENT_SPEC = dict(
     pg_bindir=dict(type="path"),
     config=dict(type="path", default=DEFAULT_CONFIG),
     manifest_key=dict(type="str", no_log=True),
+    allow_unsigned=dict(type="bool"),
     lock_timeout=dict(type="float"),
 )
 
@@ -241,16 +249,17 @@ def manifest_key(params: dict, config: Config | None) -> str | None:
             or os.environ.get(MANIFEST_KEY_ENV))
 
 
-def verify(report: backup_checks.Report, params: dict, scratch_dir: Path, key: str, restore_role: str) -> None:
+def verify(report: backup_checks.Report, params: dict, scratch_dir: Path, trust: dict, restore_role: str) -> None:
+    """trust: the manifest key and whether unsigned manifests are allowed."""
     if params["mode"] == "thorough":
         backup_checks.thorough(report, scratch_dir=str(scratch_dir), jobs=params["jobs"],
                                ignore_kinds=params["ignore_kinds"], exclude=params["exclude_objects"],
-                               pg_bindir=params["pg_bindir"], manifest_key=key, keep_restored=params["keep_restored"],
+                               pg_bindir=params["pg_bindir"], **trust, keep_restored=params["keep_restored"],
                                restore_role=restore_role)
     elif params["mode"] == "deep":
-        backup_checks.deep(report, manifest_key=key, ignore_kinds=params["ignore_kinds"], exclude=params["exclude_objects"])
+        backup_checks.deep(report, **trust, ignore_kinds=params["ignore_kinds"], exclude=params["exclude_objects"])
     else:
-        backup_checks.quick(report, pg_bindir=params["pg_bindir"], manifest_key=key)
+        backup_checks.quick(report, pg_bindir=params["pg_bindir"], **trust)
 
 
 def main() -> None:
@@ -268,18 +277,22 @@ def main() -> None:
     if not key:
         module.fail_json(msg=f"Cannot verify backup {path}: no manifest key (set manifest_key, or {MANIFEST_KEY_ENV} in "
                              "the backup program's env file from the secret backup_manifest_key)")
+    allow_unsigned = params["allow_unsigned"]
+    if allow_unsigned is None:
+        allow_unsigned = bool(config and config.allow_unsigned)
+    trust = {"manifest_key": key, "allow_unsigned": allow_unsigned}
     report = backup_checks.Report(params["mode"], path, manifest_path)
     try:
         if config:
             timeout = config.lock_timeout if params["lock_timeout"] is None else params["lock_timeout"]
             with RunLock(config.lock_path, timeout, f"backup_verify module ({path})"):
                 remove_stale_scratch(config)
-                verify(report, params, config.scratch_dir, key,
+                verify(report, params, config.scratch_dir, trust,
                        config.verify.get("restore_role", backup_checks.DEFAULT_RESTORE_ROLE))
         else:
             scratch_dir = Path(tempfile.mkdtemp(prefix="chajipoa-scratch-"))
             try:
-                verify(report, params, scratch_dir, key, backup_checks.DEFAULT_RESTORE_ROLE)
+                verify(report, params, scratch_dir, trust, backup_checks.DEFAULT_RESTORE_ROLE)
             finally:
                 if not params["keep_restored"]:
                     shutil.rmtree(scratch_dir, ignore_errors=True)

@@ -467,6 +467,24 @@ def test_module_takes_the_programs_lock_and_key(good_backup, tmp_path):
     assert json.loads((state_dir / "lock").read_text())["command"] == f"backup_verify module ({good_backup})"
 
 
+@pytest.mark.parametrize("option, configured, trusted", [
+    (None, False, False), (None, True, True), (True, False, True), (False, True, False)])
+def test_module_trusts_an_unsigned_manifest_only_where_allowed(good_backup, tmp_path, option, configured, trusted):
+    path, manifest_path = damaged_copy(tmp_path, good_backup, "unsigned")
+    backup_manifest.write(manifest_path, {k: v for k, v in backup_manifest.load(manifest_path).items() if k != "signature"})
+    config = tmp_path / "backup.json"
+    config.write_text(json.dumps({"backup_dir": str(tmp_path / "backups"), "state_dir": str(tmp_path / "state"),
+                                  "allow_unsigned": configured}))
+    params = {"path": str(path), "config": str(config), "manifest_key": MANIFEST_KEY}
+    result = run_module(params if option is None else {**params, "allow_unsigned": option})
+    signature = next(c for c in result["report"]["checks"] if c["name"] == "signature")
+    if trusted:
+        assert not result.get("failed") and signature["status"] == "skipped", result.get("msg")
+    else:
+        assert result["failed"] and signature["status"] == "failed"
+        assert "its manifest is unsigned, so nothing vouches for its dump" in result["msg"]
+
+
 # --- failures always show: the program as the timer runs it ---------------------------------------
 
 PROGRAM = ("import sys; from ansible_collections.chajipoa.platform.plugins.module_utils.backup_program import main; "
@@ -632,8 +650,8 @@ def s3_section(moto_s3, bucket: str, **extra) -> dict:
 
 
 @pytest.mark.parametrize("change", ["tampered", "signature removed"])
-def test_fetch_refuses_a_tampered_manifest_and_dump_pair(make_config, rental_db, moto_s3, s3_bucket, aws_env,
-                                                         tmp_path, change):
+def test_fetch_refuses_a_manifest_and_dump_pair_of_someone_elses_making(make_config, rental_db, moto_s3, s3_bucket,
+                                                                        aws_env, tmp_path, change):
     config = make_config("rental", s3=s3_section(moto_s3, s3_bucket))
     assert run_program(write_config(config, tmp_path), "run").returncode == 0
     s3 = moto_s3.client()
@@ -649,15 +667,27 @@ def test_fetch_refuses_a_tampered_manifest_and_dump_pair(make_config, rental_db,
         del manifest["signature"]
     s3.put_object(Bucket=s3_bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
     result = run_program(write_config(config, tmp_path), "fetch", "--to", str(tmp_path / "fetched"))
-    fetched = list((tmp_path / "fetched/postgresql/rental").iterdir())
-    if change == "tampered":
-        assert result.returncode == 1
-        assert f"FAILED: Cannot fetch backup {manifest['name']}: Cannot trust backup {manifest['name']}" in result.stderr
-        assert json.loads(result.stdout) == [] and fetched == []
-    else:
-        assert result.returncode == 0
-        assert f"backup {manifest['name']} has an unsigned manifest" in result.stderr
-        assert len(fetched) == 2
+    assert result.returncode == 1
+    assert f"FAILED: Cannot fetch backup {manifest['name']}: Cannot trust backup {manifest['name']}" in result.stderr
+    assert json.loads(result.stdout) == [] and list((tmp_path / "fetched/postgresql/rental").iterdir()) == []
+
+
+@pytest.mark.parametrize("allowed_by", ["option", "configuration"])
+def test_fetch_takes_an_unsigned_backup_where_the_operator_allows_it(make_config, rental_db, moto_s3, s3_bucket,
+                                                                     aws_env, tmp_path, allowed_by):
+    """Backups taken before manifests were signed stay fetchable, by a switch that says so."""
+    config = make_config("rental", s3=s3_section(moto_s3, s3_bucket), allow_unsigned=allowed_by == "configuration")
+    assert run_program(write_config(config, tmp_path), "run").returncode == 0
+    s3 = moto_s3.client()
+    manifest_key = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])[1]
+    manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=manifest_key)["Body"].read())
+    del manifest["signature"]
+    s3.put_object(Bucket=s3_bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    option = ["--allow-unsigned"] if allowed_by == "option" else []
+    result = run_program(write_config(config, tmp_path), "fetch", "--to", str(tmp_path / "fetched"), *option)
+    assert result.returncode == 0, result.stderr
+    assert f"backup {manifest['name']} has an unsigned manifest, allowed" in result.stderr
+    assert len(list((tmp_path / "fetched/postgresql/rental").iterdir())) == 2
 
 
 NOTHING = {"daily_days": 0, "weekly_days": 0, "monthly_days": 0, "pre_deploy_keep": 0}

@@ -82,22 +82,41 @@ def test_a_manifest_table_without_its_row_count_fails_the_count_check(good_backu
 
 # --- the signature -----------------------------------------------------------------------------------
 
-def test_signature_valid_unsigned_mismatched_or_unchecked(good_backup, signed_backup, tmp_path):
+def test_signature_valid_mismatched_or_unchecked(good_backup, signed_backup):
     valid = backup_checks.quick(backup_checks.Report("quick", signed_backup, backup_manifest.manifest_path(signed_backup)),
                                 manifest_key=KEY)
     assert valid.passed and check(valid, "signature") == {**check(valid, "signature"), "status": "passed",
                                                           "signature": "valid"}
-    path, manifest_path = damaged_copy(tmp_path, good_backup, "unsigned")
-    backup_manifest.write(manifest_path, {k: v for k, v in backup_manifest.load(manifest_path).items() if k != "signature"})
-    unsigned = verify(path, "quick", manifest_key=KEY)
-    assert unsigned.passed and check(unsigned, "signature")["status"] == "skipped"
-    assert "is unsigned" in check(unsigned, "signature")["message"]
     unchecked = verify(signed_backup, "quick")
     assert check(unchecked, "signature")["status"] == "skipped"
     assert check(unchecked, "signature")["message"] == "no manifest key given"
     wrong_key = verify(signed_backup, "quick", manifest_key="another environment's key")
     assert failed(wrong_key) == ["signature"]
     assert f"Cannot trust backup {wrong_key.manifest['name']}" in wrong_key.failure_message()
+
+
+@pytest.fixture(scope="module")
+def unsigned_backup(good_backup, tmp_path_factory) -> Path:
+    """What whoever can write to the bucket can make without the key: a dump and a manifest with no signature."""
+    path, manifest_path = damaged_copy(tmp_path_factory.mktemp("unsigned"), good_backup, "unsigned")
+    backup_manifest.write(manifest_path, {k: v for k, v in backup_manifest.load(manifest_path).items() if k != "signature"})
+    return path
+
+
+@pytest.mark.parametrize("mode", ["quick", "deep", "thorough"])
+def test_an_unsigned_manifest_fails_every_mode_before_anything_is_restored(unsigned_backup, scratch_dir, mode):
+    report = verify(unsigned_backup, mode, scratch_dir, manifest_key=KEY)
+    assert failed(report) == ["signature"]
+    assert f"Cannot trust backup {report.manifest['name']}: its manifest is unsigned" in report.failure_message()
+    beyond_quick = {"quick": (), "deep": backup_checks.DEEP_CHECKS, "thorough": backup_checks.THOROUGH_CHECKS}[mode]
+    assert {check(report, name)["status"] for name in beyond_quick} <= {"skipped"}
+
+
+@pytest.mark.parametrize("mode", ["quick", "deep", "thorough"])
+def test_an_unsigned_manifest_is_verified_where_the_operator_allows_it(unsigned_backup, scratch_dir, mode):
+    report = verify(unsigned_backup, mode, scratch_dir, manifest_key=KEY, allow_unsigned=True)
+    assert report.passed and check(report, "signature")["status"] == "skipped"
+    assert "is unsigned" in check(report, "signature")["message"]
 
 
 def test_a_tampered_signed_manifest_is_refused_before_anything_is_restored(signed_backup, scratch_dir, tmp_path):

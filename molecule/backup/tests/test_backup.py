@@ -461,6 +461,30 @@ def test_restore_drill_within_rto(db, drill, daily_backup, extra, where):
         assert host.run("find /var/lib/chajipoa-backup/scratch -mindepth 1 -maxdepth 1").stdout == ""
 
 
+def test_a_manifest_put_in_s3_without_the_key_stops_the_drill(db, drill, daily_backup, variables):
+    """Whoever can write to the bucket but has no manifest key can put up an unsigned manifest (and a
+    dump to match it): the drill host's fetch refuses it by name, unless the operator allows unsigned
+    manifests (backups from before manifests were signed)."""
+    manifest = manifest_of(db, daily_backup["postgresql"])
+    key = f"{PREFIX}postgresql/chajipoa/{manifest['name']}.manifest.json"
+    put = """
+bucket, key, body = sys.argv[1:4]
+client.put_object(Bucket=bucket, Key=key, Body=body.encode())
+"""
+    unsigned = {name: value for name, value in manifest.items() if name != "signature"}
+    assert s3(db, put, variables["backup_s3_bucket"], key, json.dumps(unsigned)).rc == 0
+    try:
+        refused = playbook("restore-drill.yml")
+        assert refused.returncode != 0
+        assert f"Cannot fetch backup {manifest['name']}: Cannot trust backup {manifest['name']}: its manifest is " \
+               "unsigned" in refused.stdout
+        allowed = playbook("restore-drill.yml", "-e", "backup_allow_unsigned=true")
+        assert allowed.returncode == 0, failure(allowed)
+    finally:
+        # Object Lock keeps the unsigned version; the signed one goes back on top of it.
+        assert s3(db, put, variables["backup_s3_bucket"], key, json.dumps(manifest)).rc == 0
+
+
 def test_drill_host_takes_no_backups_and_runs_no_cluster(drill):
     assert drill.run("systemctl list-timers --all --no-legend 'chajipoa-backup*'").stdout.strip() == ""
     assert not drill.file("/etc/systemd/system/chajipoa-backup@.service").exists
