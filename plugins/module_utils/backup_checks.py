@@ -57,7 +57,6 @@ DEEP_CHECKS = ("data blocks", "row counts", "table hashes", "schema", "sequences
 MAX_RESTORE_ERRORS = 5
 DEFAULT_RESTORE_ROLE = "chajipoa_restore"
 _TOC_DBNAME = re.compile(r"^;\s+dbname:\s(.*)$", re.MULTILINE)
-_TOC_TABLE_DATA = re.compile(r"^\d+; \d+ \d+ TABLE DATA (.*)$", re.MULTILINE)
 # A table of contents line: "<id>; <catalog oid> <oid> <description> <schema> <name> <owner>".
 _TOC_LINE = re.compile(r"^\d+; \d+ \d+ (?P<rest>.*)$")
 # pg_dump writes a policy as CREATE POLICY <name> ON <table> [AS ...] [FOR ...] [TO <roles>] [USING ...]
@@ -179,32 +178,16 @@ def _check_database(report: Report, archived: str | None) -> None:
                               f"{report.manifest['database']!r}")
 
 
-def _claim_table_data(data_entries: list[str], tables: list[dict]) -> list[dict]:
-    """The manifest's tables that have no TABLE DATA entry of their own in the archive.
-
-    An entry reads "<schema> <table> <owner>", and names may hold spaces, so a line cannot be split
-    into its parts. Each line is claimed by the longest "<schema> <table> " of the manifest that
-    begins it, and by one table only: "public rentals archive app" belongs to `rentals archive`
-    when the manifest lists that table, and never also counts for `rentals`.
-    """
-    unclaimed = list(data_entries)
-    missing = []
-    for table in sorted(tables, key=lambda t: len(t["schema"]) + len(t["name"]), reverse=True):
-        prefix = f"{table['schema']} {table['name']} "
-        found = next((line for line in unclaimed if line.startswith(prefix)), None)
-        if found is None:
-            missing.append(table)
-        else:
-            unclaimed.remove(found)
-    return missing
-
-
-def _check_tables(report: Report, data_entries: list[str]) -> None:
-    """data_entries: each TABLE DATA entry of the archive as "<schema> <table> <owner>"."""
+def _check_tables(report: Report, archive: pg_archive.Archive) -> None:
+    """Every table of the manifest has a TABLE DATA entry of its own, by exact schema and name as the
+    archive's table of contents stores them: `rentals` is never found in the data of `rentals archive`."""
     with report.check("tables in archive") as entry:
+        if not archive.toc_complete:
+            raise CheckFailed(f"cannot read the archive's table of contents: {archive.error}")
         tables = report.manifest["tables"]
-        missing_tables = _claim_table_data(data_entries, tables)
-        missing = [backup_manifest.table_key(t["schema"], t["name"]) for t in tables if t in missing_tables]
+        archived = {(data.namespace, data.tag) for data in archive.table_data()}
+        missing = [backup_manifest.table_key(t["schema"], t["name"]) for t in tables
+                   if (t["schema"], t["name"]) not in archived]
         entry["tables"] = len(tables)
         if missing:
             raise CheckFailed(f"{len(missing)} table(s) of the manifest have no data in the archive: "
@@ -345,11 +328,11 @@ def _quick(report: Report, pg_bindir: str | None, manifest_key, allow_unsigned: 
         return archive
     if archive is not None:
         _check_database(report, archive.dbname)
-        _check_tables(report, [f"{e.namespace} {e.tag} {e.owner}" for e in archive.table_data()])
+        _check_tables(report, archive)
     elif kind == "postgresql":
         match = _TOC_DBNAME.search(contents)
         _check_database(report, match.group(1) if match else None)
-        _check_tables(report, _TOC_TABLE_DATA.findall(contents))
+        _check_tables(report, pg_archive.read_toc(report.backup_path))
     else:
         _check_collections(report, contents)
     # The reading ran beside the hashing; its time is shared by the checks that used it.

@@ -387,6 +387,17 @@ def read(path: Path | str) -> Archive:
     whole file in every case, so the quick checks can still say what they see. A compression
     this reader lacks (lz4, zstd) leaves the blocks unread, saying so in archive.unsupported.
     """
+    return _read(path, data=True)
+
+
+def read_toc(path: Path | str) -> Archive:
+    """The header and the table of contents only, from the start of the file: no data blocks,
+    archive.sha256 empty. Where names must be exact (pg_restore --list prints a table's schema, name
+    and owner separated by spaces that the names themselves may hold)."""
+    return _read(path, data=False)
+
+
+def _read(path: Path | str, data: bool) -> Archive:
     archive = Archive()
     with open(path, "rb", buffering=0) as handle, concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         stream = _Stream(handle, pool)
@@ -394,6 +405,8 @@ def read(path: Path | str) -> Archive:
             _read_header(stream, archive)
             _read_toc(stream, archive)
             archive.toc_complete = True
+            if not data:
+                return archive
             if archive.compression not in ("none", "gzip"):
                 archive.unsupported = (f"the archive is compressed with {archive.compression}, which this reader cannot "
                                        "decompress (it reads uncompressed and gzip archives, all that pg_dump 15 writes)")

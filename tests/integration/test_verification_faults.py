@@ -143,6 +143,21 @@ def test_a_table_is_not_found_under_a_longer_name_beginning_with_it(make_config,
     assert check(report, "tables in archive")["missing_tables"] == ["public.rentals"]
 
 
+@pytest.mark.parametrize("mode", ["quick", "deep"])
+def test_a_table_is_not_found_in_another_tables_data_whose_name_begins_with_it(make_config, database, pg_server,
+                                                                              tmp_path, mode):
+    """The manifest lists `rentals` only; the archive holds data of `rentals archive` only."""
+    pg_server.execute('CREATE TABLE rentals (id int); CREATE TABLE "rentals archive" (id int);'
+                      'INSERT INTO rentals VALUES (1); INSERT INTO "rentals archive" VALUES (1), (2);', dbname=database)
+    manifest, _path = backup(make_config(database))
+    manifest["tables"] = [table for table in manifest["tables"] if table["name"] == "rentals"]
+    dump = pair_with_manifest(pg_dump(pg_server, database, tmp_path / "without_rentals.dump",
+                                      "--exclude-table=public.rentals"), manifest)
+    report = verify(dump, mode)
+    assert "tables in archive" in failed(report)
+    assert check(report, "tables in archive")["missing_tables"] == ["public.rentals"]
+
+
 # --- what the catalogue covers -----------------------------------------------------------------------
 
 PARTITIONED = """

@@ -72,6 +72,15 @@ def test_uncompressed_rows_are_counted_whatever_their_length_bytes_hold(tmp_path
     assert (result.sha256, result.bytes) == (hashlib.sha256(data).hexdigest(), len(data))
 
 
+def test_the_table_of_contents_alone_is_the_same_as_in_a_full_read_and_stops_before_the_data(tmp_path):
+    path = tmp_path / "x.dump"
+    path.write_bytes(archive([(7, rows(50)), (8, [b"not a COPY block at all"])]))
+    toc, full = pg_archive.read_toc(path), pg_archive.read(path)
+    assert toc.toc_complete and toc.error is None
+    assert toc.entries == full.entries and toc.dbname == "rental"
+    assert toc.blocks == {} and toc.sha256 == ""
+
+
 def test_uncompressed_blocks_are_scanned_across_read_buffers(tmp_path, monkeypatch):
     monkeypatch.setattr(pg_archive, "_READ_SIZE", 97)
     result = read(tmp_path, archive([(3, rows(2000, 13)), (4, rows(5, 40))]))
