@@ -144,8 +144,8 @@ def test_a_table_is_not_found_under_a_longer_name_beginning_with_it(make_config,
 
 
 @pytest.mark.parametrize("mode", ["quick", "deep"])
-def test_a_table_is_not_found_in_another_tables_data_whose_name_begins_with_it(make_config, database, pg_server,
-                                                                              tmp_path, mode):
+def test_a_table_is_not_found_in_the_data_of_another_whose_name_begins_with_it(make_config, database, pg_server,
+                                                                               tmp_path, mode):
     """The manifest lists `rentals` only; the archive holds data of `rentals archive` only."""
     pg_server.execute('CREATE TABLE rentals (id int); CREATE TABLE "rentals archive" (id int);'
                       'INSERT INTO rentals VALUES (1); INSERT INTO "rentals archive" VALUES (1), (2);', dbname=database)
