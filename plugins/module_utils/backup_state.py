@@ -108,8 +108,28 @@ class State:
                 backup_manifest.atomic_write(self.config.metrics_file, render_metrics(self.data), mode=0o644)
             except OSError as error:
                 problems.append(f"Cannot write the metrics file {self.config.metrics_file}: {error}")
+                overwrite_metrics(self.config.metrics_file, render_metrics(self.data))
         if problems:
             raise StateNotSaved("; ".join(problems))
+
+
+def overwrite_metrics(path: Path, text: str) -> None:
+    """The metrics file rewritten in place, where a new copy could not be written (a full disk):
+    truncating it first frees its blocks for the new content, which is about as long. Left as it
+    was, the file would go on saying the last run succeeded. A scrape in between may find it
+    partial, which node_exporter reports as a textfile scrape error; a file that cannot be
+    rewritten either is removed, so that no stale success is served."""
+    try:
+        with open(path, "r+", encoding="utf-8") as handle:
+            handle.truncate(0)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except FileNotFoundError:
+        pass
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 _METRICS = (

@@ -543,23 +543,33 @@ def test_a_verification_that_cannot_run_fails_in_the_metrics_without_a_traceback
 
 
 @pytest.fixture
-def full_disk(tmp_path):
-    """A 1 MiB tmpfs, filled up: a disk with no space left (mounting needs root, as the tests run here)."""
-    mount = tmp_path / "full"
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (mounting needs root, as the tests run here)."""
+    mount = tmp_path / "small"
     mount.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True,
                              check=False)
     if mounted.returncode != 0:
         pytest.fail(f"Cannot mount a small tmpfs for the full-disk test (needs root): {mounted.stderr.strip()}")
     try:
-        with open(mount / "filler", "wb") as filler:
-            with pytest.raises(OSError, match="No space left"):
-                while True:
-                    filler.write(b"\0" * 65536)
-                    filler.flush()
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(disk: Path) -> None:
+    with open(disk / "filler", "wb") as filler:
+        with pytest.raises(OSError, match="No space left"):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+
+
+@pytest.fixture
+def full_disk(small_disk):
+    """A disk with no space left."""
+    fill(small_disk)
+    return small_disk
 
 
 @pytest.mark.parametrize("full", [("state_dir",), ("state_dir", "backup_dir")], ids=["state", "state-and-backups"])
@@ -573,6 +583,19 @@ def test_a_full_disk_fails_the_run_in_the_metrics(make_config, rental_db, tmp_pa
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "No space left on device" in result.stderr
     assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
+
+
+def test_a_full_disk_under_the_metrics_file_too_fails_the_run_in_the_metrics(make_config, rental_db, small_disk,
+                                                                              tmp_path):
+    """A host with one disk: the state file, the backups and the metrics file all on it."""
+    config = make_config("rental", metrics_file=str(small_disk / "metrics.prom"), state_dir=str(small_disk / "state"))
+    assert run_program(write_config(config, tmp_path), "run").returncode == 0
+    assert gauge(small_disk / "metrics.prom", "chajipoa_backup_last_run_success") == "1"
+    fill(small_disk)
+    result = run_program(write_config(config, tmp_path), "run", "--reason", "manual")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "No space left on device" in result.stderr
+    assert gauge(small_disk / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
 
 
 def running(pid: int) -> bool:

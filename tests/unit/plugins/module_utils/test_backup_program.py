@@ -44,6 +44,21 @@ def test_metrics_are_node_exporter_textfile_gauges():
     assert text.endswith("\n")
 
 
+def test_a_metrics_file_that_cannot_be_rewritten_in_place_is_removed(tmp_path):
+    """/dev/full refuses every write with ENOSPC, as a full disk does: the stale success goes."""
+    metrics = tmp_path / "chajipoa_backup.prom"
+    metrics.symlink_to("/dev/full")
+    backup_state.overwrite_metrics(metrics, "chajipoa_backup_last_run_success 0\n")
+    assert not metrics.is_symlink() and not metrics.exists()
+
+
+def test_a_metrics_file_is_rewritten_in_place(tmp_path):
+    metrics = tmp_path / "chajipoa_backup.prom"
+    metrics.write_text("chajipoa_backup_last_run_success 1\n" * 40)
+    backup_state.overwrite_metrics(metrics, "chajipoa_backup_last_run_success 0\n")
+    assert metrics.read_text() == "chajipoa_backup_last_run_success 0\n"
+
+
 def test_label_values_are_escaped():
     entry = {"kind": "postgresql", "database": 'we"ird\\db', "last_run": 1}
     text = backup_state.render_metrics({"backups": {"x": entry}, "verifications": {}})
