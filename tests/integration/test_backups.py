@@ -586,7 +586,7 @@ def test_a_full_disk_fails_the_run_in_the_metrics(make_config, rental_db, tmp_pa
 
 
 def test_a_full_disk_under_the_metrics_file_too_fails_the_run_in_the_metrics(make_config, rental_db, small_disk,
-                                                                              tmp_path):
+                                                                             tmp_path):
     """A host with one disk: the state file, the backups and the metrics file all on it."""
     config = make_config("rental", metrics_file=str(small_disk / "metrics.prom"), state_dir=str(small_disk / "state"))
     assert run_program(write_config(config, tmp_path), "run").returncode == 0
