@@ -41,7 +41,7 @@ from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config im
     DEFAULT_CONFIG, KINDS, BackupFailed, Config, load_env_file, log, targets)
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_sources import DUMPERS
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import (
-    RunLock, State, StateNotSaved, remove_stale_scratch, remove_state_leftovers)
+    RunLock, State, StateNotSaved, drop_staged_restores, remove_stale_scratch, remove_state_leftovers)
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_store import (
     LocalStore, S3Store, passed_verification, prune, record_verification)
 
@@ -199,9 +199,17 @@ def save(state: State) -> bool:
 
 def remove_leftovers(config: Config) -> None:
     """What runs killed mid-way left: partial backups (a MongoDB one may hold a password file),
-    half-written files and throwaway clusters. The caller holds the lock."""
+    half-written files, throwaway clusters and the staging databases of restores. The caller holds the lock."""
     for path in LocalStore(config).remove_leftovers() + remove_state_leftovers(config) + remove_stale_scratch(config):
         log(f"removed {path}, left by a run that did not finish")
+    if config.postgresql.get("databases"):
+        target = config.pg_target()
+        try:
+            with target.connect(target.maintenance_db) as admin:
+                for name in drop_staged_restores(admin):
+                    log(f"dropped database {name}, left by a restore that did not finish")
+        except Exception as error:  # noqa: BLE001 - cleaning up never stops a run; its own steps say why the server fails
+            log(f"Cannot look for databases left by restores that did not finish: {error}")
 
 
 # --- commands -----------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
+import secrets
 import time
 from pathlib import Path
 
@@ -232,6 +234,25 @@ def remove_state_leftovers(config: Config) -> list[Path]:
     for path in removed:
         path.unlink(missing_ok=True)
     return removed
+
+
+def restore_staging_name(database: str) -> str:
+    """Where backup_restore restores before it renames the database into place."""
+    return f"{database[:40]}_restoring_{secrets.token_hex(4)}"
+
+
+def drop_staged_restores(admin, database: str | None = None) -> list[str]:
+    """Drop the staging databases (restore_staging_name) of restores of `database`, or of any, that
+    never finished: a full copy of the data each. Restores hold the lock, so the caller, holding it,
+    knows that none is under way. admin: a psycopg connection with autocommit, as a superuser."""
+    from psycopg import sql  # pylint: disable=import-outside-toplevel  # hosts without PostgreSQL never get here
+
+    staged = re.compile((re.escape(database[:40]) if database is not None else ".*") + "_restoring_[0-9a-f]{8}")
+    names = [name for (name,) in admin.execute("SELECT datname FROM pg_catalog.pg_database").fetchall()
+             if staged.fullmatch(name)]
+    for name in names:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return names
 
 
 def remove_stale_scratch(config: Config) -> list[Path]:

@@ -154,7 +154,6 @@ restore:
 import datetime as dt
 import ipaddress
 import re
-import secrets
 import subprocess
 import tempfile
 import time
@@ -164,7 +163,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import DEFAULT_CONFIG, Config
-from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import LockTimeout, RunLock
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import (
+    LockTimeout, RunLock, drop_staged_restores, restore_staging_name)
 
 try:
     import psycopg
@@ -284,12 +284,6 @@ class Restore:
 
     # --- restoring -------------------------------------------------------------------------------
 
-    def drop_stale(self, admin, prefix: str) -> None:
-        """Databases a killed restore of this database left half-filled (never swapped in)."""
-        for (name,) in admin.execute("SELECT datname FROM pg_catalog.pg_database WHERE left(datname, %s) = %s",
-                                     (len(prefix), prefix)).fetchall():
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
     def create(self, admin, staging: str, existing: tuple | None) -> None:
         encoding, collate, ctype = existing or ("UTF8", "C.UTF-8", "C.UTF-8")
         admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
@@ -373,12 +367,11 @@ class Restore:
 
     def run(self) -> dict:
         self.authenticate_and_verify()
-        prefix = f"{self.database[:40]}_restoring_"
         with self.admin_target.connect(self.admin_target.maintenance_db) as admin:
             existing = self.check_target(admin)
             if not self.check_mode:
-                self.drop_stale(admin, prefix)
-                staging = prefix + secrets.token_hex(4)
+                drop_staged_restores(admin, self.database)
+                staging = restore_staging_name(self.database)
                 self.create(admin, staging, existing)
                 try:
                     started = time.perf_counter()

@@ -598,6 +598,25 @@ def test_a_full_disk_under_the_metrics_file_too_fails_the_run_in_the_metrics(mak
     assert gauge(small_disk / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
 
 
+def test_a_run_drops_the_databases_that_killed_restores_left_and_nothing_else(make_config, rental_db, pg_server,
+                                                                              tmp_path):
+    """backup_restore stages a restore in <database>_restoring_<8 hex digits> and renames it into place
+    at the end; killed before, it leaves a full copy of the data behind (the restore holds the lock
+    the run waits for, so under the lock no restore is under way)."""
+    stale, kept = "rental_restoring_deadbeef", ["rental_restoring_notes", "rental_restoring_deadbeef_x"]
+    for name in [stale, *kept]:
+        pg_server.create_database(name)
+    try:
+        result = run_program(write_config(make_config("rental"), tmp_path), "run")
+        assert result.returncode == 0, result.stderr
+        assert f"dropped database {stale}, left by a restore that did not finish" in result.stderr
+        names = {name for (name,) in pg_server.execute("SELECT datname FROM pg_database")}
+        assert stale not in names and set(kept) <= names
+    finally:
+        for name in [stale, *kept]:
+            pg_server.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
 def running(pid: int) -> bool:
     """Whether a process runs (a zombie no longer does: it waits for whoever reaps orphans here)."""
     try:
