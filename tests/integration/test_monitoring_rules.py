@@ -1,14 +1,17 @@
 """The monitoring role's rules and Alertmanager configuration, checked by Debian's own promtool and
 amtool (lab/test-deps.sh installs them).
 
-Every alert has a case below: series that put its quantity just past the threshold (instance
-"over") and just short of it (instance "under"), and promtool's rule unit tests require the alert
-for "over" alone once its `for` has passed, and for nobody one minute before. The thresholds and
+Every alert has a case below: series that put its quantity exactly at its threshold (instance "at")
+and one step of the series past it (instance "past"). promtool's rule unit tests require the alert
+for "past" once its `for` has passed and not a minute before, and never for "at". The thresholds and
 `for` durations come from the rendered files, with the role's defaults and with every threshold
-overridden, so a rule that ignores its variable fails here.
+overridden, so a rule that ignores its variable fails here. Copies of the rules with one alert's
+comparison made inclusive, or its threshold moved one unit either way, must fail that alert's
+tests: cases a little way off the threshold would pass such a rule.
 """
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
@@ -40,6 +43,7 @@ def run(*args: str | Path) -> subprocess.CompletedProcess:
 
 
 # Every threshold moved off its default, so that a rule reading a constant instead of its variable fails.
+# Each lands exactly in float64 through its rule's arithmetic, as the defaults do (see the cases).
 OVERRIDES: dict[str, Any] = {
     "monitoring_alert_for": "3m",
     "monitoring_instance_down_for": "4m",
@@ -48,7 +52,9 @@ OVERRIDES: dict[str, Any] = {
     "monitoring_api_error_rate_percent": 5,
     "monitoring_api_db_pool_percent": 75,
     "monitoring_api_memory_mib": 512,
-    "monitoring_api_cpu_percent": 60,
+    # Not 60: rate() reads 180 CPU seconds in 5 minutes as 0.6000000000000001 cores, 60.00000000000001
+    # percent, so the case would sit over its threshold rather than at it.
+    "monitoring_api_cpu_percent": 70,
     "monitoring_database_groups": ["db"],
     "monitoring_database_cpu_percent": 50,
     "monitoring_database_cpu_for": "15m",
@@ -68,186 +74,219 @@ SETTINGS = {"defaults": {}, "overridden": OVERRIDES}
 
 
 # --- One case per alert -------------------------------------------------------------------------
+# "Exactly at the threshold" is about what Prometheus computes in float64, so the series are chosen
+# for it:
+# - rate() over a full 5-minute window is the increase times fl(1/300) (extrapolatedRate in
+#   Prometheus 2.42), a hair over 1/300: an increase of 300 r reads as r for the rates below
+#   (100 requests a second, t percent of a core), though not for every r (500 a second reads high).
+# - A percentage is a ratio times 100; the ratios are t/100 (100 GiB, a pool of 200, 100 MiB of
+#   maxmemory), which come back to t for the thresholds tested here.
+# - Ages and days left move with promtool's clock (time() is the evaluation time in seconds), so
+#   they are t to the second at every evaluation.
+# A case that missed its threshold would not pass unseen: reading over it fires the "at" test, and
+# reading under it lets the inclusive mutant (>=) pass, which test_a_mutated_threshold_fails_its_tests
+# refuses.
 Series = list[tuple[str, str]]
+MIB, GIB = 2 ** 20, 2 ** 30
+# One step of a quantity in seconds: about a microsecond (the resolution of prom-client's and
+# pg_stat_statements' timings), exact in binary.
+MICROSECOND = 2 ** -20
+# From this minute on every 5-minute rate() window is full; before, rate() extrapolates no further
+# back than the counter's start and reads low.
+FULL_WINDOW = 5
 
 
 @dataclass
 class Case:
-    """How to make an alert's quantity `q` (in its threshold's unit) appear for one instance.
+    """How to put an alert's quantity at its threshold t, or one step past it, for one instance.
 
-    series(instance, q, variables) gives promtool input series; the quantity is `over` for the
-    instance that must fire and `under` for the one that must not (each a function of the
-    threshold). `quiet` adds series that must never fire (a host outside the tier, Redis without maxmemory).
+    series(instance, t, steps, variables) gives promtool input series with the quantity `steps`
+    smallest steps of the series past t, on the firing side: 0 is exactly t, 1 the least the series
+    can say beyond it. The threshold is the variable the rule reads, the number the rule itself
+    holds, or None for a state rule (`== 0`), whose t is 0: 0 steps is healthy, 1 failing. `quiet`
+    adds series that must never fire (a host outside the tier, Redis without maxmemory).
     """
-    threshold: str | None
-    series: Callable[[str, float, dict], Series]
-    over: Callable[[float], float] = lambda t: t * 1.02 + 0.001
-    under: Callable[[float], float] = lambda t: t * 0.98
-    # The minute the condition first holds for "over": a ratio of rates from the second sample; one
-    # rate only once its 5-minute window is full (before, rate() extrapolates the counter's start
-    # short and reads low), unless reading low errs to the alert's side (idle CPU).
+    threshold: str | int | None
+    series: Callable[[str, Any, int, dict], Series]
+    # The minute the condition first holds for "past": a ratio of rates from the second sample; one
+    # rate only once its window is full, unless reading low errs to the alert's side (idle CPU).
     start: int = 0
     # The variable that sets the alert's `for` (the rendered rule's own is not trusted).
     hold: str = "monitoring_alert_for"
-    quiet: Callable[[dict], Series] = lambda variables: []
+    quiet: Callable[[Any, dict], Series] = lambda t, variables: []
     # The alert's labels are its first series' without these (aggregated away).
     drop: tuple[str, ...] = ("le",)
 
 
-def counter(per_second: float) -> str:
-    """A counter growing by per_second, sampled every minute (promtool's expanding notation)."""
-    return f"0+{per_second * 60:g}x{{n}}"
+def threshold(case: Case, variables: dict) -> Any:
+    """The case's threshold as its rule reads it (None for a state rule)."""
+    return variables[case.threshold] if isinstance(case.threshold, str) else case.threshold
+
+
+def counter(per_minute: float) -> str:
+    """A counter from 0 growing by per_minute each minute (promtool's expanding notation; repr keeps
+    every bit of a float)."""
+    return f"0+{per_minute!r}x{{n}}"
 
 
 def gauge(value: float) -> str:
-    return f"{value:g}x{{n}}"
+    return f"{value!r}x{{n}}"
+
+
+def clock(offset: float) -> str:
+    """A timestamp `offset` seconds from the evaluation time at every minute (time() is 0 at the start
+    of a promtool test)."""
+    return f"{offset!r}+60x{{n}}"
 
 
 def node(instance: str, groups: str = ",app,") -> str:
     return f'job="node", instance="{instance}", groups="{groups}"'
 
 
-def histogram(instance: str, quantile: float, seconds: float) -> Series:
-    # Every observation in the first bucket (0, le]: the quantile interpolates to quantile * le.
-    le = seconds / quantile
+def filesystem(instance: str, groups: str, mountpoint: str, t: float, steps: int) -> Series:
+    # 100 GiB, t percent of it used; one byte more is a step.
+    labels = f'{node(instance, groups)}, mountpoint="{mountpoint}"'
+    return [(f"node_filesystem_avail_bytes{{{labels}}}", gauge((100 - t) * GIB - steps)),
+            (f"node_filesystem_size_bytes{{{labels}}}", gauge(100 * GIB))]
+
+
+def histogram(instance: str, quantile: float, milliseconds: float, steps: int) -> Series:
+    # 100 requests a second, the quantile's share of them in the bucket up to the threshold and the
+    # rest above it: the quantile's rank (0.95 x 100) is that bucket's count, so histogram_quantile
+    # answers the bucket's bound itself rather than interpolating. A step moves the bound.
+    le = milliseconds / 1000 + steps * MICROSECOND
     labels = f'job="api", instance="{instance}", method="GET", route="/api/rentals", status_code="200"'
-    return [(f'http_request_duration_seconds_bucket{{{labels}, le="{le:.9g}"}}', counter(10)),
-            (f'http_request_duration_seconds_bucket{{{labels}, le="+Inf"}}', counter(10))]
+    return [(f'http_request_duration_seconds_bucket{{{labels}, le="{le!r}"}}', counter(60 * round(quantile * 100))),
+            (f'http_request_duration_seconds_bucket{{{labels}, le="+Inf"}}', counter(6000))]
 
 
 def database_groups(variables: dict) -> str:
     return "," + variables["monitoring_database_groups"][0] + ","
 
 
-BOOLEAN = {"over": lambda t: 1, "under": lambda t: 0}  # q=1 is the failing state
+API_AGGREGATED = ("instance", "method", "route", "status_code", "le")
 CASES: dict[str, Case] = {
-    "InstanceDown": Case(
-        None, hold="monitoring_instance_down_for",
-        series=lambda i, q, v: [(f'up{{job="redis", instance="{i}"}}', gauge(1 - q))], **BOOLEAN),
-    "DiskSpaceLow": Case(
-        "monitoring_disk_percent",
-        lambda i, q, v: [(f'node_filesystem_avail_bytes{{{node(i)}, mountpoint="/"}}', gauge(100 - q)),
-                         (f'node_filesystem_size_bytes{{{node(i)}, mountpoint="/"}}', gauge(100))]),
-    "ApiLatencyP95High": Case("monitoring_api_latency_p95_ms", lambda i, q, v: histogram(i, 0.95, q / 1000), start=1,
-                              drop=("instance", "method", "route", "status_code", "le")),
-    "ApiLatencyP99High": Case("monitoring_api_latency_p99_ms", lambda i, q, v: histogram(i, 0.99, q / 1000), start=1,
-                              drop=("instance", "method", "route", "status_code", "le")),
+    "InstanceDown": Case(None, lambda i, t, s, v: [(f'up{{job="redis", instance="{i}"}}', gauge(1 - s))],
+                         hold="monitoring_instance_down_for"),
+    "DiskSpaceLow": Case("monitoring_disk_percent", lambda i, t, s, v: filesystem(i, ",app,", "/", t, s)),
+    "ApiLatencyP95High": Case("monitoring_api_latency_p95_ms", lambda i, t, s, v: histogram(i, 0.95, t, s), start=1,
+                              drop=API_AGGREGATED),
+    "ApiLatencyP99High": Case("monitoring_api_latency_p99_ms", lambda i, t, s, v: histogram(i, 0.99, t, s), start=1,
+                              drop=API_AGGREGATED),
+    # 100 requests a second, t of them failing; one more failing request a minute is a step.
     "ApiErrorRateHigh": Case(
         "monitoring_api_error_rate_percent",
-        lambda i, q, v: [(f'http_request_duration_seconds_count{{job="api", instance="{i}", status_code="500"}}',
-                          counter(q)),
-                         (f'http_request_duration_seconds_count{{job="api", instance="{i}", status_code="200"}}',
-                          counter(100 - q))],
+        lambda i, t, s, v: [(f'http_request_duration_seconds_count{{job="api", instance="{i}", status_code="500"}}',
+                             counter(60 * t + s)),
+                            (f'http_request_duration_seconds_count{{job="api", instance="{i}", status_code="200"}}',
+                             counter(6000 - 60 * t - s))],
         start=1, drop=("instance", "status_code")),
+    # A pool of 200: t percent is 2t connections in use, one more is a step.
     "ApiDbPoolSaturated": Case(
         "monitoring_api_db_pool_percent",
-        lambda i, q, v: [(f'chajipoa_db_pool_connections{{job="api", instance="{i}", state="total"}}', gauge(20)),
-                         (f'chajipoa_db_pool_connections{{job="api", instance="{i}", state="idle"}}', gauge(20 - q / 5)),
-                         (f'chajipoa_db_pool_max{{job="api", instance="{i}"}}', gauge(20))],
+        lambda i, t, s, v: [(f'chajipoa_db_pool_connections{{job="api", instance="{i}", state="total"}}', gauge(200)),
+                            (f'chajipoa_db_pool_connections{{job="api", instance="{i}", state="idle"}}',
+                             gauge(200 - 2 * t - s)),
+                            (f'chajipoa_db_pool_max{{job="api", instance="{i}"}}', gauge(200))],
         drop=("state",)),
     "ApiMemoryHigh": Case(
         "monitoring_api_memory_mib",
-        lambda i, q, v: [(f'process_resident_memory_bytes{{job="api", instance="{i}"}}', gauge(q * 1048576))]),
+        lambda i, t, s, v: [(f'process_resident_memory_bytes{{job="api", instance="{i}"}}', gauge(t * MIB + s))]),
+    # t percent of a core is 60 t / 100 CPU seconds a minute.
     "ApiCpuHigh": Case(
         "monitoring_api_cpu_percent",
-        lambda i, q, v: [(f'process_cpu_seconds_total{{job="api", instance="{i}"}}', counter(q / 100))], start=5),
+        lambda i, t, s, v: [(f'process_cpu_seconds_total{{job="api", instance="{i}"}}',
+                             counter(60 * t / 100 + s * MICROSECOND))],
+        start=FULL_WINDOW),
     "DatabaseCpuHigh": Case(
         "monitoring_database_cpu_percent",
-        lambda i, q, v: [(f'node_cpu_seconds_total{{{node(i, database_groups(v))}, cpu="{cpu}", mode="idle"}}',
-                          counter(1 - q / 100)) for cpu in (0, 1)],
+        lambda i, t, s, v: [(f'node_cpu_seconds_total{{{node(i, database_groups(v))}, cpu="{cpu}", mode="idle"}}',
+                             counter(60 - 60 * t / 100 - s * MICROSECOND)) for cpu in (0, 1)],
         start=1, drop=("cpu", "mode"), hold="monitoring_database_cpu_for",
         # A busy host that is not a database host is not this alert's.
-        quiet=lambda v: [(f'node_cpu_seconds_total{{{node("web1")}, cpu="0", mode="idle"}}', counter(0))]),
+        quiet=lambda t, v: [(f'node_cpu_seconds_total{{{node("web1")}, cpu="0", mode="idle"}}', counter(0))]),
     "DatabaseStorageHigh": Case(
         "monitoring_database_storage_percent",
-        lambda i, q, v: [(f'node_filesystem_avail_bytes{{{node(i, database_groups(v))}, mountpoint="/srv"}}',
-                          gauge(100 - q)),
-                         (f'node_filesystem_size_bytes{{{node(i, database_groups(v))}, mountpoint="/srv"}}', gauge(100))],
-        # Kept under the generic disk threshold, so that only this alert is expected.
-        over=lambda t: t + 0.5, under=lambda t: t - 0.5,
-        quiet=lambda v: [(f'node_filesystem_avail_bytes{{{node("web1")}, mountpoint="/srv"}}', gauge(100 - 75)),
-                         (f'node_filesystem_size_bytes{{{node("web1")}, mountpoint="/srv"}}', gauge(100))]),
-    "PostgresDown": Case(
-        None, hold="monitoring_instance_down_for",
-        series=lambda i, q, v: [(f'pg_up{{job="postgres", instance="{i}"}}', gauge(1 - q))], **BOOLEAN),
+        lambda i, t, s, v: filesystem(i, database_groups(v), "/srv", t, s),
+        quiet=lambda t, v: filesystem("web1", ",app,", "/srv", t, 1)),
+    "PostgresDown": Case(None, lambda i, t, s, v: [(f'pg_up{{job="postgres", instance="{i}"}}', gauge(1 - s))],
+                         hold="monitoring_instance_down_for"),
+    # max_connections 200, t percent in use over two databases; one more backend is a step.
     "PostgresConnectionsHigh": Case(
         "monitoring_database_connections_percent",
-        lambda i, q, v: [(f'pg_stat_database_numbackends{{job="postgres", instance="{i}", datname="{db}"}}',
-                          gauge(q * 2)) for db in ("chajipoa", "postgres")]
-        + [(f'pg_settings_max_connections{{job="postgres", instance="{i}", server="{i}:5432"}}', gauge(400))],
+        lambda i, t, s, v: [(f'pg_stat_database_numbackends{{job="postgres", instance="{i}", datname="{db}"}}',
+                             gauge(t + extra)) for db, extra in (("chajipoa", 0), ("postgres", s))]
+        + [(f'pg_settings_max_connections{{job="postgres", instance="{i}", server="{i}:5432"}}', gauge(200))],
         drop=("datname",)),
+    # 100 statements a second taking t ms each: 6 t seconds of execution a minute.
     "PostgresQueryLatencyHigh": Case(
         "monitoring_database_query_latency_ms",
-        lambda i, q, v: [(f'chajipoa_pg_statements_calls{{job="postgres", instance="{i}", datname="chajipoa"}}',
-                          counter(4)),
-                         (f'chajipoa_pg_statements_exec_seconds{{job="postgres", instance="{i}", datname="chajipoa"}}',
-                          counter(4 * q / 1000))],
+        lambda i, t, s, v: [(f'chajipoa_pg_statements_calls{{job="postgres", instance="{i}", datname="chajipoa"}}',
+                             counter(6000)),
+                            (f'chajipoa_pg_statements_exec_seconds{{job="postgres", instance="{i}", datname="chajipoa"}}',
+                             counter(6 * t + s * MICROSECOND))],
         start=1),
     "PostgresReplicationLagHigh": Case(
         "monitoring_postgres_replication_lag_seconds",
-        lambda i, q, v: [(f'chajipoa_pg_replication_lag_seconds{{job="postgres", instance="{i}"}}', gauge(q))]),
+        lambda i, t, s, v: [(f'chajipoa_pg_replication_lag_seconds{{job="postgres", instance="{i}"}}',
+                             gauge(t + s * MICROSECOND))]),
     "PostgresStandbyNotStreaming": Case(
-        None, hold="monitoring_instance_down_for",
-        series=lambda i, q, v: [(f'chajipoa_pg_replication_is_standby{{job="postgres", instance="{i}"}}', gauge(1)),
-                                (f'chajipoa_pg_replication_streaming{{job="postgres", instance="{i}"}}', gauge(1 - q))],
+        None,
+        lambda i, t, s, v: [(f'chajipoa_pg_replication_is_standby{{job="postgres", instance="{i}"}}', gauge(1)),
+                            (f'chajipoa_pg_replication_streaming{{job="postgres", instance="{i}"}}', gauge(1 - s))],
+        hold="monitoring_instance_down_for",
         # A primary streams from nobody.
-        quiet=lambda v: [('chajipoa_pg_replication_is_standby{job="postgres", instance="db1"}', gauge(0)),
-                         ('chajipoa_pg_replication_streaming{job="postgres", instance="db1"}', gauge(0))],
-        **BOOLEAN),
+        quiet=lambda t, v: [('chajipoa_pg_replication_is_standby{job="postgres", instance="db1"}', gauge(0)),
+                            ('chajipoa_pg_replication_streaming{job="postgres", instance="db1"}', gauge(0))]),
     "PgBouncerClientsWaiting": Case(
         "monitoring_pgbouncer_waiting_clients",
-        lambda i, q, v: [(f'pgbouncer_pools_client_waiting_connections{{job="pgbouncer", instance="{i}", database="chajipoa", '
-                          f'user="chajipoa"}}', gauge(q))],
-        over=lambda t: t + 1, under=lambda t: t),
-    "RedisDown": Case(
-        None, hold="monitoring_instance_down_for",
-        series=lambda i, q, v: [(f'redis_up{{job="redis", instance="{i}"}}', gauge(1 - q))], **BOOLEAN),
+        lambda i, t, s, v: [(f'pgbouncer_pools_client_waiting_connections{{job="pgbouncer", instance="{i}", '
+                             f'database="chajipoa", user="chajipoa"}}', gauge(t + s))]),
+    "RedisDown": Case(None, lambda i, t, s, v: [(f'redis_up{{job="redis", instance="{i}"}}', gauge(1 - s))],
+                      hold="monitoring_instance_down_for"),
+    # 100 MiB of maxmemory, t MiB used; one byte more is a step.
     "RedisMemoryHigh": Case(
         "monitoring_redis_memory_percent",
-        lambda i, q, v: [(f'redis_memory_used_bytes{{job="redis", instance="{i}"}}', gauge(q * 1000)),
-                         (f'redis_memory_max_bytes{{job="redis", instance="{i}"}}', gauge(100000))],
+        lambda i, t, s, v: [(f'redis_memory_used_bytes{{job="redis", instance="{i}"}}', gauge(t * MIB + s)),
+                            (f'redis_memory_max_bytes{{job="redis", instance="{i}"}}', gauge(100 * MIB))],
         # No maxmemory: nothing to be near.
-        quiet=lambda v: [('redis_memory_used_bytes{job="redis", instance="cache9"}', gauge(10 ** 9)),
-                         ('redis_memory_max_bytes{job="redis", instance="cache9"}', gauge(0))]),
+        quiet=lambda t, v: [('redis_memory_used_bytes{job="redis", instance="cache9"}', gauge(10 ** 9)),
+                            ('redis_memory_max_bytes{job="redis", instance="cache9"}', gauge(0))]),
     "RedisRdbSaveFailing": Case(
-        None, lambda i, q, v: [(f'redis_rdb_last_bgsave_status{{job="redis", instance="{i}"}}', gauge(1 - q))],
-        **BOOLEAN),
-    # time() is 0 at the start of a promtool test: an age of q is a timestamp of -q.
+        None, lambda i, t, s, v: [(f'redis_rdb_last_bgsave_status{{job="redis", instance="{i}"}}', gauge(1 - s))]),
+    # A backup t hours old at every evaluation; a second older is a step.
     "BackupTooOld": Case(
         "monitoring_backup_max_age_hours",
-        lambda i, q, v: [(f'chajipoa_backup_last_success_timestamp_seconds{{{node(i, ",postgres,")}, kind="postgres", '
-                          f'database="chajipoa"}}', gauge(-q * 3600))]),
+        lambda i, t, s, v: [(f'chajipoa_backup_last_success_timestamp_seconds{{{node(i, ",postgres,")}, kind="postgres", '
+                             f'database="chajipoa"}}', clock(-(t * 3600 + s)))]),
     "BackupFailed": Case(
-        None, hold="monitoring_backup_run_grace",
-        series=lambda i, q, v: [(f'chajipoa_backup_last_run_success{{{node(i, ",postgres,")}, kind="postgres", '
-                                 f'database="chajipoa"}}', gauge(1 - q))],
-        **BOOLEAN),
+        None, lambda i, t, s, v: [(f'chajipoa_backup_last_run_success{{{node(i, ",postgres,")}, kind="postgres", '
+                                   f'database="chajipoa"}}', gauge(1 - s))],
+        hold="monitoring_backup_run_grace"),
     "BackupVerificationFailed": Case(
-        None, hold="monitoring_backup_run_grace",
-        series=lambda i, q, v: [(f'chajipoa_backup_verify_last_success{{{node(i, ",postgres,")}, kind="postgres", '
-                                 f'database="chajipoa", mode="thorough"}}', gauge(1 - q))],
-        **BOOLEAN),
+        None, lambda i, t, s, v: [(f'chajipoa_backup_verify_last_success{{{node(i, ",postgres,")}, kind="postgres", '
+                                   f'database="chajipoa", mode="thorough"}}', gauge(1 - s))],
+        hold="monitoring_backup_run_grace"),
     "BackupVerificationTooOld": Case(
         "monitoring_backup_verify_max_age_days",
         # The newest mode counts: a stale quick verification beside a fresh thorough one is fine.
-        lambda i, q, v: [(f'chajipoa_backup_verify_last_timestamp_seconds{{{node(i, ",postgres,")}, kind="postgres", '
-                          f'database="chajipoa", mode="{mode}"}}', gauge(-age * 86400))
-                         for mode, age in (("thorough", q), ("quick", q * 3))],
+        lambda i, t, s, v: [(f'chajipoa_backup_verify_last_timestamp_seconds{{{node(i, ",postgres,")}, kind="postgres", '
+                             f'database="chajipoa", mode="{mode}"}}', clock(-age))
+                            for mode, age in (("thorough", t * 86400 + s), ("quick", 3 * t * 86400))],
         drop=("mode",)),
-    # The common role's debsums metric: any changed file is the failing state.
+    # The common role's debsums metric: any changed file is past it.
     "PackageFilesChanged": Case(
-        None, lambda i, q, v: [(f'chajipoa_package_files_changed{{{node(i)}}}', gauge(q * 3))], **BOOLEAN),
+        0, lambda i, t, s, v: [(f'chajipoa_package_files_changed{{{node(i)}}}', gauge(t + s))]),
     "ProbeFailed": Case(
-        None, hold="monitoring_instance_down_for",
-        series=lambda i, q, v: [(f'probe_success{{job="blackbox_http", instance="https://{i}/api/health"}}', gauge(1 - q))],
-        **BOOLEAN),
+        None, lambda i, t, s, v: [(f'probe_success{{job="blackbox_http", instance="https://{i}/api/health"}}', gauge(1 - s))],
+        hold="monitoring_instance_down_for"),
+    # Firing is time left under the threshold here: a certificate a second closer to expiry is a step.
     "CertificateExpiringSoon": Case(
         "monitoring_certificate_min_days",
-        lambda i, q, v: [(f'probe_ssl_earliest_cert_expiry{{job="blackbox_http", instance="https://{i}/"}}',
-                          gauge(q * 86400))],
-        # Firing is the quantity under the threshold here (time left).
-        over=lambda t: t * 0.98, under=lambda t: t * 1.02 + 0.01),
+        lambda i, t, s, v: [(f'probe_ssl_earliest_cert_expiry{{job="blackbox_http", instance="https://{i}/"}}',
+                             clock(t * 86400 - s))]),
 }
+THRESHOLD_ALERTS = [name for name, case in CASES.items() if case.threshold is not None]
 
 
 def minutes(duration: str) -> int:
@@ -259,27 +298,27 @@ def minutes(duration: str) -> int:
 
 
 def unit_tests(settings: dict) -> list[dict]:
-    """promtool tests for every alert: with its quantity over the threshold it fires after its `for`
-    and not a minute before; under the threshold it does not fire at all. Over and under are tests
-    of their own: the API's alerts aggregate every instance of the job."""
+    """promtool tests for every alert: a step past its threshold it fires after its `for` and not a
+    minute before; at its threshold it does not fire, even once every rate window has been full for
+    its `for`. Each is a test of its own: the API's alerts aggregate every instance of the job."""
     variables = monitoring.variables(**settings)
     tests = []
     for name, rule in monitoring.alerts(**settings).items():
         case = CASES[name]
         assert rule["for"] == variables[case.hold], f"{name}: for is not {case.hold}"
-        threshold = 0 if case.threshold is None else float(variables[case.threshold])
-        fires_at = case.start + minutes(variables[case.hold]) + 1
-        samples = fires_at + 5
-        over = case.series("over", case.over(threshold), variables) + case.quiet(variables)
-        expected = {key: value for key, value in _series_labels(over[0][0]).items() if key not in case.drop}
+        t = threshold(case, variables) or 0
+        hold = minutes(variables[case.hold])
+        fires_at, settled = case.start + hold + 1, FULL_WINDOW + hold + 1
+        past = case.series("past", t, 1, variables) + case.quiet(t, variables)
+        expected = {key: value for key, value in _series_labels(past[0][0]).items() if key not in case.drop}
         expected.update({"alertname": name, "severity": rule["labels"]["severity"]})
         for which, series, evaluations in (
-                ("over", over, [(fires_at - 2, []), (fires_at, [{"exp_labels": expected}])]),
-                ("under", case.series("under", case.under(threshold), variables), [(fires_at, [])])):
+                ("past", past, [(fires_at - 2, []), (fires_at, [{"exp_labels": expected}])]),
+                ("at", case.series("at", t, 0, variables), [(settled, [])])):
             tests.append({
-                "name": f"{name} {which} {threshold:g}",
+                "name": f"{name} {which} {t}",
                 "interval": "1m",
-                "input_series": [{"series": text, "values": values.format(n=samples)} for text, values in series],
+                "input_series": [{"series": text, "values": values.format(n=settled)} for text, values in series],
                 "alert_rule_test": [{"eval_time": f"{time}m", "alertname": name, "exp_alerts": alerts}
                                     for time, alerts in evaluations],
             })
@@ -290,14 +329,89 @@ def _series_labels(series: str) -> dict[str, str]:
     return dict(re.findall(r'(\w+)="([^"]*)"', series))
 
 
-def without_annotations(path: Path) -> None:
-    """promtool compares annotations too; they are Prometheus templates, checked by `check rules`
-    and by test_alert_annotations, so the firing tests compare labels only."""
-    document = yaml.safe_load(path.read_text())
-    for group in document["groups"]:
-        for rule in group["rules"]:
-            rule.pop("annotations", None)
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+# --- Mutants ------------------------------------------------------------------------------------
+MUTATIONS = ("inclusive", "raised", "lowered")
+
+
+@dataclass
+class Mutant:
+    """An alert whose comparison with its threshold t is made inclusive (> to >=, < to <=), or whose
+    threshold is moved one unit up or down."""
+    alert: str
+    t: Any
+    mutation: str
+
+    def apply(self, expr: str) -> str:
+        comparisons = list(re.finditer(rf"([<>])\s*{re.escape(str(self.t))}(?![\w.])", expr))
+        assert len(comparisons) == 1, f"{self.alert}: not one comparison with {self.t} in {expr}"
+        [match] = comparisons
+        operator, value = {"inclusive": (match[1] + "=", self.t), "raised": (match[1], self.t + 1),
+                           "lowered": (match[1], self.t - 1)}[self.mutation]
+        return f"{expr[:match.start()]}{operator} {value}{expr[match.end():]}"
+
+
+def promtool_rules(settings: dict) -> dict[str, dict]:
+    """The rendered rule files by name, as the unit tests read them.
+
+    Without annotations: promtool compares them too, and they are Prometheus templates, checked by
+    `check rules` and by test_alert_annotations, so the firing tests compare labels only."""
+    documents = {template.name.removesuffix(".j2"): yaml.safe_load(monitoring.render(template, **settings))
+                 for template in monitoring.RULE_TEMPLATES}
+    for document in documents.values():
+        for group in document["groups"]:
+            for rule in group["rules"]:
+                rule.pop("annotations", None)
+    return documents
+
+
+def write_documents(directory: Path, documents: dict[str, dict], mutant: Mutant | None = None) -> list[Path]:
+    """`documents` written into `directory`, `mutant` applied."""
+    paths = []
+    for name, document in documents.items():
+        if mutant:
+            document = copy.deepcopy(document)
+            for group in document["groups"]:
+                for rule in group["rules"]:
+                    if rule.get("alert") == mutant.alert:
+                        rule["expr"] = mutant.apply(rule["expr"])
+        paths.append(directory / name)
+        paths[-1].write_text(yaml.safe_dump(document, sort_keys=False))
+    return paths
+
+
+def promtool_spec(directory: Path, rule_files: list[Path], tests: list[dict]) -> Path:
+    spec = directory / "tests.yml"
+    spec.write_text(yaml.safe_dump({"rule_files": [path.name for path in rule_files], "evaluation_interval": "1m",
+                                    "tests": tests}, sort_keys=False))
+    return spec
+
+
+def promtool_reports(specs: list[Path]) -> dict[Path, str]:
+    """promtool's report on each test file, from one run over them all (a process each would cost
+    more than the tests)."""
+    # promtool names each file on stdout and its failures on stderr, unbuffered: one pipe keeps them in order.
+    result = subprocess.run(["promtool", "test", "rules", *map(str, specs)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=300, check=False)
+    reports = dict(re.findall(r"^Unit Testing: +(\S+)\n(.*?)(?=^Unit Testing: |\Z)", result.stdout, re.M | re.S))
+    assert set(reports) == set(map(str, specs)), result.stdout
+    return {spec: reports[str(spec)] for spec in specs}
+
+
+def mutant_reports(directory: Path, tests_for: Callable[[dict], list[dict]]) -> dict[tuple[str, str, str], str]:
+    """(setting, alert, mutation) -> promtool's report on the alert's tests from `tests_for(settings)`
+    against the rules with that alert mutated, for every threshold alert and mutation."""
+    specs = {}
+    for setting, settings in SETTINGS.items():
+        variables, tests, documents = monitoring.variables(**settings), tests_for(settings), promtool_rules(settings)
+        for alert in THRESHOLD_ALERTS:
+            own = [test for test in tests if test["alert_rule_test"][0]["alertname"] == alert]
+            for mutation in MUTATIONS:
+                here = directory / setting / alert / mutation
+                here.mkdir(parents=True)
+                rule_files = write_documents(here, documents, Mutant(alert, threshold(CASES[alert], variables), mutation))
+                specs[setting, alert, mutation] = promtool_spec(here, rule_files, own)
+    reports = promtool_reports(list(specs.values()))
+    return {key: reports[spec] for key, spec in specs.items()}
 
 
 # --- Tests --------------------------------------------------------------------------------------
@@ -314,18 +428,25 @@ def test_every_alert_has_a_case():
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_every_alert_fires_over_its_threshold_only_after_its_for(tmp_path, setting):
+def test_every_alert_fires_past_its_threshold_only_after_its_for(tmp_path, setting):
     settings = SETTINGS[setting]
-    paths = monitoring.write_rules(tmp_path, **settings)
-    for path in paths:
-        without_annotations(path)
     tests = unit_tests(settings)
-    spec = tmp_path / "tests.yml"
-    spec.write_text(yaml.safe_dump({"rule_files": [path.name for path in paths], "evaluation_interval": "1m",
-                                    "tests": tests}, sort_keys=False))
-    result = run("promtool", "test", "rules", spec)
+    result = run("promtool", "test", "rules", promtool_spec(tmp_path, write_documents(tmp_path, promtool_rules(settings)), tests))
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(tests) == 2 * len(CASES)
+
+
+@pytest.fixture(scope="module")
+def mutants(tmp_path_factory) -> dict[tuple[str, str, str], str]:
+    return mutant_reports(tmp_path_factory.mktemp("mutants"), unit_tests)
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS)
+@pytest.mark.parametrize("alert", THRESHOLD_ALERTS)
+def test_a_mutated_threshold_fails_its_tests(mutants, alert, mutation):
+    for setting in SETTINGS:
+        report = mutants[setting, alert, mutation]
+        assert "FAILED" in report and f"name: {alert} " in report, f"{setting}: the {mutation} mutant passes:\n{report}"
 
 
 def test_thresholds_reach_the_expressions():
