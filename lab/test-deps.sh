@@ -3,9 +3,9 @@
 # (the backup tests initdb a throwaway cluster of their own, see tests/pgserver.py), the Redis
 # tools (redis-cli, and redis-check-rdb to check a dumped RDB file), the Redis server (tests start a
 # throwaway TLS one, see tests/redisserver.py), Node.js 18+ with npm (the reference API's tests) and
-# python3-psycopg2 (the health gate's postgres probe under Debian's python3); Prometheus's promtool and
-# Alertmanager's amtool, the exporters and PgBouncer the monitoring rules' tests run on loopback
-# (tests/integration/test_monitoring_rules.py, tests/integration/test_monitoring_exporters.py), and
+# python3-psycopg2 (the health gate's postgres probe under Debian's python3); Prometheus's promtool,
+# Alertmanager and its amtool, the exporters and PgBouncer the monitoring tests run on loopback
+# (tests/integration/test_monitoring_rules.py, test_monitoring_inhibition.py, test_monitoring_exporters.py), and
 # Chromium, which renders the monitoring console page (tests/integration/test_monitoring_console.py).
 # No service is left running or enabled. Safe to rerun; silent when everything is already there, so
 # `make` output stays quiet on a prepared machine.
