@@ -1,6 +1,6 @@
 """playbooks/lab-summary.yml's lookups, rendered with the development inventory's hosts (offline: no
-container is asked): the ports the lab publishes for the edge and monitoring, and the probe of each
-printed address by its protocol."""
+container is asked): the ports the lab publishes for the edge and monitoring, the probe of each
+printed address by its protocol, and the links it prints (the monitoring console page's)."""
 from __future__ import annotations
 
 from ansible.inventory.manager import InventoryManager
@@ -9,9 +9,14 @@ from ansible.template import Templar, trust_as_template
 
 from tests.conftest import ROOT, development_lab, load_yaml
 
-SUMMARY_VARS = load_yaml(ROOT / "playbooks" / "lab-summary.yml")[1]["vars"]
+SUMMARY_PLAY = load_yaml(ROOT / "playbooks" / "lab-summary.yml")[1]
+SUMMARY_VARS = SUMMARY_PLAY["vars"]
 PUBLISHED = SUMMARY_VARS["__lab_published"]
-CA = "/lab/credentials/pki/ca.crt"
+PRINTED = next(task for task in SUMMARY_PLAY["tasks"]
+               if task["name"] == "Where the development platform answers")["ansible.builtin.debug"]["msg"]
+CREDENTIALS = "/lab/credentials/"
+CA = f"{CREDENTIALS}pki/ca.crt"
+CONSOLE_PAGE = "chajipoa-overview.html"
 # Stand-ins for the generated secrets, whose lookup would write files into the inventory.
 PASSWORDS = {"postgres_monitoring_password": "pg-secret", "redis_monitoring_password": "redis-secret"}
 
@@ -40,13 +45,22 @@ def test_a_lab_without_monitoring_hosts_lists_none():
     assert published({"edge": ["edge1"]}, {"edge1": {"lab_ports": ["18443:443"]}}) == {"edge": ["18443"], "prometheus": [], "alertmanager": []}
 
 
-def addresses(live_colour: str = "blue", **overrides) -> dict[str, dict]:
-    """The summary's addresses by name, the app hosts serving `live_colour`."""
+def summary(template: str, live_colour: str = "blue", **overrides):
+    """`template` rendered with the summary play's variables over the development lab, the app hosts
+    serving `live_colour` (release 1.2.3)."""
     groups, hostvars = development_lab(**PASSWORDS, **overrides)
     for host in groups["app"]:
         hostvars[host]["app_live_colour"] = live_colour
-    templar = Templar(loader=DataLoader(), variables={"groups": groups, "hostvars": hostvars, "__lab_ca": CA})
-    return {address["name"]: address for address in templar.template(trust_as_template(SUMMARY_VARS["__lab_addresses"]))}
+        hostvars[host]["__lab_live_release"] = {"stat": {"lnk_source": "/opt/reference-api/releases/1.2.3"}}
+    templar = Templar(loader=DataLoader(), variables={
+        "groups": groups, "hostvars": hostvars, "__lab_credentials": CREDENTIALS, "__lab_ca": CA,
+        **{name: trust_as_template(SUMMARY_VARS[name]) for name in ("__lab_published", "__lab_addresses")}})
+    return templar.template(trust_as_template(template))
+
+
+def addresses(live_colour: str = "blue", **overrides) -> dict[str, dict]:
+    """The summary's addresses by name, the app hosts serving `live_colour`."""
+    return {address["name"]: address for address in summary(SUMMARY_VARS["__lab_addresses"], live_colour, **overrides)}
 
 
 def test_each_published_port_of_the_development_lab_is_probed_by_its_protocol():
@@ -80,3 +94,11 @@ def test_a_published_port_nothing_is_known_to_answer_on_has_no_probe_and_is_not_
     unknown = addresses(lab_ports=["12222:2222"])
     assert {name for name, address in unknown.items() if address["probe"] is None and not address["idle_colour"]} == {
         f"{host} 127.0.0.1:12222 -> 2222" for host in ("app1", "cache1", "db1", "db2", "edge1", "mon1")}
+
+
+def test_the_summary_links_the_monitoring_console_page():
+    assert (ROOT / "roles/monitoring/templates/etc/prometheus/consoles" / f"{CONSOLE_PAGE}.j2").is_file()
+    lines = summary(PRINTED)
+    assert (f"monitoring: http://127.0.0.1:19090/consoles/{CONSOLE_PAGE} (overview), http://127.0.0.1:19090/alerts (Prometheus)"
+            in lines), lines
+    assert "alerts: http://127.0.0.1:19093/ (Alertmanager)" in lines
