@@ -154,6 +154,6 @@ def test_receivers_get_the_active_alerts_grouped_by_name_and_instance(posted):
     # The team's Slack channel: every group, its alert count in the default title
     # ("[FIRING:2] InstanceDown db1 (critical)").
     titles = [post["attachments"][0]["title"] for post in hooks.wait("/slack", len(groups))]
-    counts = {(match[2], match[3]): int(match[1]) for match in (re.match(r"\[FIRING:(\d+)\] (\S+) (\S+) ", title)
-                                                                 for title in titles) if match}
+    matches = [re.match(r"\[FIRING:(\d+)\] (\S+) (\S+) ", title) for title in titles]
+    counts = {(match[2], match[3]): int(match[1]) for match in matches if match}
     assert len(titles) == len(counts) and counts == {group: len(names) for group, names in groups.items()}, titles
