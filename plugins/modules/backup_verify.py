@@ -95,9 +95,9 @@ options:
     type: str
   allow_unsigned:
     description:
-      - Verify a backup whose manifest carries no signature, reporting the signature check as skipped:
-        for backups taken before manifests were signed. By default the configuration's
-        C(allow_unsigned) (the backup role's C(backup_allow_unsigned)), else false.
+      - Verify a backup whose manifest carries no signature (one taken before manifests were signed),
+        reporting the signature check as skipped. By default the configuration's C(allow_unsigned)
+        (the backup role's C(backup_allow_unsigned)), else false.
     type: bool
   lock_timeout:
     description: Seconds to wait for the per-host lock; by default the configuration's C(lock_timeout) (3600).
