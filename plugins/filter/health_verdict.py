@@ -28,9 +28,9 @@ options:
       - Either a list of samples, each a number (a latency in milliseconds of a request that succeeded)
         or a dict with C(latency_ms) (a number) and optionally C(ok) (a boolean, default V(true));
         other keys are ignored.
-      - Or a summary, a dict with C(count) (requests, an integer), C(errors) (failed requests, an
-        integer, at most C(count)), C(p95_ms) and C(p99_ms) (numbers), and optionally C(p50_ms)
-        and C(max_ms).
+      - Or a summary, a dict with C(count) (requests), C(errors) (failed requests, at most C(count)),
+        C(p95_ms) and C(p99_ms), and optionally C(p50_ms) and C(max_ms), each a number >= 0 or a string
+        of one, as Prometheus's query API answers (its C(increase) gives fractional counts).
     type: raw
     required: true
   thresholds:
@@ -62,10 +62,12 @@ EXAMPLES = r"""
       {{ ((load_test.latencies_ms | map('float') | list)
           + ([{'latency_ms': 0, 'ok': false}] * load_test.failed)) | chajipoa.platform.health_verdict }}
 
+# requests, errors, p95 and p99: values of Prometheus query results, strings such as "1234.56"
+# (sum(increase(...[10m])) and histogram_quantile(...) in seconds).
 - name: Gate on Prometheus' numbers with a tighter p95
   ansible.builtin.set_fact:
     verdict: >-
-      {{ {'count': requests, 'errors': errors, 'p95_ms': p95 * 1000, 'p99_ms': p99 * 1000}
+      {{ {'count': requests, 'errors': errors, 'p95_ms': p95 | float * 1000, 'p99_ms': p99 | float * 1000}
          | chajipoa.platform.health_verdict({'p95_ms': 150}) }}
 """
 
@@ -84,12 +86,12 @@ _value:
       elements: str
       sample: ["p95 312.0 ms above 200 ms"]
     count:
-      description: Samples (or the summary's count).
-      type: int
+      description: Samples (or the summary's count, fractional where the summary's is).
+      type: float
       sample: 1200
     errors:
-      description: Failed samples.
-      type: int
+      description: Failed samples (or the summary's errors).
+      type: float
       sample: 0
     error_percent:
       description: Failed samples in percent.
@@ -136,11 +138,10 @@ def _sample(item: Any, index: int) -> Sample:
     return Sample(latency_ms=number(item, f"samples[{index}]"), ok=True)
 
 
-def _count(summary: Mapping, key: str) -> int:
-    value = summary.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"summary.{key}: expected an integer >= 0, got {type(value).__name__} {value!r}")
-    return value
+def _count(summary: Mapping, key: str) -> int | float:
+    """A count as Prometheus answers one too: a string, and fractional from increase() over a window."""
+    value = number(summary.get(key), f"summary.{key}")
+    return int(value) if value.is_integer() else value
 
 
 def _summary(summary: Mapping) -> Summary:

@@ -86,8 +86,9 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 class Summary:
     """What a set of samples shows; the percentiles are None when there are no latencies."""
 
-    count: int
-    errors: int
+    # Whole numbers for samples; a summary made elsewhere may count fractions (Prometheus's increase()).
+    count: int | float
+    errors: int | float
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None

@@ -41,6 +41,15 @@ def test_a_summary_from_elsewhere_is_judged():
     assert verdict["error_percent"] == 0.05 and verdict["p50_ms"] is None and verdict["max_ms"] is None
 
 
+def test_a_summary_of_prometheus_answers_is_judged_as_they_come():
+    """Prometheus's query API gives every value as a string, and increase() over a window gives
+    fractional counts: 1234.56 requests, 2.4 of them failed."""
+    verdict = health_verdict({"count": "1234.56", "errors": "2.4", "p95_ms": "182.5", "p99_ms": 410})
+    assert verdict["failures"] == ["error rate 0.194 % (2.4 of 1234.56) above 0.1 %"]
+    assert (verdict["count"], verdict["errors"], verdict["p95_ms"]) == (1234.56, 2.4, 182.5)
+    assert health_verdict({"count": "120", "errors": 0, "p95_ms": 1, "p99_ms": 1})["count"] == 120
+
+
 def test_no_samples_do_not_pass():
     assert health_verdict([])["failures"] == ["no samples"]
     assert not health_verdict({"count": 0, "errors": 0, "p95_ms": 1, "p99_ms": 1})["passed"]
@@ -56,7 +65,9 @@ def test_no_samples_do_not_pass():
         ([True], None, "samples[0]: expected a number >= 0, got bool True"),
         ([None], None, "samples[0]: expected a number >= 0, got NoneType None"),
         ({"count": 10, "errors": 11, "p95_ms": 1, "p99_ms": 1}, None, "summary.errors: 11 is more than summary.count 10"),
-        ({"count": "10", "errors": 0, "p95_ms": 1, "p99_ms": 1}, None, "summary.count: expected an integer >= 0, got str '10'"),
+        ({"count": "ten", "errors": 0, "p95_ms": 1, "p99_ms": 1}, None, "summary.count: expected a number >= 0, got str 'ten'"),
+        ({"count": 10, "errors": True, "p95_ms": 1, "p99_ms": 1}, None, "summary.errors: expected a number >= 0, got bool"),
+        ({"count": -1, "errors": 0, "p95_ms": 1, "p99_ms": 1}, None, "summary.count: expected a number >= 0, got -1"),
         ({"count": 10, "errors": 0, "p95_ms": 1}, None, "summary.p99_ms: missing"),
         ({"count": 10, "errors": 0, "p95_ms": 1, "p99_ms": "slow"}, None, "summary.p99_ms: expected a number >= 0"),
         ([10], {"p90_ms": 1}, "thresholds: unknown key(s) 'p90_ms'"),
