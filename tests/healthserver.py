@@ -14,7 +14,7 @@ Modes (the `mode` attribute, changeable while it runs):
   slow        the healthy answer after `delay` seconds
 Every answer carries the header X-App-Version. With tls=(cert, key) it serves HTTPS; with
 unix_socket=<path> it listens on that unix socket instead of a loopback port (as the edge's status
-server does), and `host` records the Host header of the last request.
+server does). `headers` holds the last request's headers (`host` its Host header).
 It speaks HTTP/1.1 and keeps connections open (`connections` counts those accepted); with
 `drop_kept_alive` set it closes each connection after its answer without saying so, as a server
 closing idle kept-alive connections does (a client's next request on it finds it closed).
@@ -56,7 +56,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.owner.connected()
 
     def _answer(self, with_body: bool) -> None:
-        self.server.owner.host = self.headers.get("Host")
+        self.server.owner.headers = dict(self.headers)
         status, body = self.server.owner.next_answer()
         # Compact, as Express's res.json() writes it.
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -107,7 +107,7 @@ class HealthServer:
         self.requests = 0
         self.connections = 0
         self.drop_kept_alive = False
-        self.host: str | None = None
+        self.headers: dict[str, str] = {}
         self.unix_socket = unix_socket
         self._lock = threading.Lock()
         self._server: socketserver.BaseServer = (_UnixServer(str(unix_socket), _Handler) if unix_socket
@@ -120,6 +120,10 @@ class HealthServer:
         self.scheme = "https" if tls else "http"
         self.port = None if unix_socket else self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def host(self) -> str | None:
+        return self.headers.get("Host")
 
     def url(self, path: str = "/api/health") -> str:
         """With a unix socket the host is only the Host header: localhost, as for the edge's status server."""

@@ -101,6 +101,11 @@ class TestHttp:
         server.mode = "unhealthy"
         assert probe(api(server.url(), status=[200, 503], expect_json=None)).ok
 
+    def test_the_request_carries_the_checks_headers(self, server):
+        check = api(server.url(), headers={"Authorization": "Bearer probe-token", "X-Forwarded-Proto": "https"})
+        assert probe(check).ok
+        assert server.headers["Authorization"] == "Bearer probe-token" and server.headers["X-Forwarded-Proto"] == "https"
+
     def test_an_answer_that_is_not_json_fails_a_json_expectation(self, server):
         # HEAD has no body to parse.
         assert probe(api(server.url(), method="HEAD")).error == "the answer is not JSON: ''"
