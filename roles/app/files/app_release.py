@@ -1,6 +1,7 @@
 """Build a release archive of a Node.js application on the controller (the app role's source step).
 
-The source is a directory or a .tar.gz/.tgz (npm pack's package/ layout or the package at the top).
+The source is a directory or a .tar.gz/.tgz (npm pack's package/ layout or the package at the top)
+holding package.json and a lockfile, package-lock.json or npm-shrinkwrap.json.
 The archive is deterministic (sorted names, no times, root-owned, modes normalised, node_modules
 and .git left out), so its SHA-256 names the content: the release version is package.json's
 version plus the first 12 hex digits of it, and an unchanged source is the same release.
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 SKIPPED = {"node_modules", ".git"}
+LOCKFILES = {"package-lock.json", "npm-shrinkwrap.json"}
 COMPLETE = ".chajipoa-release"
 VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
 
@@ -61,9 +63,12 @@ def build(source: Path, out_dir: Path) -> dict[str, str]:
     else:
         raise ReleaseError(f"{source} is neither a directory nor a file (app_source)")
     contents = {entry[0]: entry[1] for entry in files}
-    for needed in ("package.json", "package-lock.json"):
-        if needed not in contents:
-            raise ReleaseError(f"{source} has no {needed} (npm ci needs both; app_source)")
+    if "package.json" not in contents:
+        raise ReleaseError(f"{source} has no package.json (app_source)")
+    # npm ci installs from either lockfile; npm pack never packs package-lock.json, so a packed
+    # package carries its tree as npm-shrinkwrap.json or not at all.
+    if not LOCKFILES & contents.keys():
+        raise ReleaseError(f"{source} has neither {' nor '.join(sorted(LOCKFILES))} (npm ci needs a lockfile; app_source)")
     try:
         package = json.loads(contents["package.json"])
         version = str(package["version"])

@@ -163,18 +163,24 @@ def test_archive_holds_one_release_directory_without_node_modules(tmp_path):
 
 
 def test_npm_pack_tarball_is_the_same_release_as_its_directory(tmp_path):
+    # As npm pack lays it out: under package/, the lockfile as npm-shrinkwrap.json (it never packs
+    # package-lock.json; molecule/app deploys a tarball npm itself packed).
     source = make_app(tmp_path / "a")
+    (source / "package-lock.json").rename(source / "npm-shrinkwrap.json")
     packed = tmp_path / "demo-1.2.3.tgz"
     with tarfile.open(packed, "w:gz") as archive:
-        for name in ("package.json", "package-lock.json", "index.js"):
+        for name in ("package.json", "npm-shrinkwrap.json", "index.js"):
             archive.add(source / name, arcname=f"package/{name}")
-    assert app_release.build(packed, tmp_path / "o1")["version"] == app_release.build(source, tmp_path / "o2")["version"]
+    built = app_release.build(packed, tmp_path / "o1")
+    assert built["version"] == app_release.build(source, tmp_path / "o2")["version"]
+    with tarfile.open(built["archive"]) as archive:
+        assert f"{built['version']}/npm-shrinkwrap.json" in archive.getnames()
 
 
 def test_a_source_without_lockfile_is_refused(tmp_path):
     source = make_app(tmp_path / "a")
     (source / "package-lock.json").unlink()
-    with pytest.raises(app_release.ReleaseError, match="no package-lock.json"):
+    with pytest.raises(app_release.ReleaseError, match="has neither npm-shrinkwrap.json nor package-lock.json"):
         app_release.build(source, tmp_path / "out")
 
 
