@@ -128,6 +128,32 @@ def test_the_preflight_knows_every_name_the_role_sets():
     assert list(rendered) == variables["_app_environment_names"]
 
 
+# What a skipped task registers, and a command that ran and succeeded.
+SKIPPED = {"skipped": True, "changed": False}
+SUCCEEDED = {"changed": True, "rc": 0}
+
+
+@pytest.mark.parametrize(("command", "migration", "expected"), [
+    (None, SKIPPED, []),
+    ("npm run migrate", SUCCEEDED, ["Environment of the migration", "Migration of the release {{ _app_version }}",
+                                    "Record that the release is migrated"]),
+])
+def test_no_migration_runs_unless_a_command_is_configured(command, migration, expected):
+    """The default app_migration_command (empty) skips every migration task of a release; the same
+    conditions with a command run them, so that the first case cannot pass for a broken evaluation."""
+    variables = {**rendering.role_variables("app"), "__app_colour": "blue", "__app_migration": migration}
+    if command is not None:
+        variables["app_migration_command"] = command
+    tasks = [task for task in load_yaml(ROOT / "roles/app/tasks/deploy.yml") if "migrat" in task["name"].lower()]
+    assert len(tasks) == 4, [task["name"] for task in tasks]
+    running = []
+    for task in tasks:
+        conditions = task["when"] if isinstance(task["when"], list) else [task["when"]]
+        if all(rendering.render("app", f"{{{{ ({condition}) | bool }}}}", variables) for condition in conditions):
+            running.append(task["name"])
+    assert running == expected
+
+
 # --- The release builder -----------------------------------------------------------------------
 
 def make_app(path: Path, version: str = "1.2.3", code: str = "console.log(1)\n") -> Path:
