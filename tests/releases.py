@@ -2,11 +2,14 @@
 
 No pytest in here, so a molecule test or a benchmark can use it too:
 
-    from tests.releases import make_release
+    from tests.releases import git_repository, make_release, npm_pack
     good = make_release(tmp_path, "1.0.1")                 # a new version, nothing else changed
     crash = make_release(tmp_path, "1.0.2", "crash")       # exits 1 at start, before it listens
     sick = make_release(tmp_path, "1.0.3", "unhealthy")    # /api/health answers 500
     slow = make_release(tmp_path, "1.0.4", "slow")         # every answer 300 ms late (SLOW_MS)
+    schema = make_release(tmp_path, "1.0.5", migration="CREATE TABLE t (id int)")  # brings a migration
+    packed = npm_pack(good, tmp_path)                      # the tarball npm pack makes of it
+    repo = git_repository(schema, tmp_path, "v1.0.5")      # a bare repository, the release tagged
 
 Each is a directory the app role takes as app_source. The changes are made by replacing exact
 lines of the app's source: when the app changes so that a line is no longer there, making the
@@ -15,7 +18,10 @@ release fails, naming it, rather than giving a release that is not broken the wa
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 API = Path(__file__).resolve().parents[1] / "apps" / "reference-api"
@@ -41,9 +47,10 @@ _CHANGES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def make_release(directory: Path, version: str, fault: str | None = None) -> Path:
-    """A copy of the reference API under `directory` with package.json's version set to `version`
-    and, given a fault, broken that way; returns its path."""
+def make_release(directory: Path, version: str, fault: str | None = None, migration: str | None = None) -> Path:
+    """A copy of the reference API under `directory` with package.json's version set to `version`,
+    given a fault, broken that way, and given SQL, bringing it as a migration of its own (after the
+    app's, named after the version: `npm run migrate` applies it, or fails on it); returns its path."""
     if fault is not None and fault not in FAULTS:
         raise ValueError(f"Cannot make a release with fault {fault!r}: expected one of {', '.join(FAULTS)}")
     copy = directory / f"reference-api-{version}{'-' + fault if fault else ''}"
@@ -58,4 +65,33 @@ def make_release(directory: Path, version: str, fault: str | None = None) -> Pat
         if after not in text:
             raise ValueError(f"Cannot make a {fault} release: {name} of {API} no longer has the line {after.strip()!r}")
         source.write_text(text.replace(after, after + inserted, 1))
+    if migration is not None:
+        (copy / "migrations" / migration_name(version)).write_text(migration + "\n")
     return copy
+
+
+def migration_name(version: str) -> str:
+    """The file of the migration make_release adds for `version` (migrate.js's NNN_name.sql)."""
+    return f"900_release_{re.sub('[^a-z0-9]', '_', version.lower())}.sql"
+
+
+def npm_pack(release: Path, directory: Path) -> Path:
+    """The tarball `npm pack` makes of a release, in `directory`. npm pack never includes
+    package-lock.json, so the lockfile is first made npm-shrinkwrap.json (`npm shrinkwrap`), which
+    it does include: the one way a packed package carries the dependency tree npm ci installs."""
+    for command in (["npm", "shrinkwrap"], ["npm", "pack", "--pack-destination", str(directory)]):
+        subprocess.run([*command, "--loglevel=error"], cwd=release, check=True, capture_output=True, text=True, timeout=120)
+    package = json.loads((release / "package.json").read_text())
+    return directory / f"{package['name']}-{package['version']}.tgz"
+
+
+def git_repository(release: Path, directory: Path, tag: str) -> Path:
+    """A bare git repository under `directory` whose one commit, tagged `tag`, holds the release."""
+    identity = {"GIT_AUTHOR_NAME": "tests", "GIT_AUTHOR_EMAIL": "tests@chajipoa.invalid", "GIT_COMMITTER_NAME": "tests",
+                "GIT_COMMITTER_EMAIL": "tests@chajipoa.invalid"}
+    env = dict(os.environ, **identity)
+    bare = directory / f"{release.name}.git"
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", f"Release {tag}"], ["tag", tag],
+                    ["clone", "-q", "--bare", ".", str(bare)]):
+        subprocess.run(["git", *command], cwd=release, env=env, check=True, capture_output=True, text=True, timeout=60)
+    return bare

@@ -1,19 +1,26 @@
 """The app role on an application host in front of a PostgreSQL and Redis host: the reference API
 as a sandboxed systemd service per colour, probed over HTTP on the host as the health gate and a
 proxy would, and through real failures (Redis stopped), real writes (a psql client reads them) and
-a release on the idle colour through the role's `release` entry point (release.yml)."""
+releases on the idle colour through the role's `release` entry point (release.yml): a tarball npm
+itself packed, then directories."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
-import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
+
+# The project's shared test helpers (tests/*.py), which testinfra's import path does not reach.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from tests.releases import make_release, npm_pack  # noqa: E402  # pylint: disable=wrong-import-position
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SCENARIO = Path(__file__).resolve().parent.parent
@@ -183,19 +190,11 @@ def release(source: Path, colour: str) -> subprocess.CompletedProcess:
         capture_output=True, text=True, timeout=600, check=False)
 
 
-def copy_of_the_api(tmp_path: Path, version: str) -> Path:
-    copy = tmp_path / f"api-{version}"
-    shutil.copytree(API, copy, ignore=shutil.ignore_patterns("node_modules", ".git"), dirs_exist_ok=True)
-    package = json.loads((copy / "package.json").read_text())
-    package["version"] = version
-    (copy / "package.json").write_text(json.dumps(package, indent=2) + "\n")
-    return copy
-
-
 def test_release_on_green_leaves_blue_serving(web, tmp_path):
     blue_pid = show(web, f"{APP}@blue.service")["MainPID"]
     blue_version = request(web, "/api/version")["json"]["version"]
-    run = release(copy_of_the_api(tmp_path, "1.0.1"), "green")
+    packed = npm_pack(make_release(tmp_path, "1.0.1"), tmp_path)
+    run = release(packed, "green")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     green = wait_for(web, "/api/version", 200, colour="green")
     assert green["json"]["version"].startswith("1.0.1-")
@@ -204,14 +203,15 @@ def test_release_on_green_leaves_blue_serving(web, tmp_path):
     assert show(web, f"{APP}@blue.service")["MainPID"] == blue_pid
     assert live_colour(web) == "blue"
     # The same release again changes nothing.
-    again = release(copy_of_the_api(tmp_path, "1.0.1"), "green")
-    assert again.returncode == 0 and "changed=0" in again.stdout.split("PLAY RECAP", 1)[1], again.stdout[-3000:]
+    again = release(packed, "green")
+    recap = again.stdout.split("PLAY RECAP", 1)[1]
+    assert again.returncode == 0 and set(re.findall(r"changed=(\d+)", recap)) == {"0"}, again.stdout[-3000:]
 
 
 def test_releases_pruned_to_the_newest_and_the_colours(web, tmp_path):
     blue = web.file(f"/opt/{APP}/blue").linked_to
     for version in ("1.0.2", "1.0.3"):
-        run = release(copy_of_the_api(tmp_path, version), "green")
+        run = release(make_release(tmp_path, version), "green")
         assert run.returncode == 0, run.stdout[-4000:]
     green = web.file(f"/opt/{APP}/green").linked_to
     releases = sorted(web.check_output(f"ls /opt/{APP}/releases").split())
