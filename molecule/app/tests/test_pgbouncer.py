@@ -7,6 +7,7 @@ against the CA the role installs for them (/etc/chajipoa/postgres-ca.crt).
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import uuid
@@ -21,8 +22,35 @@ APP_HOSTS = RUNNER.get_hosts("app")
 CA = "/etc/chajipoa/postgres-ca.crt"
 PORT = 6432
 CLIENTS = 60
+# Seconds a session's transaction may take to be answered: no wait for a server connection.
+PROMPT = 5
 
 pytestmark = pytest.mark.journal("pgbouncer.service")
+
+# Opens psql sessions one after another on the host; each runs one transaction that reports its
+# server backend's pid, then stays connected, idle. Prints the pids in order, stopping at the first
+# session not answered within the time given.
+_IDLE_SESSIONS = """
+import json, select, subprocess, sys
+info, sessions, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+held, pids = [], []
+try:
+    for _ in range(sessions):
+        psql = subprocess.Popen(["psql", "-X", "-w", "-q", "-At", "-v", "ON_ERROR_STOP=1", info], text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        held.append(psql)
+        psql.stdin.write("BEGIN; SELECT pg_backend_pid(); COMMIT;\\n")
+        psql.stdin.flush()
+        if not select.select([psql.stdout], [], [], timeout)[0]:
+            psql.kill()
+            break
+        pids.append(int(psql.stdout.readline()))
+finally:
+    for psql in held:
+        psql.stdin.close()
+        psql.wait()
+print(json.dumps(pids))
+"""
 
 
 def lab(name: str):
@@ -141,6 +169,19 @@ echo "$(grep -c ok /var/tmp/pgbouncer-clients.out) $peak_clients $peak_servers"
     assert served == CLIENTS, errors
     assert peak_clients > max_connections, f"only {peak_clients} clients were connected at once"
     assert peak_servers <= settings["max_db_connections"]
+
+
+def test_transaction_pooling_serves_more_idle_sessions_than_server_connections(app, settings):
+    """Sessions that finished their transaction hold no server connection: more of them than
+    PgBouncer may open for the database each get theirs served at once, and some by the same
+    backend. In session pooling each idle session keeps its server connection and the one past the
+    limit waits: with pool_mode switched to session by hand, this test fails there."""
+    sessions = settings["max_db_connections"] + 2
+    info = conninfo("127.0.0.1", settings["database"], settings["user"])
+    pids = json.loads(app.check_output(f"PGPASSWORD={shlex.quote(settings['password'])} "
+                                       f"python3 -c {shlex.quote(_IDLE_SESSIONS)} {shlex.quote(info)} {sessions} {PROMPT}"))
+    assert len(pids) == sessions, f"session {len(pids) + 1} of {sessions} waited over {PROMPT} s for a server connection"
+    assert len(set(pids)) <= settings["max_db_connections"] < len(pids)
 
 
 def test_a_server_whose_certificate_does_not_name_it_is_refused(app, settings):
