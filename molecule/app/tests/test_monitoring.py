@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
@@ -29,6 +30,14 @@ APPS = RUNNER.get_hosts("app")
 EDGE = RUNNER.get_hosts("edge")[0]
 # Generous bounds for a busy machine; the bench (bench/alerts.py) measures the real times.
 DEADLINE = 180
+# Each exporter's port, as the role sets it.
+PORTS = yaml.safe_load((Path(__file__).resolve().parents[3] / "roles/monitoring/defaults/main.yml").read_text())[
+    "monitoring_exporter_ports"]
+# The exporters each host of this scenario runs, by its groups (node everywhere; postgres and redis
+# on app-db, pgbouncer on the app hosts, nginx on the edge).
+EXPORTERS = {REDIS: {"node", "postgres", "redis"}, MONITOR: {"node", "pgbouncer"}, EDGE: {"node", "pgbouncer", "nginx"}}
+# Seconds a probe from a host the firewall does not admit may wait before it counts as not answered.
+REFUSED_WITHIN = 2
 
 pytestmark = pytest.mark.journal("prometheus.service", "prometheus-alertmanager.service", "alert-inbox.service")
 
@@ -123,12 +132,48 @@ def test_pgbouncer_pools_and_nginx_connections_are_exported(urls):
     assert [s["metric"]["instance"] for s in query(urls, 'nginx_up{job="nginx"} == 1')] == [EDGE]
 
 
-def test_exporters_answer_the_monitoring_host_only(monitor, lab_host, lab_address):
-    address = lab_address(lab_host(REDIS))
-    assert monitor.run(f"curl -sf --max-time 5 http://{address}:9100/metrics").rc == 0
-    # app-edge is no monitoring host: the firewall drops its packets (curl times out, 28).
-    other = lab_host(EDGE)
-    assert other.run(f"curl -sf --max-time 5 http://{address}:9100/metrics").rc == 28
+def test_every_exporter_of_the_role_runs_in_this_scenario():
+    assert set().union(*EXPORTERS.values()) == set(PORTS)
+
+
+def listening(host) -> dict[int, set[str]]:
+    """The addresses each exporter port listens on, from the host's socket table."""
+    found: dict[int, set[str]] = {}
+    for line in host.check_output("ss -Htln").splitlines():
+        address, _, port = line.split()[3].rpartition(":")
+        if int(port) in PORTS.values():
+            found.setdefault(int(port), set()).add(address)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTERS))
+def test_each_exporter_listens_on_its_hosts_private_address_only(lab_host, lab_address, name):
+    host = lab_host(name)
+    assert listening(host) == {PORTS[exporter]: {lab_address(host)} for exporter in EXPORTERS[name]}
+
+
+def probe(prober, targets: list[tuple[str, str, int]], command: str) -> dict[tuple[str, str], int]:
+    """Runs `command` (with {address} and {port}) on prober for every target (address, exporter,
+    port) at once; the exit status of each, by address and exporter."""
+    script = " ".join(f"( {command.format(address=address, port=port)} >/dev/null 2>&1; echo {number} $? ) &"
+                      for number, (address, _exporter, port) in enumerate(targets)) + " wait"
+    statuses = dict(line.split() for line in prober.check_output(script).splitlines())
+    return {(targets[int(number)][0], targets[int(number)][1]): int(status) for number, status in statuses.items()}
+
+
+def test_every_exporter_answers_the_monitoring_host_and_no_other(monitor, lab_host, lab_address):
+    addresses = {name: lab_address(lab_host(name)) for name in EXPORTERS}
+    targets = {name: [(addresses[name], exporter, PORTS[exporter]) for exporter in sorted(EXPORTERS[name])] for name in EXPORTERS}
+    every = [target for name in sorted(targets) for target in targets[name]]
+    answered = probe(monitor, every, "curl -sf --max-time 5 http://{address}:{port}/metrics | grep -q '^# TYPE '")
+    assert answered == {(address, exporter): 0 for address, exporter, _port in every}
+    # From app-edge, no monitoring host, to the others; from app-db, no monitoring host either, to
+    # app-edge. The firewall drops (a timeout) or refuses: either way no answer.
+    for prober, probed in ((EDGE, [REDIS, MONITOR]), (REDIS, [EDGE])):
+        outside = [target for name in probed for target in targets[name]]
+        statuses = probe(lab_host(prober), outside, f"timeout {REFUSED_WITHIN} bash -c '</dev/tcp/{{address}}/{{port}}'")
+        assert [target for target, status in statuses.items() if status == 0] == [], f"answered {prober}"
+        assert len(statuses) == len(outside)
 
 
 def test_every_dashboard_query_is_accepted_and_the_overview_has_data(urls):
