@@ -9,6 +9,7 @@ credentials below.
 """
 from __future__ import annotations
 
+import shutil
 import uuid
 from dataclasses import dataclass, field
 
@@ -17,6 +18,14 @@ import pytest
 from tests.datasets import create_rental_dataset
 from tests.pgserver import PostgresNotInstalled, PostgresServer
 from tests.redisserver import RedisNotInstalled, RedisServer
+
+
+def require_tools(*tools: str, packages: str) -> None:
+    """Fail, never skip, when a program lab/test-deps.sh installs is missing: a green run has used it."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not found: run lab/test-deps.sh as root ({packages})", pytrace=False)
+
 
 AWS_REGION = "af-south-1"
 # Dummy, and only ever passed explicitly (or through the aws_env fixture), so nothing here can

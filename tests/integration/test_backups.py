@@ -565,37 +565,27 @@ def fill(disk: Path) -> None:
                 filler.flush()
 
 
-@pytest.fixture
-def full_disk(small_disk):
-    """A disk with no space left."""
-    fill(small_disk)
-    return small_disk
-
-
-@pytest.mark.parametrize("full", [("state_dir",), ("state_dir", "backup_dir")], ids=["state", "state-and-backups"])
-def test_a_full_disk_fails_the_run_in_the_metrics(make_config, rental_db, tmp_path, full_disk, full):
-    config = make_config("rental")
+@pytest.mark.parametrize("from_the_start, after_the_first_run", [
+    ((), ("state_dir",)),
+    ((), ("state_dir", "backup_dir")),
+    # A host with one disk: the metrics file on it too, so its last word was "success" until rewritten.
+    (("state_dir", "metrics_file"), ()),
+], ids=["state", "state-and-backups", "state-and-metrics"])
+def test_a_full_disk_fails_the_run_in_the_metrics(make_config, rental_db, tmp_path, small_disk, from_the_start,
+                                                  after_the_first_run):
+    on_the_disk = {"state_dir": small_disk / "state", "backup_dir": small_disk / "backups",
+                   "metrics_file": small_disk / "metrics.prom"}
+    config = make_config("rental", **{key: str(on_the_disk[key]) for key in from_the_start})
+    metrics = config.metrics_file
     assert run_program(write_config(config, tmp_path), "run").returncode == 0
-    assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "1"
-    for key in full:
-        config.data[key] = str(full_disk / key)
+    assert gauge(metrics, "chajipoa_backup_last_run_success") == "1"
+    fill(small_disk)
+    for key in after_the_first_run:
+        config.data[key] = str(on_the_disk[key])
     result = run_program(write_config(config, tmp_path), "run", "--reason", "manual")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "No space left on device" in result.stderr
-    assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
-
-
-def test_a_full_disk_under_the_metrics_file_too_fails_the_run_in_the_metrics(make_config, rental_db, small_disk,
-                                                                             tmp_path):
-    """A host with one disk: the state file, the backups and the metrics file all on it."""
-    config = make_config("rental", metrics_file=str(small_disk / "metrics.prom"), state_dir=str(small_disk / "state"))
-    assert run_program(write_config(config, tmp_path), "run").returncode == 0
-    assert gauge(small_disk / "metrics.prom", "chajipoa_backup_last_run_success") == "1"
-    fill(small_disk)
-    result = run_program(write_config(config, tmp_path), "run", "--reason", "manual")
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "No space left on device" in result.stderr
-    assert gauge(small_disk / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
+    assert gauge(metrics, "chajipoa_backup_last_run_success") == "0"
 
 
 def test_a_run_drops_the_databases_that_killed_restores_left_and_nothing_else(make_config, rental_db, pg_server,

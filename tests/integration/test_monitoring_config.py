@@ -6,12 +6,12 @@ shape; these are the others an operator's inventory may have: a second monitorin
 addresses, managed servers, API targets and extra probe URLs, receivers."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import require_tools
 from tests.unit.roles import monitoring
 
 TOOLS = ("promtool", "amtool", "prometheus-blackbox-exporter")
@@ -46,10 +46,7 @@ SHAPES = {
 
 @pytest.fixture(scope="module", autouse=True)
 def _tools():
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} not found: run lab/test-deps.sh as root (Debian's prometheus, "
-                    "prometheus-alertmanager and prometheus-blackbox-exporter)", pytrace=False)
+    require_tools(*TOOLS, packages="Debian's prometheus, prometheus-alertmanager and prometheus-blackbox-exporter")
 
 
 def check(*command: str | Path) -> str:

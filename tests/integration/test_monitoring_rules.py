@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.integration.conftest import require_tools
 from tests.unit.roles import monitoring
 
 TOOLS = ("promtool", "amtool")
@@ -32,10 +32,7 @@ RUNBOOK = ROOT / "docs" / "monitoring.md"
 
 @pytest.fixture(scope="module", autouse=True)
 def _tools():
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} not found: run lab/test-deps.sh as root (Debian's prometheus and "
-                    "prometheus-alertmanager)", pytrace=False)
+    require_tools(*TOOLS, packages="Debian's prometheus and prometheus-alertmanager")
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess:
