@@ -104,13 +104,14 @@ class State:
             for section, key in self._attempts:
                 self.data[section][key]["last_run_success" if section == "backups" else "last_success"] = 0
         if self.config.metrics_file:
+            metrics = render_metrics(self.data)
             try:
                 self.config.metrics_file.parent.mkdir(parents=True, exist_ok=True)
                 # node_exporter reads it as another user.
-                backup_manifest.atomic_write(self.config.metrics_file, render_metrics(self.data), mode=0o644)
+                backup_manifest.atomic_write(self.config.metrics_file, metrics, mode=0o644)
             except OSError as error:
                 problems.append(f"Cannot write the metrics file {self.config.metrics_file}: {error}")
-                overwrite_metrics(self.config.metrics_file, render_metrics(self.data))
+                overwrite_metrics(self.config.metrics_file, metrics)
         if problems:
             raise StateNotSaved("; ".join(problems))
 
