@@ -22,6 +22,11 @@ options:
       - The secrets to check, in the order the result keeps. Each item is a secret's name, or a dict
         with C(name) and C(groups) (as in the catalogue), which is checked only when the host is in
         one of these groups.
+      - A dict may also carry C(needed_if), a list of variable paths such as
+        C(app_market.payment_gateway); the first whose variable the host defines decides, and the
+        secret is checked only when the value there is set and not blank (a provider's credentials,
+        where the inventory names the provider). A variable there that cannot be rendered keeps the
+        secret checked.
     type: list
     elements: raw
     required: true
@@ -75,7 +80,7 @@ def missing_secrets(secrets: Any, variables: Mapping, groups: Any = None) -> lis
     if groups is not None and (not isinstance(groups, (list, tuple)) or not all(isinstance(group, str) for group in groups)):
         raise AnsibleFilterError(f"missing_secrets: groups must be a list of group names, got {type(groups).__name__}")
     try:
-        return _missing(secrets, getter(variables), groups)
+        return _missing(secrets, getter(variables), groups, variables.__contains__)
     except RuleError as error:
         raise AnsibleFilterError(f"missing_secrets: {error}") from error
 

@@ -121,28 +121,69 @@ def secret_problem(value: Any) -> str | None:
     return None
 
 
-def catalogue_names(catalogue: Iterable[Any], groups: Iterable[str] | None = None) -> list[str]:
-    """The names of a secrets catalogue (names, or mappings with name and groups) a host needs."""
+Condition = Callable[[list], bool]
+
+
+def condition(get: Getter, defines: Callable[[str], bool]) -> Condition:
+    """Whether a conditional catalogue entry (needed_if: dotted variable paths) holds on a host.
+
+    The first path whose variable the host defines decides, as a role default such as
+    app_market: "{{ platform_market | default({}) }}" reads it: the secret is needed when the value
+    there is set and not blank. A variable that cannot be rendered keeps the secret needed, so that
+    a broken provider setting is reported rather than taken for "no provider".
+    """
+    def holds(paths: list) -> bool:
+        for path in paths:
+            root, *keys = path.split(".")
+            if not defines(root):
+                continue
+            try:
+                value = get(root)
+            except KeyError:
+                return True
+            for key in keys:
+                value = value.get(key) if isinstance(value, Mapping) else None
+            return value is not None and str(value).strip() != ""
+        return False
+    return holds
+
+
+def catalogue_names(catalogue: Iterable[Any], groups: Iterable[str] | None = None,
+                    holds: Condition | None = None) -> list[str]:
+    """The names of a secrets catalogue (names, or mappings with name, groups and needed_if) a host needs.
+
+    Without groups every entry's groups match; without holds every needed_if is taken to hold.
+    """
     wanted = None if groups is None else set(groups)
     names = []
     for entry in catalogue:
         if isinstance(entry, str):
-            name, needed_by = entry, None
+            name, needed_by, needed_if = entry, None, None
         elif isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
-            name, needed_by = entry["name"], entry.get("groups")
+            name, needed_by, needed_if = entry["name"], entry.get("groups"), entry.get("needed_if")
         else:
             raise RuleError(f"a catalogue entry must be a secret's name or a mapping with a name, got {kind(entry)}")
+        if needed_if is not None and not (isinstance(needed_if, list) and all(isinstance(path, str) for path in needed_if)):
+            raise RuleError(f"{name}: needed_if must be a list of variable paths, got {kind(needed_if)}")
         if needed_by is not None and wanted is not None and not wanted & set(needed_by):
+            continue
+        if needed_if is not None and holds is not None and not holds(needed_if):
             continue
         if name not in names:
             names.append(name)
     return names
 
 
-def missing_secrets(catalogue: Iterable[Any], get: Getter, groups: Iterable[str] | None = None) -> list[str]:
-    """The catalogued secrets that are absent, blank or not strings, in catalogue order."""
+def missing_secrets(catalogue: Iterable[Any], get: Getter, groups: Iterable[str] | None = None,
+                    defines: Callable[[str], bool] | None = None) -> list[str]:
+    """The catalogued secrets that are absent, blank or not strings, in catalogue order.
+
+    defines(name) says whether the host defines a variable; the needed_if of catalogue entries is
+    judged with it (without it, every conditional entry is needed).
+    """
     missing = []
-    for name in catalogue_names(catalogue, groups):
+    holds = condition(get, defines) if defines else None
+    for name in catalogue_names(catalogue, groups, holds):
         try:
             value = get(name)
         except KeyError:
@@ -483,7 +524,9 @@ class HostCheck:
         self.roles = {role for group in self.group_names for role in group_roles.get(group) or []}
         self.secrets = catalogue_names(catalogue)
         # A secret the host's groups do not need is not used there: judged only on the hosts that use it.
-        self.unused_secrets = set(self.secrets) - set(catalogue_names(catalogue, self.group_names))
+        # So is a conditional one whose provider the host's inventory does not name.
+        holds = condition(get, set(self.names).__contains__)
+        self.unused_secrets = set(self.secrets) - set(catalogue_names(catalogue, self.group_names, holds))
         self.hidden = set(self.secrets) | {name for entries in specs.values() for options in entries.values()
                                            for name, option in options.items() if option.get("no_log")}
         self.vault_files = list(vault_files)
@@ -573,6 +616,7 @@ class HostCheck:
         self.check_admin_users()
         self.check_backup()
         self.check_monitoring()
+        self.check_providers()
 
     def _peer(self, host: str, name: str) -> Any:
         try:
@@ -617,6 +661,14 @@ class HostCheck:
             self.fault(f"backup_s3_kms_key_id is set but backup_s3_sse is {show(sse)}; a KMS key needs aws:kms")
         if bool(self.effective("backup_s3_access_key_id")) != bool(self.effective("backup_s3_secret_access_key")):
             self.fault("backup_s3_access_key_id and backup_s3_secret_access_key are set together or both left empty")
+
+    def check_providers(self) -> None:
+        """A provider the app names needs its account settings; its keys are conditional secrets."""
+        if "app" not in self.roles:
+            return
+        for provider, setting in (("app_sms_provider", "app_sms_username"), ("app_email_provider", "app_email_from")):
+            if self.effective(provider) and not self.effective(setting):
+                self.fault(f"{setting} is empty but {provider} is {show(self.effective(provider))}; the provider needs it")
 
     def check_monitoring(self) -> None:
         """Alertmanager's receivers: whole, and outside development never in clear text (the webhook

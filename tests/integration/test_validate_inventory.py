@@ -131,6 +131,8 @@ def test_production_with_its_example_vault_is_stopped_naming_each_example_value(
     result = run_playbook("site.yml", "inventories/production", "inventories/tanzania")
     assert_stopped_in_validation(result, "backup1.prod.chajipoa.internal", "backup_postgres_password (secret) holds the example")
     assert_stopped_in_validation(result, "app1.prod.chajipoa.internal", "app_jwt_secret (secret) holds the example")
+    # The Tanzanian market names AzamPay: its credentials are needed, and the example's are refused too.
+    assert_stopped_in_validation(result, "app1.prod.chajipoa.internal", "app_payment_client_secret (secret) holds the example")
 
 
 def test_empty_secret_counts_as_missing(tmp_path):

@@ -13,6 +13,8 @@ from tests.conftest import EXAMPLE_VAULT_PASSWORD_FILE, ROOT, load_yaml
 
 CATALOGUE = load_yaml(ROOT / "roles/validate_inventory/vars/main.yml")
 SECRETS = [entry["name"] for entry in CATALOGUE["_validate_inventory_secrets"]]
+# A provider's credentials (needed_if) only where the inventory names the provider: development names none.
+UNCONDITIONAL = [entry["name"] for entry in CATALOGUE["_validate_inventory_secrets"] if "needed_if" not in entry]
 KNOWN_GROUPS = set(CATALOGUE["_validate_inventory_group_roles"])
 INVENTORIES = ["development", "staging", "production", "tanzania"]
 
@@ -34,10 +36,15 @@ def test_inventory_uses_only_known_groups(inventory):
     assert {name for name, _group in _groups(hosts)} <= KNOWN_GROUPS
 
 
-@pytest.mark.parametrize("inventory", ["development", "staging", "production"])
+@pytest.mark.parametrize("inventory", ["staging", "production"])
 def test_inventory_maps_every_catalogued_secret(inventory):
     mapped = load_yaml(ROOT / "inventories" / inventory / "group_vars/all/secrets.yml")
     assert list(mapped) == SECRETS
+
+
+def test_development_generates_every_unconditional_secret():
+    mapped = load_yaml(ROOT / "inventories/development/group_vars/all/secrets.yml")
+    assert SECRETS != UNCONDITIONAL and list(mapped) == UNCONDITIONAL
 
 
 @pytest.mark.parametrize("inventory", ["staging", "production"])

@@ -173,9 +173,25 @@ def test_environment_file_protected_and_no_secret_in_systemctl_show(web):
     assert "@127.0.0.1:6432/chajipoa?" in content
     assert "APP_CURRENCY=\"TZS\"" in content and "CACHE_TTL_SECONDS=\"120\"" in content
     shown = web.check_output(f"systemctl show {APP}@blue.service")
-    for secret in ("app_jwt_secret", "app_jwt_refresh_secret", "postgres_app_password", "redis_app_password"):
+    secrets = ("app_jwt_secret", "app_jwt_refresh_secret", "postgres_app_password", "redis_app_password",
+               "app_payment_client_secret", "app_sms_api_key")
+    for secret in secrets:
         assert variables[secret] not in shown
     assert show(web, f"{APP}@blue.service")["Environment"] == ""
+
+
+def test_the_named_providers_credentials_reach_the_running_api(web):
+    """The market names AzamPay and the inventory an SMS provider: the API's process holds their
+    settings; no email provider is named, so none of its settings are there."""
+    variables = RUNNER.get_variables(RUNNER.get_hosts("app")[0])
+    pid = show(web, f"{APP}@blue.service")["MainPID"]
+    environ = dict(item.split("=", 1) for item in web.file(f"/proc/{pid}/environ").content_string.split("\0") if "=" in item)
+    assert environ["PAYMENT_GATEWAY"] == "azampay"
+    assert environ["PAYMENT_CLIENT_ID"] == variables["app_payment_client_id"]
+    assert environ["PAYMENT_CLIENT_SECRET"] == variables["app_payment_client_secret"]
+    assert environ["SMS_PROVIDER"] == "africastalking" and environ["SMS_USERNAME"] == "chajipoa-sandbox"
+    assert environ["SMS_API_KEY"] == variables["app_sms_api_key"]
+    assert not {"EMAIL_PROVIDER", "EMAIL_API_KEY", "EMAIL_FROM"} & set(environ)
 
 
 def test_migration_ran_once_and_marked(web):

@@ -18,7 +18,8 @@ from tests.unit.roles import rendering
 
 PLAY = Path(__file__).with_name("app_environment.yml")
 VAULT = ["postgres_app_password", "redis_app_password", "app_jwt_secret", "app_jwt_refresh_secret",
-         "mongodb_app_password"]
+         "mongodb_app_password", "app_payment_client_id", "app_payment_client_secret", "app_sms_api_key",
+         "app_email_api_key"]
 
 spec = importlib.util.spec_from_file_location("app_release", ROOT / "roles/app/files/app_release.py")
 app_release = importlib.util.module_from_spec(spec)
@@ -60,6 +61,10 @@ def test_tanzania_market_and_the_managed_endpoints_reach_the_environment():
         assert env["APP_LOCALE"] == "sw_TZ" and env["APP_LANGUAGES"] == "sw,en" and env["APP_COUNTRY"] == "TZ"
         assert env["APP_CURRENCY"] == "TZS" and env["APP_VAT_PERCENT"] == "18"
         assert env["PAYMENT_GATEWAY"] == "azampay"
+        # AzamPay's credentials, from the vault (the validation play refuses them blank: the market names a gateway).
+        assert env["PAYMENT_CLIENT_ID"].startswith("test-app_payment_client_id-")
+        assert env["PAYMENT_CLIENT_SECRET"].startswith("test-app_payment_client_secret-")
+        assert env["EMAIL_FROM"] == "noreply@chajipoa.co.tz"
         assert env["MOBILE_MONEY_PROVIDERS"] == "M-Pesa,Tigo Pesa,Airtel Money,Halopesa"
         assert env["DATABASE_URL"] == (
             "postgresql://chajipoa:test-postgres_app_password-0123456789abcdef0123456789abcdef@127.0.0.1:6432/chajipoa"
@@ -76,10 +81,16 @@ def test_tanzania_market_and_the_managed_endpoints_reach_the_environment():
         assert "SENTRY_DSN" not in env
 
 
-def test_production_alone_has_no_market():
+def test_production_alone_has_no_market_but_its_providers():
     for env in environments("production").values():
         assert env["TZ"] == "Etc/UTC"
         assert not {"APP_CURRENCY", "APP_LOCALE", "PAYMENT_GATEWAY", "MOBILE_MONEY_PROVIDERS"} & set(env)
+        # No gateway named, so its credentials stay out even though the vault holds them.
+        assert not {"PAYMENT_CLIENT_ID", "PAYMENT_CLIENT_SECRET"} & set(env)
+        assert env["SMS_PROVIDER"] == "africastalking" and env["SMS_USERNAME"] and env["SMS_SENDER_ID"]
+        assert env["SMS_API_KEY"].startswith("test-app_sms_api_key-")
+        assert env["EMAIL_PROVIDER"] == "sendgrid" and env["EMAIL_FROM"] == "noreply@chajipoa.example.com"
+        assert env["EMAIL_API_KEY"].startswith("test-app_email_api_key-")
 
 
 def render_env(**overrides) -> str:

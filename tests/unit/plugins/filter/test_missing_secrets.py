@@ -56,6 +56,50 @@ def test_without_groups_every_entry_counts():
     assert missing_secrets(CATALOGUE, {"redis_admin_password": "x"}) == ["postgres_app_password", "app_jwt_secret"]
 
 
+# As the catalogue has the payment gateway's credentials: needed where the market names a gateway,
+# read from the app role's app_market when the inventory sets it, else from platform_market.
+CONDITIONAL = [
+    {"name": "app_jwt_secret", "groups": ["app"]},
+    {"name": "app_payment_client_secret", "groups": ["app"],
+     "needed_if": ["app_market.payment_gateway", "platform_market.payment_gateway"]},
+    {"name": "app_sms_api_key", "groups": ["app"], "needed_if": ["app_sms_provider"]},
+]
+
+
+@pytest.mark.parametrize(
+    ("variables", "missing"),
+    [
+        ({}, ["app_jwt_secret"]),
+        ({"platform_market": {"country": "TZ"}}, ["app_jwt_secret"]),
+        ({"platform_market": {"payment_gateway": ""}}, ["app_jwt_secret"]),
+        ({"platform_market": {"payment_gateway": "azampay"}}, ["app_jwt_secret", "app_payment_client_secret"]),
+        ({"platform_market": {"payment_gateway": "azampay"}, "app_payment_client_secret": " "},
+         ["app_jwt_secret", "app_payment_client_secret"]),
+        ({"platform_market": {"payment_gateway": "azampay"}, "app_payment_client_secret": "s"}, ["app_jwt_secret"]),
+        # The first path the host defines decides, as the role's default reads it.
+        ({"app_market": {"payment_gateway": "dpo"}}, ["app_jwt_secret", "app_payment_client_secret"]),
+        ({"app_market": {"country": "ZM"}, "platform_market": {"payment_gateway": "azampay"}}, ["app_jwt_secret"]),
+        ({"app_sms_provider": "africastalking"}, ["app_jwt_secret", "app_sms_api_key"]),
+        ({"app_sms_provider": ""}, ["app_jwt_secret"]),
+    ],
+)
+def test_a_conditional_secret_is_needed_only_where_its_provider_is_named(variables, missing):
+    assert missing_secrets(CONDITIONAL, variables, ["app"]) == missing
+    assert missing_secrets(CONDITIONAL, variables, ["redis"]) == []
+
+
+def test_a_condition_over_a_template_that_cannot_render_counts_as_needed():
+    """An unrenderable provider name is not "no provider": the secret stays needed, so the gate speaks."""
+
+    class UnrenderedProvider(dict):
+        def __getitem__(self, name):
+            if name == "app_sms_provider":
+                raise AnsibleUndefinedVariable("'vault_sms' is undefined")
+            return super().__getitem__(name)
+
+    assert missing_secrets(CONDITIONAL, UnrenderedProvider(app_sms_provider="x", app_jwt_secret="j"), ["app"]) == ["app_sms_api_key"]
+
+
 def test_a_template_over_an_absent_vault_variable_counts_as_missing():
     variables = UnrenderedVault(postgres_app_password="x", app_jwt_secret="{{ vault_app_jwt_secret }}")
     assert missing_secrets(CATALOGUE, variables, ["app"]) == ["app_jwt_secret"]
@@ -67,6 +111,8 @@ def test_a_template_over_an_absent_vault_variable_counts_as_missing():
         ("postgres_app_password", {}, None),
         ([{"groups": ["app"]}], {}, None),
         ([42], {}, None),
+        ([{"name": "x", "needed_if": "app_sms_provider"}], {}, None),
+        ([{"name": "x", "needed_if": [42]}], {}, None),
         (["x"], ["not", "a", "mapping"], None),
         (["x"], {}, "app"),
     ],
