@@ -88,6 +88,11 @@ options:
     description: Superuser reached over the local Unix socket (peer authentication) that creates, renames and drops databases.
     type: str
     default: postgres
+  login_unix_socket:
+    description:
+      - Directory of the server's Unix socket that O(login_user) connects through; by default libpq's
+        (C(/var/run/postgresql) on Debian).
+    type: path
   maintenance_db:
     description: Database the superuser connects to.
     type: str
@@ -189,6 +194,7 @@ ARGUMENT_SPEC = dict(
     config=dict(type="path", default=DEFAULT_CONFIG),
     lock_timeout=dict(type="int"),
     login_user=dict(type="str", default="postgres"),
+    login_unix_socket=dict(type="path"),
     maintenance_db=dict(type="str", default="postgres"),
     pg_bindir=dict(type="path"),
 )
@@ -226,8 +232,8 @@ class Restore:
         self.steps: list[dict] = []
         self.started = time.perf_counter()
         self.result = {"replaced_database": None}
-        self.admin_target = backup_checks.Target(port=params["port"], user=params["login_user"],
-                                                 maintenance_db=params["maintenance_db"])
+        self.admin_target = backup_checks.Target(host=params["login_unix_socket"] or "", port=params["port"],
+                                                 user=params["login_user"], maintenance_db=params["maintenance_db"])
         self.owner_target = backup_checks.Target(host=params["owner_host"], port=params["port"], user=params["owner"],
                                                  password=params["owner_password"],
                                                  sslmode=ssl_mode(params["owner_host"], params["ssl_mode"]),

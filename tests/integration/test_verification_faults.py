@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -21,8 +23,9 @@ import pytest
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_scratch
 # pylint: disable-next=unused-import  # make_config, scratch_dir, fault_db, good_backup: fixtures pytest finds by name
+from tests.conftest import ROOT
 from tests.integration.test_backups import (  # noqa: F401 - the fixtures among them are used by name
-    backup, check, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump, scratch_dir, verify)
+    MANIFEST_KEY, backup, check, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump, scratch_dir, verify)
 
 KEY = "test-manifest-key"
 
@@ -364,15 +367,20 @@ USES = {
 }
 
 
-@pytest.mark.parametrize("use", sorted(USES))
-def test_code_in_the_dump_runs_without_superuser_rights(make_config, database, pg_server, scratch_dir, use):
+def plant(pg_server, database: str, use: str) -> Path:
+    """Builds the malicious objects of one use in the database; returns the file their command would touch."""
     marker = Path(f"/tmp/chajipoa-pwned-{uuid.uuid4().hex}")
-    statement, named = USES[use]
     with pg_server.connect(database) as connection:
         connection.execute("SET chajipoa.building = 'yes'")
         connection.execute(MALICIOUS.format(marker=marker))
         connection.execute("INSERT INTO victims VALUES (1), (2)")
-        connection.execute(statement)
+        connection.execute(USES[use][0])
+    return marker
+
+
+@pytest.mark.parametrize("use", sorted(USES))
+def test_code_in_the_dump_runs_without_superuser_rights(make_config, database, pg_server, scratch_dir, use):
+    marker, named = plant(pg_server, database, use), USES[use][1]
     path = backup(make_config(database))[1]
     try:
         report = verify(path, "thorough", scratch_dir)
@@ -383,6 +391,63 @@ def test_code_in_the_dump_runs_without_superuser_rights(make_config, database, p
     message = report.failure_message()
     assert "pg_execute_server_program role to COPY to or from an external program" in message
     assert named in message and "pwned" in message
+
+
+def restore_as_postgres(params: dict) -> dict:
+    """backup_restore as a playbook runs it: as the postgres user (whose peer login is the superuser),
+    under Debian's python3 with Debian's psycopg, as on the hosts."""
+    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+               ANSIBLE_NOCOLOR="1", ANSIBLE_BECOME_METHOD="su")
+    env.pop("PGPASSWORD", None)
+    result = subprocess.run(["ansible", "localhost", "-m", "chajipoa.platform.backup_restore", "-a", json.dumps(params),
+                             "--become", "--become-user", "postgres", "-e", "ansible_python_interpreter=/usr/bin/python3"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+@pytest.mark.parametrize("use", sorted(USES))
+def test_code_in_the_dump_restored_by_backup_restore_runs_as_the_owner_and_nothing_is_swapped_in(
+        make_config, database, pg_server, tmp_path, use):
+    """The restore runbook's module, given a signed dump whose code would run a shell command:
+    pg_restore runs as the application's login, so the command is refused, the restore fails and
+    neither the target nor the staging database is left. The same dump restored the old way, by
+    pg_restore as the superuser, does run it: the dump is as dangerous as it looks."""
+    marker = plant(pg_server, database, use)
+    path = backup(make_config(database))[1]
+    owner, password = f"owner_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    pg_server.execute(f"CREATE ROLE {owner} LOGIN PASSWORD '{password}'")
+    # The module runs as postgres: the dump, its manifest and the lock's directory are its own.
+    workdir = Path(tempfile.mkdtemp(prefix="chajipoa-restore-", dir="/tmp"))
+    shutil.copy(path, workdir)
+    shutil.copy(backup_manifest.manifest_path(path), workdir)
+    (workdir / "backup.json").write_text(json.dumps({"host": "test", "backup_dir": str(workdir),
+                                                     "state_dir": str(workdir / "state")}))
+    pg_scratch.give_to_server_user(workdir)
+    for child in workdir.iterdir():
+        pg_scratch.give_to_server_user(child)
+    target = f"restored_{uuid.uuid4().hex[:8]}"
+    try:
+        result = restore_as_postgres({
+            "path": str(workdir / path.name), "database": target, "owner": owner, "owner_password": password,
+            "port": pg_server.port, "login_unix_socket": str(pg_server.socket_dir), "manifest_key": MANIFEST_KEY,
+            "config": str(workdir / "backup.json"), "pg_bindir": str(pg_server.bindir)})
+        assert not marker.exists(), f"the dump's shell command ran during the restore ({marker} exists)"
+        assert result.get("failed"), result
+        assert f"pg_restore as {owner} logged errors" in result["msg"]
+        assert "pg_execute_server_program" in result["msg"]
+        names = {name for (name,) in pg_server.execute("SELECT datname FROM pg_database")}
+        assert not {name for name in names if name.startswith(target)}
+
+        # The control: the superuser's pg_restore runs the command.
+        pg_server.create_database(target)
+        subprocess.run([str(pg_server.bindir / "pg_restore"), "--no-owner", f"--dbname={pg_server.conninfo(target)}",
+                        str(path)], env={**os.environ, **pg_server.env()}, capture_output=True, check=False)
+        assert marker.exists(), "restored as the superuser, the dump's command did not run: the test proves nothing"
+    finally:
+        marker.unlink(missing_ok=True)
+        pg_server.execute(f'DROP DATABASE IF EXISTS "{target}"')
+        pg_server.execute(f"DROP ROLE IF EXISTS {owner}")
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_the_restore_role_is_no_superuser_and_the_cluster_has_no_tcp_port(good_backup, scratch_dir):
