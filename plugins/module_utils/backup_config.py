@@ -69,6 +69,9 @@ class Config:
         self.verify = data.get("verify") or {}
         # Manifests without a signature, trusted only where the operator says so (backup_allow_unsigned).
         self.allow_unsigned = bool(data.get("allow_unsigned", False))
+        # A drill host (backup_drill_only): no server of its own, no backups of its own; it verifies
+        # and drills copies fetched from S3.
+        self.drill_only = bool(data.get("drill_only", False))
 
     @classmethod
     def load(cls, path: str | Path) -> Config:

@@ -16,8 +16,10 @@ run      one backup per PostgreSQL database (pg_dump -Fc; row counts and the sch
          uploaded to S3, then local and S3 copies pruned by the retention policy, never below
          retention.verified_minimum verified backups. A failed step removes only its own partial
          files and the run exits non-zero, before pruning.
-verify   quick, deep or thorough verification of the newest local backups (the timers); a backup
-         that cannot be verified (an unreadable manifest, a verification that cannot run) fails.
+verify   quick, deep or thorough verification of the newest local backups (the timers), or with
+         --from s3 of the newest copies in S3, fetched one at a time (a drill host's weekly
+         verification); a backup that cannot be verified (an unreadable manifest, a verification
+         that cannot run, a copy that cannot be fetched) fails.
 list     the local backups with their last verification (and "error" when a manifest is unreadable).
 fetch    download the newest backups and manifests from S3 (or copy local ones) into a directory,
          refusing any whose manifest's signature does not match.
@@ -28,12 +30,13 @@ counts as failed until it has succeeded, so no failure, crash or kill leaves met
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_archive
@@ -202,7 +205,8 @@ def remove_leftovers(config: Config) -> None:
     half-written files, throwaway clusters and the staging databases of restores. The caller holds the lock."""
     for path in LocalStore(config).remove_leftovers() + remove_state_leftovers(config) + remove_stale_scratch(config):
         log(f"removed {path}, left by a run that did not finish")
-    if config.postgresql.get("databases"):
+    # A drill host has no server of its own for backup_restore to have staged a restore in.
+    if config.postgresql.get("databases") and not config.drill_only:
         target = config.pg_target()
         try:
             with target.connect(target.maintenance_db) as admin:
@@ -251,30 +255,62 @@ def command_run(config: Config, args) -> int:
     return 1 if failures else 0
 
 
+@contextlib.contextmanager
+def copy_to_verify(store, local: LocalStore, kind: str, database: str, backup: dict) -> Iterator[Path]:
+    """The backup file to verify: a local one where it is, a copy from S3 fetched into this run's
+    partial directory and removed afterwards (after a kill, by the next run's leftovers clean-up),
+    so that a drill host holds one copy at a time."""
+    if store is local:
+        yield Path(backup["file"])
+        return
+    directory = local.partial_directory(kind, database)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    try:
+        yield store.fetch(kind, database, backup, directory)[0]
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def command_verify(config: Config, args) -> int:
     key = config.manifest_key("verify backups")
     state = State(config)
     local = LocalStore(config)
     if state.rebuilt:
         rebuild_state(config, state, local)
+    store = S3Store(config) if args.source == "s3" else local
+    where = f"s3://{config.s3.get('bucket')}/{config.s3.get('prefix', '')}" if args.source == "s3" else None
     reports, failures = [], 0
     for kind, database in targets(config, args.only):
-        backups = local.list(kind, database)[: args.latest]
+        state.verification_started(kind, database, args.mode)
+        save(state)
+        try:
+            backups = store.list(kind, database)[: args.latest]
+        except Exception as error:  # noqa: BLE001 - S3 unreachable: this database's verification fails, by name
+            backups, cause = [], f"{type(error).__name__}: {error}"
+        else:
+            cause = "there is none"
         if not backups:
-            state.verification_started(kind, database, args.mode)
-            save(state)
             failures += 1
-            log(f"{kind} {database}: FAILED: Cannot verify the backups of {database}: there is none in {config.directory(kind, database)}")
+            log(f"{kind} {database}: FAILED: Cannot verify the backups of {database} in "
+                f"{where or config.directory(kind, database)}: {cause}")
             continue
         for backup in backups:
             state.verification_started(kind, database, args.mode)
             save(state)
-            report = verify_one(config, Path(backup["file"]), args.mode, key)
             try:
-                record_verification(report)
-            except OSError as error:
+                with copy_to_verify(store, local, kind, database, backup) as path:
+                    report = verify_one(config, path, args.mode, key)
+            except Exception as error:  # noqa: BLE001 - the copy could not be fetched: this backup fails, by name
                 failures += 1
-                log(f"{kind} {database}: FAILED: Cannot record the verification of {backup['name']}: {error}")
+                log(f"{kind} {database}: FAILED: Cannot fetch backup {backup['name']} from {where}: {error}")
+                continue
+            if store is local:
+                try:
+                    record_verification(report)
+                except OSError as error:
+                    failures += 1
+                    log(f"{kind} {database}: FAILED: Cannot record the verification of {backup['name']}: {error}")
             state.verification(kind, database, report)
             if not save(state) or not report.passed:
                 failures += 1
@@ -357,8 +393,11 @@ def parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="take, verify, upload and prune backups")
     run.add_argument("--reason", default="daily", help="daily, weekly, monthly, manual, pre-deploy, ...")
-    verify = commands.add_parser("verify", help="verify the newest local backups")
+    verify = commands.add_parser("verify", help="verify the newest local backups (or S3 copies)")
     verify.add_argument("--mode", choices=("quick", "deep", "thorough"), default="quick")
+    verify.add_argument("--from", dest="source", choices=("local", "s3"), default="local",
+                        help="the local backups (default) or copies fetched from S3 one at a time and removed "
+                             "afterwards (a drill host's weekly verification)")
     verify.add_argument("--latest", type=int, default=1, help="how many of the newest backups per database")
     verify.add_argument("--json", action="store_true", help="print the reports as JSON")
     listing = commands.add_parser("list", help="the local backups and their last verification, as JSON")

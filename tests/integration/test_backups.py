@@ -722,6 +722,63 @@ def test_fetch_takes_an_unsigned_backup_where_the_operator_allows_it(make_config
     assert len(list((tmp_path / "fetched/postgresql/rental").iterdir())) == 2
 
 
+def drill_host_config(config, tmp_path: Path, scratch_dir: Path) -> Path:
+    """The configuration of a drill host for the same databases and bucket: nothing of its own on
+    disk, no server of its own (backup_drill_only)."""
+    data = {**config.data, "backup_dir": str(tmp_path / "drill/backups"), "state_dir": str(tmp_path / "drill/state"),
+            "scratch_dir": str(scratch_dir), "metrics_file": str(tmp_path / "drill/metrics.prom"),
+            "drill_only": True}
+    path = tmp_path / "drill.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_drill_host_verifies_the_copies_in_s3_thoroughly_and_keeps_none(make_config, rental_db, moto_s3, s3_bucket,
+                                                                         aws_env, tmp_path, scratch_dir):
+    """The weekly thorough verification where a drill host exists: the newest copies are fetched one
+    at a time, restored in a throwaway cluster there and removed; the metrics are the drill host's."""
+    config = make_config("rental", s3=s3_section(moto_s3, s3_bucket))
+    for _ in range(2):
+        assert run_program(write_config(config, tmp_path), "run").returncode == 0
+        time.sleep(1.1)
+    drill = drill_host_config(config, tmp_path, scratch_dir)
+    result = run_program(drill, "verify", "--mode", "thorough", "--latest", "2", "--from", "s3", "--json")
+    assert result.returncode == 0, result.stderr
+    reports = json.loads(result.stdout)
+    assert len(reports) == 2 and all(report["passed"] and report["mode"] == "thorough" for report in reports)
+    assert "Cannot look for databases" not in result.stderr
+    metrics = tmp_path / "drill/metrics.prom"
+    assert gauge(metrics, "chajipoa_backup_verify_last_success", mode="thorough") == "1"
+    assert [path for path in (tmp_path / "drill/backups").rglob("*") if path.is_file()] == []
+    assert list(scratch_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("fault", ["tampered", "bucket unreachable"])
+def test_a_drill_hosts_verification_of_s3_copies_fails_in_its_metrics(make_config, rental_db, moto_s3, s3_bucket,
+                                                                      aws_env, tmp_path, scratch_dir, fault):
+    config = make_config("rental", s3=s3_section(moto_s3, s3_bucket))
+    assert run_program(write_config(config, tmp_path), "run").returncode == 0
+    drill = drill_host_config(config, tmp_path, scratch_dir)
+    assert run_program(drill, "verify", "--mode", "thorough", "--from", "s3").returncode == 0
+    s3 = moto_s3.client()
+    if fault == "tampered":
+        manifest_key = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])[1]
+        manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=manifest_key)["Body"].read())
+        manifest["tables"][0]["rows"] += 1
+        s3.put_object(Bucket=s3_bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+        expected = f"{manifest['name']} thorough FAILED"
+    else:
+        data = json.loads(drill.read_text())
+        data["s3"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
+        drill.write_text(json.dumps(data))
+        expected = "FAILED: Cannot verify the backups of rental in s3://"
+    result = run_program(drill, "verify", "--mode", "thorough", "--from", "s3")
+    assert result.returncode == 1 and expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert gauge(tmp_path / "drill/metrics.prom", "chajipoa_backup_verify_last_success", mode="thorough") == "0"
+    assert not [path for path in (tmp_path / "drill").rglob("*.dump")]
+
+
 NOTHING = {"daily_days": 0, "weekly_days": 0, "monthly_days": 0, "pre_deploy_keep": 0}
 
 

@@ -292,11 +292,29 @@ print(json.dumps({'lock': client.get_object_lock_configuration(Bucket=sys.argv[1
     assert rule["Expiration"] == {"Days": 365} and rule["Filter"] == {"Prefix": PREFIX}
 
 
-def test_verification_timers(db):
-    for timer, unit in (("chajipoa-backup-verify-weekly.timer", "chajipoa-backup-verify@7.service"),
-                        ("chajipoa-backup-verify-daily.timer", "chajipoa-backup-verify-daily.service")):
-        assert db.service(timer).is_enabled and db.service(timer).is_running
-        assert db.check_output(f"systemctl show {timer} -p Unit --value") == unit
+def test_verification_timers(db, drill):
+    """The scenario has a drill host: the weekly thorough verification runs there, from S3, and the
+    primary keeps the daily one (and the quick one of every run)."""
+    daily = "chajipoa-backup-verify-daily.timer"
+    assert db.service(daily).is_enabled and db.service(daily).is_running
+    assert db.check_output(f"systemctl show {daily} -p Unit --value") == "chajipoa-backup-verify-daily.service"
+    weekly = "chajipoa-backup-verify-weekly.timer"
+    assert not db.service(weekly).is_enabled and not db.service(weekly).is_running
+    assert drill.service(weekly).is_enabled and drill.service(weekly).is_running
+    assert drill.check_output(f"systemctl show {weekly} -p Unit --value") == "chajipoa-backup-verify@7.service"
+    assert "--from s3" in drill.check_output("systemctl cat chajipoa-backup-verify@7.service")
+    # A drill host takes no backups.
+    assert not drill.file("/etc/systemd/system/chajipoa-backup.timer").exists
+
+
+# The daily backup puts the copy in S3 first.
+@pytest.mark.usefixtures("daily_backup")
+def test_the_drill_host_verifies_the_primarys_copies_from_s3_and_keeps_none(drill):
+    unit = drill.run("systemctl start chajipoa-backup-verify@1.service")
+    assert unit.rc == 0, journal(drill, "chajipoa-backup-verify@1.service")
+    assert re.search(r"postgresql chajipoa: chajipoa-\S+ thorough passed", journal(drill, "chajipoa-backup-verify@1.service"))
+    assert sample(metrics(drill), "chajipoa_backup_verify_last_success", "postgresql", "chajipoa", mode="thorough") == 1
+    assert drill.run(f"find {BACKUP_DIR} -type f | grep .").rc != 0, "copies left on the drill host"
 
 
 def test_daily_run_leaves_dump_manifest_and_verification(db, daily_backup):

@@ -7,6 +7,8 @@ and the credentials file carries the password only when MongoDB is backed up.
 """
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_program, backup_sources
@@ -20,6 +22,7 @@ def render(template: str, mongodb_hosts: list[str], mongodb_vars: dict | None = 
     variables = {
         **rendering.role_variables("backup"),
         "inventory_hostname": "db1",
+        "group_names": ["postgres"],
         "groups": {"all": ["db1", "cache1", *mongodb_hosts], "postgres": ["db1"], "mongodb": mongodb_hosts,
                    "redis": ["cache1"]},
         "hostvars": {"db1": {}, "cache1": {"private_address": "10.20.2.11", "redis_port": 6380}, **hostvars},
@@ -67,6 +70,33 @@ def test_no_mongodb_hosts_no_mongodb_backup_and_no_password_on_disk():
 
 def test_the_program_gets_the_manifest_key():
     assert "CHAJIPOA_BACKUP_MANIFEST_KEY=manifest-key-secret" in render("etc/chajipoa/backup.env.j2", []).splitlines()
+
+
+@pytest.mark.parametrize(
+    ("host", "drill_hosts", "expected"),
+    [
+        # Without a drill host the primary verifies its own backups weekly.
+        ({"group_names": ["postgres"]}, [], {"chajipoa-backup.timer": True, "chajipoa-backup-verify-weekly.timer": True,
+                                             "chajipoa-backup-verify-daily.timer": True}),
+        # With one, the primary leaves it to that host, which verifies the copies in S3 and takes no backups.
+        ({"group_names": ["postgres"]}, ["drill1"], {"chajipoa-backup.timer": True, "chajipoa-backup-verify-weekly.timer": False,
+                                                     "chajipoa-backup-verify-daily.timer": True}),
+        ({"group_names": ["backup_drill"], "backup_drill_only": True, "backup_verify_weekly_source": "s3"}, ["drill1"],
+         {"chajipoa-backup-verify-weekly.timer": True}),
+        # A host dumping a managed server (group backup) verifies its own: the drill host drills the primary's.
+        ({"group_names": ["backup"]}, ["drill1"], {"chajipoa-backup.timer": True, "chajipoa-backup-verify-weekly.timer": True,
+                                                   "chajipoa-backup-verify-daily.timer": True}),
+    ],
+)
+def test_the_weekly_verification_runs_on_the_drill_host_where_there_is_one(host, drill_hosts, expected):
+    groups = {"all": ["db1", "cache1", *drill_hosts], "postgres": ["db1"], "redis": ["cache1"], "backup_drill": drill_hosts}
+    timers = render("{{ _backup_timers }}", [], groups=groups, **host)
+    assert {timer["name"]: timer["enabled"] for timer in timers} == expected
+    assert all(timer["state"] == ("started" if timer["enabled"] else "stopped") for timer in timers)
+    unit = render("etc/systemd/system/chajipoa-backup-verify@.service.j2", [], groups=groups,
+                  template_destpath="/etc/systemd/system/chajipoa-backup-verify@.service", **host)
+    source = host.get("backup_verify_weekly_source", "local")
+    assert f"ExecStart=/usr/local/sbin/chajipoa-backup verify --mode thorough --latest %i --from {source}\n" in unit
 
 
 def test_every_derived_variable_renders_without_a_bucket():
