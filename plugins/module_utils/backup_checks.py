@@ -521,22 +521,29 @@ def _restore(report: Report, scratch_dir, pg_bindir: str | None, database: str, 
              jobs: int) -> pg_scratch.ScratchCluster | None:
     """The restore check: a scratch cluster of the dump's major version, the database, the restore."""
     cluster = None
-    with report.check("restore") as entry:
-        entry.update(database=database, role=role)
-        cluster = pg_scratch.ScratchCluster(
-            scratch_dir, pg_scratch.server_bindir(report.manifest["server_version_num"] // 10000, pg_bindir))
-        started = time.perf_counter()
-        cluster.start()
-        entry.update(cluster=cluster.socket_dir, cluster_start_seconds=round(time.perf_counter() - started, 3))
-        pg_restore = str(cluster.bindir / "pg_restore")
-        toc = _pg_restore(pg_restore, "--list", str(report.backup_path)).stdout
-        try:
-            restore_list = _prepare(cluster, pg_restore, report, database, role, toc)
-            _run_restore(pg_restore, cluster.conninfo(database, role), f"--jobs={jobs}", "--use-list",
-                         str(restore_list), str(report.backup_path))
-        except _RestoreError as error:
-            entry["errors"] = error.errors[: MAX_RESTORE_ERRORS * 2]
-            raise CheckFailed(str(error)) from error
+    try:
+        with report.check("restore") as entry:
+            entry.update(database=database, role=role)
+            cluster = pg_scratch.ScratchCluster(
+                scratch_dir, pg_scratch.server_bindir(report.manifest["server_version_num"] // 10000, pg_bindir))
+            started = time.perf_counter()
+            cluster.start()
+            entry.update(cluster=cluster.socket_dir, cluster_start_seconds=round(time.perf_counter() - started, 3))
+            pg_restore = str(cluster.bindir / "pg_restore")
+            toc = _pg_restore(pg_restore, "--list", str(report.backup_path)).stdout
+            try:
+                restore_list = _prepare(cluster, pg_restore, report, database, role, toc)
+                _run_restore(pg_restore, cluster.conninfo(database, role), f"--jobs={jobs}", "--use-list",
+                             str(restore_list), str(report.backup_path))
+            except _RestoreError as error:
+                entry["errors"] = error.errors[: MAX_RESTORE_ERRORS * 2]
+                raise CheckFailed(str(error)) from error
+    except BaseException:
+        # What passes through the check (a module's timeout, an interrupt) never returns the
+        # cluster to the caller that would remove it: it goes here.
+        if cluster is not None:
+            cluster.remove()
+        raise
     return cluster
 
 

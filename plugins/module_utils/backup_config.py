@@ -83,6 +83,13 @@ class Config:
         return self.state_dir / "lock"
 
     @property
+    def module_timeout(self) -> float | None:
+        """Seconds the backup_verify and backup_restore modules may run (the verification units'
+        TimeoutStartSec), or None for no limit."""
+        value = self.verify.get("timeout_seconds")
+        return float(value) if value else None
+
+    @property
     def verified_minimum(self) -> int:
         return int(self.retention.get("verified_minimum", DEFAULT_VERIFIED_MINIMUM))
 

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import time
 from pathlib import Path
 
@@ -165,6 +166,32 @@ def render_metrics(data: dict) -> str:
                                 for k, v in labels.items())
             lines.append(f"{metric}{{{rendered}}} {entry[field]}")
     return "\n".join(lines) + "\n"
+
+
+class DeadlinePassed(BaseException):
+    """A module's time ran out. Not an Exception, so that no check's own error handling takes it for
+    that check's failure and carries on: it ends the run, through every finally (a throwaway
+    cluster stopped and removed, a staging database dropped, the lock released)."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None, what: str):
+    """Raise DeadlinePassed in the main thread after `seconds` (none or 0: no limit). A running
+    subprocess.run is killed as the exception passes through it."""
+    if not seconds:
+        yield
+        return
+
+    def expire(_signum, _frame):
+        raise DeadlinePassed(f"{what} did not finish within {seconds:g} s (timeout)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class RunLock:

@@ -84,6 +84,12 @@ options:
   lock_timeout:
     description: Seconds to wait for a running backup's lock; by default the configuration's C(lock_timeout).
     type: int
+  timeout:
+    description:
+      - Seconds the restore may take once it holds the lock. Past them the restore is stopped and its new database dropped (the live one is untouched), and the
+        module fails saying so. By default the configuration's C(verify.timeout_seconds) (the backup
+        role's C(backup_verify_timeout_minutes), the verification units' own limit), else no limit.
+    type: float
   login_user:
     description: Superuser reached over the local Unix socket (peer authentication) that creates, renames and drops databases.
     type: str
@@ -169,7 +175,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import DEFAULT_CONFIG, Config
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import (
-    LockTimeout, RunLock, drop_staged_restores, restore_staging_name)
+    DeadlinePassed, LockTimeout, RunLock, deadline, drop_staged_restores, restore_staging_name)
 
 try:
     import psycopg
@@ -193,6 +199,7 @@ ARGUMENT_SPEC = dict(
     jobs=dict(type="int", default=2),
     config=dict(type="path", default=DEFAULT_CONFIG),
     lock_timeout=dict(type="int"),
+    timeout=dict(type="float"),
     login_user=dict(type="str", default="postgres"),
     login_unix_socket=dict(type="path"),
     maintenance_db=dict(type="str", default="postgres"),
@@ -437,8 +444,12 @@ def main() -> None:
     try:
         config = Config.load(params["config"])
         timeout = params["lock_timeout"] if params["lock_timeout"] is not None else config.lock_timeout
-        with RunLock(config.lock_path, timeout, f"backup_restore module ({params['path']})"):
+        limit = params["timeout"] if params["timeout"] is not None else config.module_timeout
+        with RunLock(config.lock_path, timeout, f"backup_restore module ({params['path']})"), \
+                deadline(limit, f"the restore of {Path(params['path']).name}"):
             result = restore.run()
+    except DeadlinePassed as error:
+        module.fail_json(msg=str(restore.fail(str(error))), restore={"steps": restore.steps, "database": restore.database})
     except RestoreFailed as error:
         module.fail_json(msg=str(error), restore={"steps": restore.steps, "database": restore.database})
     except (ValueError, KeyError, OSError, subprocess.SubprocessError, LockTimeout, psycopg.Error) as error:

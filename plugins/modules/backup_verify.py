@@ -102,6 +102,12 @@ options:
   lock_timeout:
     description: Seconds to wait for the per-host lock; by default the configuration's C(lock_timeout) (3600).
     type: float
+  timeout:
+    description:
+      - Seconds the verification may take once it holds the lock. Past them the restore is stopped, its throwaway cluster removed, and the
+        module fails saying so. By default the configuration's C(verify.timeout_seconds) (the backup
+        role's C(backup_verify_timeout_minutes), the verification units' own limit), else no limit.
+    type: float
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -216,7 +222,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import (
     DEFAULT_CONFIG, MANIFEST_KEY_ENV, BackupFailed, Config, read_env_file)
-from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import RunLock, remove_stale_scratch
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import (
+    DeadlinePassed, RunLock, deadline, remove_stale_scratch)
 
 ARGUMENT_SPEC = dict(
     path=dict(type="path", required=True),
@@ -231,6 +238,7 @@ ARGUMENT_SPEC = dict(
     manifest_key=dict(type="str", no_log=True),
     allow_unsigned=dict(type="bool"),
     lock_timeout=dict(type="float"),
+    timeout=dict(type="float"),
 )
 
 
@@ -282,20 +290,25 @@ def main() -> None:
         allow_unsigned = bool(config and config.allow_unsigned)
     trust = {"manifest_key": key, "allow_unsigned": allow_unsigned}
     report = backup_checks.Report(params["mode"], path, manifest_path)
+    limit = params["timeout"] if params["timeout"] is not None else config.module_timeout if config else None
+    what = f"the {params['mode']} verification of {path.name}"
     try:
         if config:
             timeout = config.lock_timeout if params["lock_timeout"] is None else params["lock_timeout"]
-            with RunLock(config.lock_path, timeout, f"backup_verify module ({path})"):
+            with RunLock(config.lock_path, timeout, f"backup_verify module ({path})"), deadline(limit, what):
                 remove_stale_scratch(config)
                 verify(report, params, config.scratch_dir, trust,
                        config.verify.get("restore_role", backup_checks.DEFAULT_RESTORE_ROLE))
         else:
             scratch_dir = Path(tempfile.mkdtemp(prefix="chajipoa-scratch-"))
             try:
-                verify(report, params, scratch_dir, trust, backup_checks.DEFAULT_RESTORE_ROLE)
+                with deadline(limit, what):
+                    verify(report, params, scratch_dir, trust, backup_checks.DEFAULT_RESTORE_ROLE)
             finally:
                 if not params["keep_restored"]:
                     shutil.rmtree(scratch_dir, ignore_errors=True)
+    except DeadlinePassed as error:
+        module.fail_json(msg=f"Cannot verify backup {path}: {error}", report=report.as_dict())
     except Exception as error:  # noqa: BLE001 - a lock, cluster or tool error is a failed verification, reported as such
         module.fail_json(msg=f"Cannot verify backup {path}: {error}" if not isinstance(error, BackupFailed) else str(error),
                          report=report.as_dict())

@@ -22,10 +22,11 @@ import psycopg
 import pytest
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_scratch
-# pylint: disable-next=unused-import  # make_config, scratch_dir, fault_db, good_backup: fixtures pytest finds by name
 from tests.conftest import ROOT
+# pylint: disable-next=unused-import  # make_config, scratch_dir, fault_db, good_backup: fixtures pytest finds by name
 from tests.integration.test_backups import (  # noqa: F401 - the fixtures among them are used by name
-    MANIFEST_KEY, backup, check, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump, scratch_dir, verify)
+    MANIFEST_KEY, backup, check, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump,
+    run_module, scratch_dir, verify, write_config)
 
 KEY = "test-manifest-key"
 
@@ -405,49 +406,116 @@ def restore_as_postgres(params: dict) -> dict:
     return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
+@pytest.fixture
+def restorable(pg_server):
+    """Stages a backup for backup_restore run as the postgres user (the dump, its manifest and the
+    lock's directory its own) with a fresh owner login; returns the module's parameters. Every
+    database, login and directory it made is removed afterwards."""
+    made = []
+
+    def stage(path: Path) -> dict:
+        owner, password = f"owner_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+        pg_server.execute(f"CREATE ROLE {owner} LOGIN PASSWORD '{password}'")
+        workdir = Path(tempfile.mkdtemp(prefix="chajipoa-restore-", dir="/tmp"))
+        target = f"restored_{uuid.uuid4().hex[:8]}"
+        made.append((workdir, owner, target))
+        shutil.copy(path, workdir)
+        shutil.copy(backup_manifest.manifest_path(path), workdir)
+        (workdir / "backup.json").write_text(json.dumps({"host": "test", "backup_dir": str(workdir),
+                                                         "state_dir": str(workdir / "state")}))
+        for staged in (workdir, *workdir.iterdir()):
+            pg_scratch.give_to_server_user(staged)
+        return {"path": str(workdir / path.name), "database": target, "owner": owner, "owner_password": password,
+                "port": pg_server.port, "login_unix_socket": str(pg_server.socket_dir), "manifest_key": MANIFEST_KEY,
+                "config": str(workdir / "backup.json"), "pg_bindir": str(pg_server.bindir)}
+
+    yield stage
+    for workdir, owner, target in made:
+        pg_server.execute(f'DROP DATABASE IF EXISTS "{target}"')
+        pg_server.execute(f"DROP ROLE IF EXISTS {owner}")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def databases_named(pg_server, prefix: str) -> list[str]:
+    return [name for (name,) in pg_server.execute("SELECT datname FROM pg_database") if name.startswith(prefix)]
+
+
 @pytest.mark.parametrize("use", sorted(USES))
 def test_code_in_the_dump_restored_by_backup_restore_runs_as_the_owner_and_nothing_is_swapped_in(
-        make_config, database, pg_server, tmp_path, use):
+        make_config, database, pg_server, restorable, use):
     """The restore runbook's module, given a signed dump whose code would run a shell command:
     pg_restore runs as the application's login, so the command is refused, the restore fails and
     neither the target nor the staging database is left. The same dump restored the old way, by
     pg_restore as the superuser, does run it: the dump is as dangerous as it looks."""
     marker = plant(pg_server, database, use)
     path = backup(make_config(database))[1]
-    owner, password = f"owner_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    pg_server.execute(f"CREATE ROLE {owner} LOGIN PASSWORD '{password}'")
-    # The module runs as postgres: the dump, its manifest and the lock's directory are its own.
-    workdir = Path(tempfile.mkdtemp(prefix="chajipoa-restore-", dir="/tmp"))
-    shutil.copy(path, workdir)
-    shutil.copy(backup_manifest.manifest_path(path), workdir)
-    (workdir / "backup.json").write_text(json.dumps({"host": "test", "backup_dir": str(workdir),
-                                                     "state_dir": str(workdir / "state")}))
-    pg_scratch.give_to_server_user(workdir)
-    for child in workdir.iterdir():
-        pg_scratch.give_to_server_user(child)
-    target = f"restored_{uuid.uuid4().hex[:8]}"
+    params = restorable(path)
     try:
-        result = restore_as_postgres({
-            "path": str(workdir / path.name), "database": target, "owner": owner, "owner_password": password,
-            "port": pg_server.port, "login_unix_socket": str(pg_server.socket_dir), "manifest_key": MANIFEST_KEY,
-            "config": str(workdir / "backup.json"), "pg_bindir": str(pg_server.bindir)})
+        result = restore_as_postgres(params)
         assert not marker.exists(), f"the dump's shell command ran during the restore ({marker} exists)"
         assert result.get("failed"), result
-        assert f"pg_restore as {owner} logged errors" in result["msg"]
+        assert f"pg_restore as {params['owner']} logged errors" in result["msg"]
         assert "pg_execute_server_program" in result["msg"]
-        names = {name for (name,) in pg_server.execute("SELECT datname FROM pg_database")}
-        assert not {name for name in names if name.startswith(target)}
+        assert databases_named(pg_server, params["database"]) == []
 
         # The control: the superuser's pg_restore runs the command.
-        pg_server.create_database(target)
-        subprocess.run([str(pg_server.bindir / "pg_restore"), "--no-owner", f"--dbname={pg_server.conninfo(target)}",
+        pg_server.create_database(params["database"])
+        subprocess.run([str(pg_server.bindir / "pg_restore"), "--no-owner", f"--dbname={pg_server.conninfo(params['database'])}",
                         str(path)], env={**os.environ, **pg_server.env()}, capture_output=True, check=False)
         assert marker.exists(), "restored as the superuser, the dump's command did not run: the test proves nothing"
     finally:
         marker.unlink(missing_ok=True)
-        pg_server.execute(f'DROP DATABASE IF EXISTS "{target}"')
-        pg_server.execute(f"DROP ROLE IF EXISTS {owner}")
-        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- the modules' time limit -----------------------------------------------------------------------
+
+# A restore of this dump takes about 5 s whatever the machine: each row's CHECK sleeps 5 ms (not
+# while the test builds it), so a limit of 1 s always ends it mid-restore.
+SLOW = """
+CREATE FUNCTION slowly(i int) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+    IF current_setting('chajipoa.building', true) IS DISTINCT FROM 'yes' THEN
+        PERFORM pg_sleep(0.005);
+    END IF;
+    RETURN true;
+END $f$;
+CREATE TABLE slow_rows (i int CHECK (slowly(i)));
+INSERT INTO slow_rows SELECT generate_series(1, 1000);
+"""
+
+
+@pytest.fixture
+def slow_backup(make_config, database, pg_server) -> Path:
+    with pg_server.connect(database) as connection:
+        connection.execute("SET chajipoa.building = 'yes'")
+        connection.execute(SLOW)
+    return backup(make_config(database))[1]
+
+
+def test_the_verify_module_stops_past_its_timeout_and_leaves_no_cluster(slow_backup, make_config, scratch_dir, tmp_path):
+    config = write_config(make_config("rental", scratch_dir=str(scratch_dir)), tmp_path)
+    params = {"path": str(slow_backup), "mode": "thorough", "manifest_key": MANIFEST_KEY, "config": str(config)}
+    result = run_module({**params, "timeout": 1})
+    assert result.get("failed"), result
+    assert f"the thorough verification of {slow_backup.name} did not finish within 1 s (timeout)" in result["msg"]
+    # The throwaway cluster was stopped and removed with the run, not left to the next one.
+    assert list(scratch_dir.iterdir()) == []
+    assert subprocess.run(["pgrep", "-f", str(scratch_dir)], capture_output=True, check=False).returncode == 1
+    # Without the limit the same verification runs at once: the lock was released.
+    passed = run_module({**params, "lock_timeout": 0})
+    assert not passed.get("failed"), passed.get("msg")
+
+
+def test_a_restore_past_its_timeout_leaves_no_new_database_and_frees_the_lock(slow_backup, pg_server, restorable):
+    params = restorable(slow_backup)
+    result = restore_as_postgres({**params, "timeout": 1})
+    assert result.get("failed"), result
+    assert f"the restore of {slow_backup.name} did not finish within 1 s (timeout)" in result["msg"]
+    assert databases_named(pg_server, params["database"]) == []
+    # Without the limit the same restore runs at once: the lock was released.
+    done = restore_as_postgres({**params, "lock_timeout": 0})
+    assert not done.get("failed"), done.get("msg")
+    assert databases_named(pg_server, params["database"]) == [params["database"]]
 
 
 def test_the_restore_role_is_no_superuser_and_the_cluster_has_no_tcp_port(good_backup, scratch_dir):
