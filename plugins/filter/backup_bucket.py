@@ -77,6 +77,10 @@ def backup_s3_iam_policy(bucket: Any, prefix: Any = "", object_lock: Any = False
          "Resource": objects},
     ]
     if object_lock:
+        if not drill_only:
+            # The program uploads only into a bucket whose default retention locks the copies.
+            statements.append({"Sid": "CheckObjectLock", "Effect": "Allow", "Action": ["s3:GetBucketObjectLockConfiguration"],
+                               "Resource": bucket_arn})
         statements.append({"Sid": "NeverDestroyBackups", "Effect": "Deny", "Action": list(_NEVER_DESTROY),
                            "Resource": [bucket_arn, f"{bucket_arn}/*"]})
     elif not drill_only:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, elasticache_snapshots
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import BackupFailed, Config, log
-from ansible_collections.chajipoa.platform.plugins.module_utils.gfs_retention import DEFAULT_POLICY
 from ansible_collections.chajipoa.platform.plugins.module_utils.gfs_retention import plan as retention_plan
 
 VERIFY_SUFFIX = ".verify.json"
@@ -160,9 +159,9 @@ class LocalStore:
 class S3Store:
     """The off-site copies: <prefix><kind>/<database>/<file> in the configured bucket.
 
-    With "object_lock" the bucket has S3 Object Lock: every object is stored under retention and
-    the program deletes nothing (the bucket's lifecycle rule expires the copies), so the host's
-    own credentials cannot destroy them."""
+    With "object_lock" the bucket has S3 Object Lock: every object is stored under the bucket's
+    default retention and the program deletes nothing (the bucket's lifecycle rule expires the
+    copies), so the host's own credentials cannot destroy them."""
 
     label = "s3"
 
@@ -176,6 +175,7 @@ class S3Store:
                                              region_name=s3.get("region") or None)
         self.policy = config.retention.get("s3", {})
         self.object_lock = bool(s3.get("object_lock"))
+        self.lock_checked = False
         self.deletes = not self.object_lock
 
     def prefix(self, kind: str, database: str) -> str:
@@ -199,20 +199,32 @@ class S3Store:
             backups.append({"name": name, **named, "keys": [prefix + f for f in data_files] + [prefix + filename]})
         return newest_first(backups)
 
-    def _lock_arguments(self, manifest: dict) -> dict:
-        """Object Lock retention until the shortest time the S3 policy keeps any backup; the bucket's
-        lifecycle rule expires the copies after it."""
-        if not self.object_lock:
-            return {}
-        days = int(self.policy.get("daily_days", DEFAULT_POLICY["daily_days"]))
-        started = dt.datetime.fromisoformat(manifest["started_at"]).astimezone(dt.timezone.utc)
-        return {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": started + dt.timedelta(days=max(days, 1))}
+    def check_lock(self) -> None:
+        """With object_lock, each copy is locked by the bucket's default retention as S3 stores it. The
+        program sends no retention of its own: that takes s3:PutObjectRetention, a right the host's
+        policy denies (with it the host could also stretch the retention of every copy). A bucket
+        without a default retention would keep the copies unlocked: no upload goes there."""
+        if not self.object_lock or self.lock_checked:
+            return
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            settings = self.client.get_object_lock_configuration(Bucket=self.bucket)["ObjectLockConfiguration"]
+        except (BotoCoreError, ClientError) as error:
+            raise BackupFailed(f"Cannot read the Object Lock settings of s3://{self.bucket}: {error}") from error
+        retention = (settings.get("Rule") or {}).get("DefaultRetention") or {}
+        if settings.get("ObjectLockEnabled") != "Enabled" or not retention.get("Mode"):
+            raise BackupFailed(
+                f"Cannot upload to s3://{self.bucket}: object_lock is set, but the bucket has no default retention, "
+                "so the copies would not be locked; apply the object_lock settings the backup role writes to "
+                "/etc/chajipoa/backup-s3-bucket.json (docs/backups.md)")
+        self.lock_checked = True
 
     def put(self, kind: str, database: str, manifest: dict, source: Path) -> list[str]:
         """Upload the file, then its manifest, each with a SHA-256 that S3 checks before it stores the object."""
         s3 = self.config.s3
-        extra = {"StorageClass": s3.get("storage_class", "STANDARD"), "ServerSideEncryption": s3.get("sse", "AES256"),
-                 **self._lock_arguments(manifest)}
+        self.check_lock()
+        extra = {"StorageClass": s3.get("storage_class", "STANDARD"), "ServerSideEncryption": s3.get("sse", "AES256")}
         if s3.get("kms_key_id"):
             extra["SSEKMSKeyId"] = s3["kms_key_id"]
         keys = []

@@ -256,10 +256,13 @@ def test_backup_host_role_may_put_get_and_list_but_never_delete(platform):
     allowed = {a for s in document["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
     denied = {a for s in document["Statement"] if s["Effect"] == "Deny" for a in s["Action"]}
     # ElastiCache's snapshots of the platform's group are the backup host's way of backing Redis up.
+    # The bucket's Object Lock settings are read, so that no copy goes where they would not lock it.
     assert allowed == {"s3:ListBucket", "s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "kms:GenerateDataKey", "kms:Decrypt",
+                       "s3:GetBucketObjectLockConfiguration",
                        "elasticache:CreateSnapshot", "elasticache:DeleteSnapshot", "elasticache:DescribeSnapshots"}
-    assert {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"} <= denied
+    assert {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention"} <= denied
     resources = {s["Sid"]: s["Resource"] for s in document["Statement"]}
+    assert resources["CheckObjectLock"] == f"arn:aws:s3:::{NAME}-backups"
     assert resources["UploadAndFetchBackups"] == f"arn:aws:s3:::{NAME}-backups/production/*"
     assert resources["EncryptBackups"] == endpoints["kms_key_arn"]
     group = endpoints["redis"]["replication_group_id"]

@@ -36,6 +36,10 @@ def test_with_object_lock_nothing_may_delete_and_an_explicit_deny_says_so(drill_
             "s3:PutLifecycleConfiguration", "s3:PutBucketObjectLockConfiguration"} <= denied
     deny = next(statement for statement in document["Statement"] if statement["Effect"] == "Deny")
     assert deny["Resource"] == ["arn:aws:s3:::chajipoa-backups", "arn:aws:s3:::chajipoa-backups/*"]
+    # Retention comes from the bucket's default, never from the host (s3:PutObjectRetention is denied):
+    # an uploading host may read that default, to refuse a bucket that would not lock its copies.
+    assert "s3:PutObjectRetention" in denied
+    assert ("s3:GetBucketObjectLockConfiguration" in allowed) is not drill_only
 
 
 def test_a_drill_host_only_lists_and_fetches():
