@@ -270,7 +270,9 @@ def test_host_policy_grants_no_delete_under_object_lock(db, variables):
     statements = json.loads(db.file(IAM_POLICY).content_string)["Statement"]
     allowed = {action for s in statements if s["Effect"] == "Allow" for action in s["Action"]}
     denied = {action for s in statements if s["Effect"] == "Deny" for action in s["Action"]}
-    assert allowed == {"s3:ListBucket", "s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"}
+    # Reading the bucket's lock settings, to refuse a bucket whose default retention would not lock the copies.
+    assert allowed == {"s3:ListBucket", "s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload",
+                       "s3:GetBucketObjectLockConfiguration"}
     assert {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention",
             "s3:PutObjectRetention", "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration"} <= denied
     # The bucket in moto is the one the rendered settings describe.
@@ -504,7 +506,9 @@ client.put_object(Bucket=bucket, Key=key, Body=body.encode())
 
 
 def test_drill_host_takes_no_backups_and_runs_no_cluster(drill):
-    assert drill.run("systemctl list-timers --all --no-legend 'chajipoa-backup*'").stdout.strip() == ""
+    # Its one timer is the weekly verification of the primary's copies in S3.
+    timers = drill.run("systemctl list-timers --all --no-legend 'chajipoa-backup*'").stdout.strip().splitlines()
+    assert [line.split()[-2:] for line in timers] == [["chajipoa-backup-verify-weekly.timer", "chajipoa-backup-verify@7.service"]]
     assert not drill.file("/etc/systemd/system/chajipoa-backup@.service").exists
     assert drill.run("find /var/backups/chajipoa -mindepth 1").stdout == ""
     # The server's binaries for the throwaway clusters, without a cluster of their own.

@@ -81,7 +81,7 @@ def test_the_program_gets_the_manifest_key():
         # With one, the primary leaves it to that host, which verifies the copies in S3 and takes no backups.
         ({"group_names": ["postgres"]}, ["drill1"], {"chajipoa-backup.timer": True, "chajipoa-backup-verify-weekly.timer": False,
                                                      "chajipoa-backup-verify-daily.timer": True}),
-        ({"group_names": ["backup_drill"], "backup_drill_only": True, "backup_verify_weekly_source": "s3"}, ["drill1"],
+        ({"group_names": ["backup_drill"], "backup_drill_only": True}, ["drill1"],
          {"chajipoa-backup-verify-weekly.timer": True}),
         # A host dumping a managed server (group backup) verifies its own: the drill host drills the primary's.
         ({"group_names": ["backup"]}, ["drill1"], {"chajipoa-backup.timer": True, "chajipoa-backup-verify-weekly.timer": True,
@@ -95,7 +95,8 @@ def test_the_weekly_verification_runs_on_the_drill_host_where_there_is_one(host,
     assert all(timer["state"] == ("started" if timer["enabled"] else "stopped") for timer in timers)
     unit = render("etc/systemd/system/chajipoa-backup-verify@.service.j2", [], groups=groups,
                   template_destpath="/etc/systemd/system/chajipoa-backup-verify@.service", **host)
-    source = host.get("backup_verify_weekly_source", "local")
+    # A drill host has no backups of its own: it verifies the copies in S3.
+    source = "s3" if host.get("backup_drill_only") else "local"
     assert f"ExecStart=/usr/local/sbin/chajipoa-backup verify --mode thorough --latest %i --from {source}\n" in unit
 
 
