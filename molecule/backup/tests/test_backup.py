@@ -510,7 +510,8 @@ def test_drill_host_takes_no_backups_and_runs_no_cluster(drill):
     timers = drill.run("systemctl list-timers --all --no-legend 'chajipoa-backup*'").stdout.strip().splitlines()
     assert [line.split()[-2:] for line in timers] == [["chajipoa-backup-verify-weekly.timer", "chajipoa-backup-verify@7.service"]]
     assert not drill.file("/etc/systemd/system/chajipoa-backup@.service").exists
-    assert drill.run("find /var/backups/chajipoa -mindepth 1").stdout == ""
+    # No backup of its own, and no copy left of those its weekly verification fetched.
+    assert drill.run("find /var/backups/chajipoa -type f").stdout == ""
     # The server's binaries for the throwaway clusters, without a cluster of their own.
     assert drill.file("/usr/lib/postgresql/15/bin/initdb").exists
     assert drill.check_output("pg_lsclusters --no-header") == ""
