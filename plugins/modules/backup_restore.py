@@ -86,9 +86,10 @@ options:
     type: int
   timeout:
     description:
-      - Seconds the restore may take once it holds the lock. Past them the restore is stopped and its new database dropped (the live one is untouched), and the
-        module fails saying so. By default the configuration's C(verify.timeout_seconds) (the backup
-        role's C(backup_verify_timeout_minutes), the verification units' own limit), else no limit.
+      - Seconds the restore may take once it holds the lock. Past them the restore is stopped and
+        its new database dropped (the live one is untouched), and the module fails saying so. By
+        default the configuration's C(verify.timeout_seconds) (the backup role's
+        C(backup_verify_timeout_minutes), the verification units' own limit), else no limit.
     type: float
   login_user:
     description: Superuser reached over the local Unix socket (peer authentication) that creates, renames and drops databases.

@@ -104,9 +104,10 @@ options:
     type: float
   timeout:
     description:
-      - Seconds the verification may take once it holds the lock. Past them the restore is stopped, its throwaway cluster removed, and the
-        module fails saying so. By default the configuration's C(verify.timeout_seconds) (the backup
-        role's C(backup_verify_timeout_minutes), the verification units' own limit), else no limit.
+      - Seconds the verification may take once it holds the lock. Past them the restore is
+        stopped, its throwaway cluster removed, and the module fails saying so. By default the
+        configuration's C(verify.timeout_seconds) (the backup role's C(backup_verify_timeout_minutes),
+        the verification units' own limit), else no limit.
     type: float
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
