@@ -2,9 +2,8 @@
 # Installs the servers and tools the host-side tests run against, on Debian 12 as root: PostgreSQL 15
 # (the backup tests initdb a throwaway cluster of their own, see tests/pgserver.py), the Redis
 # tools (redis-cli, and redis-check-rdb to check a dumped RDB file), the Redis server (tests start a
-# throwaway TLS one, see tests/redisserver.py), Node.js 18+ with npm (the reference API's tests),
-# python3-psycopg2 and python3-psycopg (the health gate's probe and backup_restore under Debian's
-# python3); Prometheus's promtool,
+# throwaway TLS one, see tests/redisserver.py), Node.js 18+ with npm (the reference API's tests) and
+# python3-psycopg2 (the health gate's postgres probe under Debian's python3); Prometheus's promtool,
 # Alertmanager and its amtool, the exporters and PgBouncer the monitoring tests run on loopback
 # (tests/integration/test_monitoring_rules.py, test_monitoring_inhibition.py, test_monitoring_exporters.py), and
 # Chromium, which renders the monitoring console page (tests/integration/test_monitoring_console.py).
@@ -48,12 +47,6 @@ fi
 # hosts, and a test runs the module so (tests/integration/test_health_playbook.py).
 if ! /usr/bin/python3 -c 'import psycopg2' 2>/dev/null; then
     packages+=(python3-psycopg2)
-fi
-
-# And Debian's psycopg 3: backup_restore runs so on the hosts, as the postgres user, who cannot
-# reach the project's virtualenv (tests/integration/test_verification_faults.py).
-if ! /usr/bin/python3 -c 'import psycopg' 2>/dev/null; then
-    packages+=(python3-psycopg)
 fi
 
 # The monitoring rules are checked by the tools and exporters of the Debian release the hosts run

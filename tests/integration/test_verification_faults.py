@@ -8,6 +8,7 @@ command during the restore. Thorough verification restores into a scratch cluste
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import shutil
@@ -394,46 +395,47 @@ def test_code_in_the_dump_runs_without_superuser_rights(make_config, database, p
     assert named in message and "pwned" in message
 
 
-def restore_as_postgres(params: dict) -> dict:
-    """backup_restore as a playbook runs it: as the postgres user (whose peer login is the superuser),
-    under Debian's python3 with Debian's psycopg, as on the hosts."""
+def restore_module(params: dict) -> dict:
+    """backup_restore as a playbook task runs it, on this machine."""
     env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_BECOME_METHOD="su")
+               ANSIBLE_NOCOLOR="1")
     env.pop("PGPASSWORD", None)
     result = subprocess.run(["ansible", "localhost", "-m", "chajipoa.platform.backup_restore", "-a", json.dumps(params),
-                             "--become", "--become-user", "postgres", "-e", "ansible_python_interpreter=/usr/bin/python3"],
+                             "-e", f"ansible_python_interpreter={sys.executable}"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
 @pytest.fixture
 def restorable(pg_server):
-    """Stages a backup for backup_restore run as the postgres user (the dump, its manifest and the
-    lock's directory its own) with a fresh owner login; returns the module's parameters. Every
+    """Stages a backup for backup_restore with a fresh owner login; returns the module's parameters.
+    On the hosts the module runs as the postgres user, whose peer login over the socket is the
+    superuser; here the test's own user gets such a login (a superuser of the same name). Every
     database, login and directory it made is removed afterwards."""
+    admin = getpass.getuser()
+    pg_server.execute(f'CREATE ROLE "{admin}" SUPERUSER LOGIN')
     made = []
 
     def stage(path: Path) -> dict:
         owner, password = f"owner_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
         pg_server.execute(f"CREATE ROLE {owner} LOGIN PASSWORD '{password}'")
-        workdir = Path(tempfile.mkdtemp(prefix="chajipoa-restore-", dir="/tmp"))
+        workdir = Path(tempfile.mkdtemp(prefix="chajipoa-restore-"))
         target = f"restored_{uuid.uuid4().hex[:8]}"
         made.append((workdir, owner, target))
         shutil.copy(path, workdir)
         shutil.copy(backup_manifest.manifest_path(path), workdir)
         (workdir / "backup.json").write_text(json.dumps({"host": "test", "backup_dir": str(workdir),
                                                          "state_dir": str(workdir / "state")}))
-        for staged in (workdir, *workdir.iterdir()):
-            pg_scratch.give_to_server_user(staged)
         return {"path": str(workdir / path.name), "database": target, "owner": owner, "owner_password": password,
-                "port": pg_server.port, "login_unix_socket": str(pg_server.socket_dir), "manifest_key": MANIFEST_KEY,
-                "config": str(workdir / "backup.json"), "pg_bindir": str(pg_server.bindir)}
+                "port": pg_server.port, "login_user": admin, "login_unix_socket": str(pg_server.socket_dir),
+                "manifest_key": MANIFEST_KEY, "config": str(workdir / "backup.json"), "pg_bindir": str(pg_server.bindir)}
 
     yield stage
     for workdir, owner, target in made:
         pg_server.execute(f'DROP DATABASE IF EXISTS "{target}"')
         pg_server.execute(f"DROP ROLE IF EXISTS {owner}")
         shutil.rmtree(workdir, ignore_errors=True)
+    pg_server.execute(f'DROP ROLE IF EXISTS "{admin}"')
 
 
 def databases_named(pg_server, prefix: str) -> list[str]:
@@ -451,7 +453,7 @@ def test_code_in_the_dump_restored_by_backup_restore_runs_as_the_owner_and_nothi
     path = backup(make_config(database))[1]
     params = restorable(path)
     try:
-        result = restore_as_postgres(params)
+        result = restore_module(params)
         assert not marker.exists(), f"the dump's shell command ran during the restore ({marker} exists)"
         assert result.get("failed"), result
         assert f"pg_restore as {params['owner']} logged errors" in result["msg"]
@@ -508,12 +510,12 @@ def test_the_verify_module_stops_past_its_timeout_and_leaves_no_cluster(slow_bac
 
 def test_a_restore_past_its_timeout_leaves_no_new_database_and_frees_the_lock(slow_backup, pg_server, restorable):
     params = restorable(slow_backup)
-    result = restore_as_postgres({**params, "timeout": 1})
+    result = restore_module({**params, "timeout": 1})
     assert result.get("failed"), result
     assert f"the restore of {slow_backup.name} did not finish within 1 s (timeout)" in result["msg"]
     assert databases_named(pg_server, params["database"]) == []
     # Without the limit the same restore runs at once: the lock was released.
-    done = restore_as_postgres({**params, "lock_timeout": 0})
+    done = restore_module({**params, "lock_timeout": 0})
     assert not done.get("failed"), done.get("msg")
     assert databases_named(pg_server, params["database"]) == [params["database"]]
 
