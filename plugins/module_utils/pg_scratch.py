@@ -142,11 +142,21 @@ class ScratchCluster:
 
     def _run(self, *args) -> None:
         command = as_server_user([str(arg) for arg in args])
-        result = subprocess.run(command, capture_output=True, text=True, env=_tool_env(), cwd=self.directory,
-                                timeout=TIMEOUT, check=False)
-        if result.returncode != 0:
+        # A process group of its own, killed whole when anything interrupts the wait (a module's
+        # timeout, the start timeout): as root the program is runuser's child, and killing runuser
+        # alone, as subprocess.run does, left initdb writing into the directory being removed.
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_tool_env(),
+                              cwd=self.directory, start_new_session=True) as process:
+            try:
+                stdout, stderr = process.communicate(timeout=TIMEOUT)
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                raise
+        if process.returncode != 0:
             raise ScratchError(f"Cannot run {Path(str(args[0])).name} for the scratch cluster in {self.directory}: "
-                               f"{(result.stderr or result.stdout).strip()}{self._log_tail()}")
+                               f"{(stderr or stdout).strip()}{self._log_tail()}")
 
     def _log_tail(self) -> str:
         try:
