@@ -279,11 +279,8 @@ def command_verify(config: Config, args) -> int:
     if state.rebuilt:
         rebuild_state(config, state, local)
     store = S3Store(config) if args.source == "s3" else local
-    where = f"s3://{config.s3.get('bucket')}/{config.s3.get('prefix', '')}" if args.source == "s3" else None
     reports, failures = [], 0
     for kind, database in targets(config, args.only):
-        state.verification_started(kind, database, args.mode)
-        save(state)
         try:
             backups = store.list(kind, database)[: args.latest]
         except Exception as error:  # noqa: BLE001 - S3 unreachable: this database's verification fails, by name
@@ -291,9 +288,11 @@ def command_verify(config: Config, args) -> int:
         else:
             cause = "there is none"
         if not backups:
+            state.verification_started(kind, database, args.mode)
+            save(state)
             failures += 1
             log(f"{kind} {database}: FAILED: Cannot verify the backups of {database} in "
-                f"{where or config.directory(kind, database)}: {cause}")
+                f"{store.location(kind, database)}: {cause}")
             continue
         for backup in backups:
             state.verification_started(kind, database, args.mode)
@@ -303,7 +302,8 @@ def command_verify(config: Config, args) -> int:
                     report = verify_one(config, path, args.mode, key)
             except Exception as error:  # noqa: BLE001 - the copy could not be fetched: this backup fails, by name
                 failures += 1
-                log(f"{kind} {database}: FAILED: Cannot fetch backup {backup['name']} from {where}: {error}")
+                log(f"{kind} {database}: FAILED: Cannot fetch backup {backup['name']} from "
+                    f"{store.location(kind, database)}: {error}")
                 continue
             if store is local:
                 try:

@@ -85,6 +85,10 @@ class LocalStore:
         self.policy = config.retention.get("local", {})
         self.deletes = True
 
+    def location(self, kind: str, database: str) -> str:
+        """Where a database's backups are, for messages."""
+        return str(self.config.directory(kind, database))
+
     def list(self, kind: str, database: str) -> list[dict]:
         """Every backup, newest first, readable or not: one whose manifest cannot be read is listed
         with "error" (its time and reason from its name), so that nothing skips it unnoticed."""
@@ -180,6 +184,10 @@ class S3Store:
 
     def prefix(self, kind: str, database: str) -> str:
         return f"{self.config.s3.get('prefix', '')}{kind}/{database}/"
+
+    def location(self, kind: str, database: str) -> str:
+        """Where a database's copies are, for messages."""
+        return f"s3://{self.bucket}/{self.prefix(kind, database)}"
 
     def list(self, kind: str, database: str) -> list[dict]:
         """Backups in S3 with their keys, newest first: a manifest key marks a complete one."""

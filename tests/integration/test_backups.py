@@ -419,10 +419,13 @@ def test_a_kept_restore_answers_on_its_socket_until_removed(good_backup, scratch
 
 # --- the module, as a playbook runs it ------------------------------------------------------------
 
-def run_module(params: dict, *options: str) -> dict:
+def run_module(params: dict, *options: str, module: str = "backup_verify") -> dict:
+    """One of the collection's modules as a playbook task runs it, on this machine."""
     env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
                ANSIBLE_NOCOLOR="1")
-    result = subprocess.run(["ansible", "localhost", "-m", "chajipoa.platform.backup_verify", "-a", json.dumps(params),
+    # As on the hosts: no password in the environment (make_config sets the test server's).
+    env.pop("PGPASSWORD", None)
+    result = subprocess.run(["ansible", "localhost", "-m", f"chajipoa.platform.{module}", "-a", json.dumps(params),
                              "-e", f"ansible_python_interpreter={sys.executable}", *options],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]

@@ -23,7 +23,6 @@ import psycopg
 import pytest
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_scratch
-from tests.conftest import ROOT
 # pylint: disable-next=unused-import  # make_config, scratch_dir, fault_db, good_backup: fixtures pytest finds by name
 from tests.integration.test_backups import (  # noqa: F401 - the fixtures among them are used by name
     MANIFEST_KEY, backup, check, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump,
@@ -395,17 +394,6 @@ def test_code_in_the_dump_runs_without_superuser_rights(make_config, database, p
     assert named in message and "pwned" in message
 
 
-def restore_module(params: dict) -> dict:
-    """backup_restore as a playbook task runs it, on this machine."""
-    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-               ANSIBLE_NOCOLOR="1")
-    env.pop("PGPASSWORD", None)
-    result = subprocess.run(["ansible", "localhost", "-m", "chajipoa.platform.backup_restore", "-a", json.dumps(params),
-                             "-e", f"ansible_python_interpreter={sys.executable}"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-
-
 @pytest.fixture
 def restorable(pg_server):
     """Stages a backup for backup_restore with a fresh owner login; returns the module's parameters.
@@ -453,7 +441,7 @@ def test_code_in_the_dump_restored_by_backup_restore_runs_as_the_owner_and_nothi
     path = backup(make_config(database))[1]
     params = restorable(path)
     try:
-        result = restore_module(params)
+        result = run_module(params, module="backup_restore")
         assert not marker.exists(), f"the dump's shell command ran during the restore ({marker} exists)"
         assert result.get("failed"), result
         assert f"pg_restore as {params['owner']} logged errors" in result["msg"]
@@ -494,12 +482,16 @@ def slow_backup(make_config, database, pg_server) -> Path:
     return backup(make_config(database))[1]
 
 
-def test_the_verify_module_stops_past_its_timeout_and_leaves_no_cluster(slow_backup, make_config, scratch_dir, tmp_path):
+# The limits end the run in the throwaway cluster's initdb, its start and the restore: at 0.2 s an
+# initdb that outlived its runuser (killed alone) wrote on into the directory being removed.
+@pytest.mark.parametrize("limit", [0.2, 0.5, 1])
+def test_the_verify_module_stops_past_its_timeout_and_leaves_no_cluster(slow_backup, make_config, scratch_dir, tmp_path,
+                                                                        limit):
     config = write_config(make_config("rental", scratch_dir=str(scratch_dir)), tmp_path)
     params = {"path": str(slow_backup), "mode": "thorough", "manifest_key": MANIFEST_KEY, "config": str(config)}
-    result = run_module({**params, "timeout": 1})
+    result = run_module({**params, "timeout": limit})
     assert result.get("failed"), result
-    assert f"the thorough verification of {slow_backup.name} did not finish within 1 s (timeout)" in result["msg"]
+    assert f"the thorough verification of {slow_backup.name} did not finish within {limit:g} s (timeout)" in result["msg"]
     # The throwaway cluster was stopped and removed with the run, not left to the next one.
     assert list(scratch_dir.iterdir()) == []
     assert subprocess.run(["pgrep", "-f", str(scratch_dir)], capture_output=True, check=False).returncode == 1
@@ -510,12 +502,12 @@ def test_the_verify_module_stops_past_its_timeout_and_leaves_no_cluster(slow_bac
 
 def test_a_restore_past_its_timeout_leaves_no_new_database_and_frees_the_lock(slow_backup, pg_server, restorable):
     params = restorable(slow_backup)
-    result = restore_module({**params, "timeout": 1})
+    result = run_module({**params, "timeout": 1}, module="backup_restore")
     assert result.get("failed"), result
     assert f"the restore of {slow_backup.name} did not finish within 1 s (timeout)" in result["msg"]
     assert databases_named(pg_server, params["database"]) == []
     # Without the limit the same restore runs at once: the lock was released.
-    done = restore_module({**params, "lock_timeout": 0})
+    done = run_module({**params, "lock_timeout": 0}, module="backup_restore")
     assert not done.get("failed"), done.get("msg")
     assert databases_named(pg_server, params["database"]) == [params["database"]]
 
