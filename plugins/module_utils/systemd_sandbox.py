@@ -201,6 +201,7 @@ UNITS: dict[str, dict[str, Any]] = {
     "prometheus-redis-exporter.service": {},
     "prometheus-nginx-exporter.service": {},
     "prometheus-pgbouncer-exporter.service": {},
+    "prometheus-mongodb-exporter.service": {},
     "prometheus-managed-exporter@.service": {},
 }
 

@@ -60,6 +60,7 @@ OVERRIDES: dict[str, Any] = {
     "monitoring_database_query_latency_ms": 50,
     "monitoring_disk_percent": 90,
     "monitoring_postgres_replication_lag_seconds": 120,
+    "monitoring_mongodb_replication_lag_seconds": 90,
     "monitoring_redis_memory_percent": 75,
     "monitoring_pgbouncer_waiting_clients": 5,
     "monitoring_backup_max_age_hours": 30,
@@ -161,6 +162,14 @@ def database_groups(variables: dict) -> str:
     return "," + variables["monitoring_database_groups"][0] + ","
 
 
+def mongodb_view(instance: str, state: int = 1) -> str:
+    """The labels of one member's exporter (Percona's mongodb_exporter beside each member): on every
+    series the replica set's name and the member's own state (1 primary, 2 secondary)."""
+    return f'job="mongodb", instance="{instance}", rs_nm="rs0", rs_state="{state}"'
+
+
+# A replica set's last operation, as optimeDate (milliseconds since the epoch).
+OPTIME = 1.7e12
 API_AGGREGATED = ("instance", "method", "route", "status_code", "le")
 CASES: dict[str, Case] = {
     "InstanceDown": Case(None, lambda i, t, s, v: [(f'up{{job="redis", instance="{i}"}}', gauge(1 - s))],
@@ -251,6 +260,30 @@ CASES: dict[str, Case] = {
                             ('redis_memory_max_bytes{job="redis", instance="cache9"}', gauge(0))]),
     "RedisRdbSaveFailing": Case(
         None, lambda i, t, s, v: [(f'redis_rdb_last_bgsave_status{{job="redis", instance="{i}"}}', gauge(1 - s))]),
+    "MongoDBDown": Case(None, lambda i, t, s, v: [(f'mongodb_up{{job="mongodb", instance="{i}"}}', gauge(1 - s))],
+                        hold="monitoring_instance_down_for"),
+    # Two members' views of member 2: unhealthy in either is unhealthy, and one alert for both views.
+    "MongoDBMemberUnhealthy": Case(
+        None,
+        lambda i, t, s, v: [(f'mongodb_rs_members_health{{{mongodb_view(i)}, member_idx="{i}-2:27017"}}', gauge(1 - s)),
+                            (f'mongodb_rs_members_health{{{mongodb_view(i + "-3", 2)}, member_idx="{i}-2:27017"}}', gauge(1))],
+        hold="monitoring_instance_down_for", drop=("instance", "rs_state")),
+    # Member 2 t seconds behind the primary in one view, 5 s more in a staler one (the least counts);
+    # optimeDate is in milliseconds, one more is a step.
+    "MongoDBReplicationLagHigh": Case(
+        "monitoring_mongodb_replication_lag_seconds",
+        lambda i, t, s, v: [series for view, state, stale in ((i, 1, 0), (i + "-3", 2, 5000)) for series in (
+            (f'mongodb_rs_members_optimeDate{{{mongodb_view(view, state)}, member_idx="{i}-2:27017"}}',
+             gauge(OPTIME - t * 1000 - s - stale)),
+            (f'mongodb_rs_members_optimeDate{{{mongodb_view(view, state)}, member_idx="{i}-1:27017"}}', gauge(OPTIME)))],
+        drop=("instance", "rs_state")),
+    # 200 connections in all: t percent open is 2t, one more is a step.
+    "MongoDBConnectionsHigh": Case(
+        "monitoring_database_connections_percent",
+        lambda i, t, s, v: [(f'mongodb_ss_connections{{{mongodb_view(i)}, conn_type="current"}}', gauge(2 * t + s)),
+                            (f'mongodb_ss_connections{{{mongodb_view(i)}, conn_type="available"}}', gauge(200 - 2 * t - s)),
+                            (f'mongodb_ss_connections{{{mongodb_view(i)}, conn_type="totalCreated"}}', gauge(10 ** 6))],
+        drop=("conn_type",)),
     # A backup t hours old at every evaluation; a second older is a step.
     "BackupTooOld": Case(
         "monitoring_backup_max_age_hours",

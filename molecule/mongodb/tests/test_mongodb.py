@@ -44,7 +44,7 @@ def members(lab_host):
 @pytest.fixture(scope="module")
 def secrets(members):
     variables = members[0].ansible.get_variables()
-    return {name: variables[f"mongodb_{name}_password"] for name in ("admin", "app", "backup")}
+    return {name: variables[f"mongodb_{name}_password"] for name in ("admin", "app", "backup", "monitoring")}
 
 
 def mongosh(host, script: str, uri: str = "mongodb://127.0.0.1:27017/?directConnection=true", tls: str = TLS):
@@ -110,6 +110,38 @@ def test_backup_user_reads_data_and_oplog_and_writes_nothing(members, secrets):
     assert data.stdout.strip() == "true", data.stderr
     write = mongosh(members[0], "db.getSiblingDB('chajipoa').probe.insertOne({backup: 1})", uri)
     assert write.rc != 0 and "not authorized" in write.stdout + write.stderr
+
+
+def test_monitoring_user_reads_statistics_and_writes_nothing(members, secrets):
+    uri = f"mongodb://monitoring:{secrets['monitoring']}@127.0.0.1:27017/admin?directConnection=true"
+    assert mongosh(members[0], "rs.status().members.length", uri).stdout.strip() == "3"
+    oplog = mongosh(members[0], "db.getSiblingDB('local').oplog.rs.find().limit(1).toArray().length", uri)
+    assert oplog.stdout.strip() == "1", oplog.stderr
+    write = mongosh(members[0], "db.getSiblingDB('chajipoa').probe.insertOne({monitoring: 1})", uri)
+    assert write.rc != 0 and "not authorized" in write.stdout + write.stderr
+
+
+def scrape(host, address: str) -> dict[str, list[str]]:
+    """The exporter's samples on `host`, by metric name."""
+    text = host.check_output(f"curl -sf --max-time 20 http://{address}:9216/metrics")
+    samples: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            samples.setdefault(line.split("{")[0].split(" ")[0], []).append(line)
+    return samples
+
+
+@pytest.mark.journal("prometheus-mongodb-exporter.service")
+def test_each_members_exporter_reads_it_and_serves_what_the_rules_read(members, lab_address):
+    # The names docs/monitoring.md lists for the rules (roles/monitoring/templates/etc/prometheus/rules/mongodb.yml.j2).
+    for member in members:
+        samples = scrape(member, lab_address(member))
+        assert samples["mongodb_up"] == ["mongodb_up 1"]
+        health = samples["mongodb_rs_members_health"]
+        assert len(health) == 3 and all(line.endswith(" 1") for line in health), health
+        assert len(samples["mongodb_rs_members_optimeDate"]) == 3
+        assert {'conn_type="current"', 'conn_type="available"'} <= {
+            label for line in samples["mongodb_ss_connections"] for label in line.split("{")[1].split("}")[0].split(",")}
 
 
 def test_plain_and_unverified_clients_refused(members, secrets):

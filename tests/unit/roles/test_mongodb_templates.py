@@ -14,7 +14,8 @@ import yaml
 from tests.conftest import role_options
 from tests.unit.roles import rendering
 
-SECRETS = {"mongodb_admin_password", "mongodb_app_password", "mongodb_backup_password", "mongodb_keyfile"}
+SECRETS = {"mongodb_admin_password", "mongodb_app_password", "mongodb_backup_password", "mongodb_monitoring_password",
+           "mongodb_keyfile"}
 
 
 def render(template: str, hosts: list[str], host: str | None = None, memtotal_mb: int = 8192,
