@@ -148,7 +148,7 @@ def _sources(permission: dict) -> set[str]:
 
 @pytest.mark.parametrize(("key", "port", "sources"), [
     ("postgres", 5432, {"app", "backup", "monitoring"}),
-    ("documentdb", 27017, {"app", "backup"}),
+    ("documentdb", 27017, {"app", "backup", "monitoring"}),
     ("redis", 6379, {"app", "backup", "monitoring"}),
     # The colour ports of a blue-green release: the edge proxies, Prometheus scrapes /metrics.
     ("app", 3001, {"edge", "monitoring"}),

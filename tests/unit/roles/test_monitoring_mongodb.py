@@ -63,12 +63,11 @@ def test_the_settings_follow_the_mongodb_roles_variables():
     assert values["MONGODB_URI"] == "mongodb://10.0.0.21:27017/admin?tls=true"
 
 
-def test_its_files_are_the_settings_the_release_directory_and_a_sandboxed_unit_of_the_roles_own():
+def test_its_files_are_the_settings_and_a_sandboxed_unit_of_the_roles_own():
     files = {item["dest"]: item for item in render("{{ _monitoring_exporter_files }}")}
     assert files["/etc/default/prometheus-mongodb-exporter"] | {"template": None} == {
         "dest": "/etc/default/prometheus-mongodb-exporter", "template": None, "owner": "root", "group": "root", "mode": "0600",
         "diff": False}
-    assert files["/opt/prometheus-mongodb-exporter"]["state"] == "directory"
     assert "/etc/systemd/system/prometheus-mongodb-exporter.service" in files
     assert not any("prometheus-mongodb-exporter.service.d" in dest for dest in files)
     unit = render("etc/systemd/system/prometheus-mongodb-exporter.service.j2")
