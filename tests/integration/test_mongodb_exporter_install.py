@@ -2,11 +2,15 @@
 exporter") on a host of group mongodb, run for real on a lab container through the role's
 `exporters` entry point: check mode on a fresh host passes without asking the network and changes
 nothing; a tarball whose checksum is not the one the role holds is refused before anything is
-unpacked; a release that cannot be fetched fails the run naming its URL.
+unpacked; a release that cannot be fetched fails the run naming its URL; a release whose checksum
+matches is unpacked into its directory and started by the role's unit, and a second run changes
+nothing.
 
-What these tests cannot show: the exporter itself running, since neither its release nor a MongoDB
-server can be fetched on these machines (molecule mongodb tests that where they can). Needs the
-Docker engine and the lab image (`make integration`).
+The release served here is a STAND-IN of the test's own, shaped like Percona's tarball: its
+"mongodb_exporter" is a shell script that waits, doing nothing. It shows the role's
+installation, unit, sandbox and settings reaching the process, never the exporter's behaviour:
+neither Percona's release nor a MongoDB server can be fetched on these machines (molecule mongodb
+tests those where they can). Needs the Docker engine and the lab image (`make integration`).
 """
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ from tests.lab_container import docker
 
 CONTAINER = "chajipoa-mongodb-exporter-test-1"
 HOST = "mongo-exporter-1"
+# Characters systemd's settings-file quoting must carry through: a space, a double quote, a dollar,
+# a backslash.
+PASSWORD = 'exporter test "pass" $1 \\ end'
 PLAYBOOK = [{"hosts": "all", "gather_facts": True, "gather_subset": ["min", "network"],
              "tasks": [{"name": "The exporters", "ansible.builtin.import_role": {"name": "chajipoa.platform.monitoring",
                                                                                  "tasks_from": "exporters"}}]}]
@@ -55,7 +62,7 @@ def run(tmp_path: Path, address: str, *options: str, **variables) -> subprocess.
     inventory = {"all": {"children": {"mongodb": {"hosts": {HOST: {
         "ansible_host": CONTAINER, "ansible_connection": "community.docker.docker",
         "ansible_python_interpreter": "/usr/bin/python3", "private_address": address,
-        "mongodb_monitoring_password": "exporter-test-password", "monitoring_tls_self_signed": False, **variables}}}}}}
+        "mongodb_monitoring_password": PASSWORD, "monitoring_tls_self_signed": False, **variables}}}}}}
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "play.yml").write_text(yaml.safe_dump(PLAYBOOK))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
@@ -77,11 +84,12 @@ def nothing_installed() -> None:
 
 @pytest.fixture
 def release_server() -> Iterator[tuple[str, bytes]]:
-    """A tarball shaped like Percona's release, served on the Docker bridge's address of this machine
+    """The stand-in release (see above), served on the Docker bridge's address of this machine
     (where the container reaches it): its URL and its bytes."""
     tarball = io.BytesIO()
     with tarfile.open(fileobj=tarball, mode="w:gz") as archive:
-        content = b"#!/bin/sh\nexit 1\n"
+        # The shell stays the unit's main process, so its command line is the unit's.
+        content = b"#!/bin/sh\nwhile :; do sleep 3600; done\n"
         member = tarfile.TarInfo("mongodb_exporter-0.53.0.linux-amd64/mongodb_exporter")
         member.size, member.mode = len(content), 0o755
         archive.addfile(member, io.BytesIO(content))
@@ -138,3 +146,33 @@ def test_a_release_that_cannot_be_fetched_fails_naming_its_url(lab_host, tmp_pat
     failed = next(line for line in result.stdout.splitlines() if line.startswith("fatal:"))
     assert url in failed or json.dumps(url)[1:-1] in failed, failed
     nothing_installed()
+
+
+def test_a_release_with_its_checksum_is_unpacked_and_run_by_the_roles_unit_then_left_alone(lab_host, tmp_path, release_server):
+    url, body = release_server
+    checksum = f"sha256:{hashlib.sha256(body).hexdigest()}"
+    variables = {"monitoring_mongodb_exporter_url": url,
+                 "monitoring_mongodb_exporter_checksums": {"amd64": checksum, "arm64": checksum}}
+    first = run(tmp_path, lab_host, **variables)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    binary = f"{RELEASES}/mongodb_exporter-0.53.0.linux-amd64/mongodb_exporter"
+    assert on_host("test", "-x", binary).returncode == 0
+    assert on_host("sh", "-c", f"ls {RELEASES}/*.tar.gz").returncode != 0, "the tarball is left behind"
+    assert on_host("systemctl", "is-active", "prometheus-mongodb-exporter.service").stdout.strip() == "active"
+    assert on_host("systemctl", "is-enabled", "prometheus-mongodb-exporter.service").stdout.strip() == "enabled"
+    pid = on_host("systemctl", "show", "-p", "MainPID", "--value", "prometheus-mongodb-exporter.service").stdout.strip()
+    # The process the unit started: the release's binary, as prometheus, with the settings' arguments
+    # and environment exactly as written (the password's quoting survives systemd's parser).
+    status = dict(line.split(":", 1) for line in on_host("cat", f"/proc/{pid}/status").stdout.splitlines())
+    assert on_host("id", "-un", status["Uid"].split()[0]).stdout.strip() == "prometheus"
+    environment = dict(item.split("=", 1) for item in on_host("cat", f"/proc/{pid}/environ").stdout.split("\0") if item)
+    assert environment["MONGODB_PASSWORD"] == PASSWORD
+    assert environment["MONGODB_USER"] == "monitoring"
+    assert environment["MONGODB_URI"] == f"mongodb://{lab_host}:27017/admin?tls=true"
+    command = on_host("cat", f"/proc/{pid}/cmdline").stdout.split("\0")[1:-1]
+    assert command == [binary, f"--web.listen-address={lab_host}:9216", "--mongodb.direct-connect",
+                       "--collector.diagnosticdata", "--collector.replicasetstatus"], command
+    second = run(tmp_path, lab_host, **variables)
+    assert second.returncode == 0 and f"{HOST} " in second.stdout
+    recap = next(line for line in second.stdout.splitlines() if line.startswith(HOST))
+    assert "changed=0" in recap, second.stdout[-4000:]
