@@ -74,6 +74,8 @@ def test_its_files_are_the_settings_and_a_sandboxed_unit_of_the_roles_own():
     assert ("ExecStart=/opt/prometheus-mongodb-exporter/mongodb_exporter-0.53.0.linux-amd64/mongodb_exporter $ARGS"
             in unit.splitlines())
     assert "User=prometheus" in unit.splitlines()
+    # No restart loop while the release is missing (a failed fetch still runs the restart handler).
+    assert "ConditionPathExists=/opt/prometheus-mongodb-exporter/mongodb_exporter-0.53.0.linux-amd64/mongodb_exporter" in unit.splitlines()
     assert "NoNewPrivileges=yes" in unit.splitlines()
 
 
