@@ -31,6 +31,7 @@ from ansible_collections.chajipoa.platform.plugins.module_utils import backup_st
 from ansible_collections.chajipoa.platform.plugins.module_utils.pg_scratch import as_server_user, give_to_server_user
 from tests import dashboards
 from tests.conftest import ROOT, load_yaml
+from tests.exposition import samples_by_name
 from tests.pgserver import PostgresServer
 from tests.ports import free_port
 from tests.redisserver import RedisServer, make_tls_files
@@ -80,12 +81,7 @@ def test_every_name_is_checked_or_excused():
 def scrape(port: int, path: str = "/metrics") -> dict[str, list[str]]:
     """Metric name -> its sample lines."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=20) as response:
-        text = response.read().decode()
-    samples: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            samples.setdefault(line.split("{")[0].split(" ")[0], []).append(line)
-    return samples
+        return samples_by_name(response.read().decode())
 
 
 @contextmanager

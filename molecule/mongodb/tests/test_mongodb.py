@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.exposition import samples_by_name  # noqa: E402  # pylint: disable=wrong-import-position
 
 RECORD = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "mongodb-repository.json"
 MEMBERS = ("mongodb-1", "mongodb-2", "mongodb-3")
@@ -123,12 +127,7 @@ def test_monitoring_user_reads_statistics_and_writes_nothing(members, secrets):
 
 def scrape(host, address: str) -> dict[str, list[str]]:
     """The exporter's samples on `host`, by metric name."""
-    text = host.check_output(f"curl -sf --max-time 20 http://{address}:9216/metrics")
-    samples: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            samples.setdefault(line.split("{")[0].split(" ")[0], []).append(line)
-    return samples
+    return samples_by_name(host.check_output(f"curl -sf --max-time 20 http://{address}:9216/metrics"))
 
 
 @pytest.mark.journal("prometheus-mongodb-exporter.service")
