@@ -40,15 +40,18 @@ help:
 
 # The venv is rebuilt when a requirements file changes. make dev needs the runtime (requirements.txt)
 # alone; the test targets add the test tools (requirements-dev.txt) to the same venv.
+# Each step reports its time, so a slow first run shows where it went (docs/performance.md).
 $(VENV)/.runtime: requirements.txt
-	@command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
-	@python3 -m venv $(VENV) 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
+	@SECONDS=0; \
+	command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }; \
+	python3 -m venv $(VENV) 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }; \
+	$(BIN)/pip install -q --upgrade pip; \
+	$(BIN)/pip install -q -r requirements.txt; \
+	echo "Python environment for make dev (requirements.txt) installed in $$SECONDS s"
 	@touch $@
 
 $(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt
-	$(BIN)/pip install -q -r requirements-dev.txt
+	@SECONDS=0; $(BIN)/pip install -q -r requirements-dev.txt; echo "test tools (requirements-dev.txt) installed in $$SECONDS s"
 	@touch $@
 
 venv-runtime: $(VENV)/.runtime

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 CALLS_CALLBACK = "chajipoa.platform.module_calls"
@@ -51,30 +51,44 @@ def machine_cpu_seconds() -> float:
     return (sum(fields[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
-def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", expect_noop: bool = False,
-                   strategy: str = "linear", checkout: Path = ROOT, settings: dict[str, str] | None = None) -> tuple[float, dict]:
-    """Run ansible-playbook with args; return seconds taken and the module calls per host, as the
-    chajipoa.platform.module_calls callback counted them ({host: {"calls": n, "changed": n, ...}}).
-    `strategy` is a key of STRATEGIES; the caller's environment does not choose it. `checkout` is the
-    tree whose playbooks, roles and ansible.cfg run (another commit's, from baseline_checkout). `settings`
-    are more environment variables for Ansible (ANSIBLE_FORKS, say).
+class PlaybookRun(NamedTuple):
+    seconds: float
+    # Module calls per host, as the chajipoa.platform.module_calls callback counted them:
+    # {host: {"calls": n, "changed": n, ...}}.
+    calls: dict
+    # ansible-playbook and its workers, user and system.
+    controller_cpu: float
 
-    Exits when the run fails, or when expect_noop is set and anything changed.
+
+def timed_playbook(args: list[str], log: TextIO, config: str = "ansible.cfg", expect_noop: bool = False,
+                   strategy: str = "linear", checkout: Path = ROOT, settings: dict[str, str] | None = None) -> PlaybookRun:
+    """Run ansible-playbook (this interpreter's, so a bench needs no venv on PATH) with args.
+    `strategy` is a key of STRATEGIES; the caller's environment does not choose it. `checkout` is the
+    tree whose playbooks, roles and ansible.cfg run (another commit's, from baseline_checkout).
+    `settings` are more environment variables for Ansible (ANSIBLE_FORKS, say).
+
+    Exits when the run fails, or when expect_noop is set and anything changed: a figure for a no-op
+    run that was not one would be a figure for something else.
     """
     with tempfile.NamedTemporaryFile(suffix=".json") as calls_file:
         env = strategy_env(strategy, checkout, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_CALLBACKS_ENABLED=",".join(filter(None, [os.environ.get("ANSIBLE_CALLBACKS_ENABLED"), CALLS_CALLBACK])),
                    CHAJIPOA_MODULE_CALLS_FILE=calls_file.name, **(settings or {}))
+        cpu_before = children_cpu_seconds()
         start = time.perf_counter()
-        result = subprocess.run(["ansible-playbook", *args], cwd=checkout, env=env, capture_output=True, text=True)
+        result = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), *args], cwd=checkout, env=env,
+                                capture_output=True, text=True, check=False)
         elapsed = time.perf_counter() - start
+        cpu = children_cpu_seconds() - cpu_before
         log.write(f"$ ansible-playbook {' '.join(args)}  (ANSIBLE_CONFIG={config}, {strategy}, in {checkout})\n{result.stdout}{result.stderr}")
         calls = json.loads(Path(calls_file.name).read_text() or "{}")
     if result.returncode or not calls:
         sys.exit(f"ansible-playbook {' '.join(args)} failed under {config} ({strategy}); see {log.name}")
     if expect_noop and any(counts["changed"] for counts in calls.values()):
-        sys.exit(f"ansible-playbook {' '.join(args)} was not a no-op under {config} (converge the lab first: make dev)")
-    return elapsed, calls
+        changed = ", ".join(f"{host} {counts['changed']}" for host, counts in sorted(calls.items()) if counts["changed"])
+        sys.exit(f"ansible-playbook {' '.join(args)} was not a no-op under {config} ({strategy}): changed on {changed}; "
+                 f"see {log.name} (converge the lab first: make dev)")
+    return PlaybookRun(elapsed, calls, cpu)
 
 
 def baseline_checkout(revision: str) -> Path:

@@ -26,10 +26,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchlib import ROOT, children_cpu_seconds, record, results_log, strategy_env
+from benchlib import ROOT, record, results_log, timed_playbook
 
 sys.path[:0] = [str(ROOT)]
 from tests import lab_container  # noqa: E402
@@ -60,22 +59,6 @@ def start_host(public_key: Path) -> str:
     return sh("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", CONTAINER).stdout.strip()
 
 
-def timed(playbook: Path, inventory: Path, strategy: str, log) -> tuple[float, float]:
-    """Wall seconds and controller CPU seconds of one ansible-playbook run."""
-    # The container's host key is new each run; Mitogen reads this setting, not ssh's options.
-    env = strategy_env(strategy, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="False")
-    cpu_before = children_cpu_seconds()
-    start = time.perf_counter()
-    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    cpu = children_cpu_seconds() - cpu_before
-    log.write(f"$ ansible-playbook -i {inventory} ({strategy})\n{run.stdout}{run.stderr}")
-    if run.returncode:
-        sys.exit(f"the run with {inventory.name} under {strategy} failed; see {log.name}")
-    return wall, cpu
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=40)
@@ -102,9 +85,11 @@ def main() -> None:
         with results_log("module-call", stamp) as log:
             for round_number in range(1, options.rounds + 1):
                 for name, (_, strategy) in ARMS.items():
-                    seconds, cpu_seconds = timed(playbook, inventories[name], strategy, log)
-                    wall[name].append(seconds)
-                    cpu[name].append(cpu_seconds)
+                    # The container's host key is new each run; Mitogen reads this setting, not ssh's options.
+                    run = timed_playbook(["-i", str(inventories[name]), str(playbook)], log, config=str(ROOT / "ansible.cfg"),
+                                         strategy=strategy, settings={"ANSIBLE_HOST_KEY_CHECKING": "False"})
+                    wall[name].append(run.seconds)
+                    cpu[name].append(run.controller_cpu)
                 print(f"round {round_number}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in wall.items()))
     finally:
         lab_container.remove(CONTAINER)

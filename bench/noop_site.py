@@ -48,9 +48,9 @@ def main() -> None:
         shutil.rmtree(ROOT / ".cache" / "facts", ignore_errors=True)
         for round_number in range(1, rounds + 1):
             for name, (config, strategy, checkout) in configs.items():
-                elapsed, arm_calls = timed_playbook(playbook, log, config=config, expect_noop=True, strategy=strategy, checkout=checkout)
-                times[name].append(elapsed)
-                calls[name] = arm_calls  # the last round's: facts cached, as on every run but a first
+                run = timed_playbook(playbook, log, config=config, expect_noop=True, strategy=strategy, checkout=checkout)
+                times[name].append(run.seconds)
+                calls[name] = run.calls  # the last round's: facts cached, as on every run but a first
             print(f"round {round_number}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in times.items()))
 
     medians = {name: statistics.median(values) for name, values in times.items()}
@@ -60,7 +60,8 @@ def main() -> None:
         f"Measured {stamp:%Y-%m-%d} with `python3 bench/noop_site.py --rounds {rounds}"
         f"{' --limit ' + options.limit if options.limit else ''}{' --baseline ' + options.baseline if options.baseline else ''}` on "
         f"{os.cpu_count()} cores: {rounds} rounds of each, alternating; medians. Module calls per host: the "
-        "chajipoa.platform.module_calls callback's count of the run.",
+        "chajipoa.platform.module_calls callback's count of the last round, with facts cached (the first round "
+        "gathers them where the cache has none: one call more per host).",
         "",
         "| configuration | no-op site.yml (s) | stock / this | module calls per host |",
         "|---|---|---|---|",

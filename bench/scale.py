@@ -34,7 +34,7 @@ import typing
 from pathlib import Path
 
 import yaml
-from benchlib import ROOT, baseline_checkout, children_cpu_seconds, machine_cpu_seconds, record, results_log, timed_playbook
+from benchlib import ROOT, baseline_checkout, machine_cpu_seconds, record, results_log, timed_playbook
 
 NETWORK = "chajipoa-scale"
 SUBNET = "172.30.90"
@@ -69,12 +69,12 @@ def measured(args: list[str], log, strategy: str, forks: int, expect_noop: bool 
     """One run's wall seconds, CPU seconds of the controller (ansible-playbook and its workers) and of
     the whole machine (controller, the lab's containers, Docker), and module calls and task results
     summed over the hosts."""
-    controller_before, machine_before = children_cpu_seconds(), machine_cpu_seconds()
-    elapsed, calls = timed_playbook(args, log, expect_noop=expect_noop, strategy=strategy, checkout=checkout,
-                                    settings={"ANSIBLE_FORKS": str(forks)})
-    return Run(elapsed, children_cpu_seconds() - controller_before, machine_cpu_seconds() - machine_before,
-               sum(counts["calls"] for counts in calls.values()),
-               sum(counts["calls"] + counts["controller"] + counts["skipped"] for counts in calls.values()))
+    machine_before = machine_cpu_seconds()
+    run = timed_playbook(args, log, expect_noop=expect_noop, strategy=strategy, checkout=checkout,
+                         settings={"ANSIBLE_FORKS": str(forks)})
+    return Run(run.seconds, run.controller_cpu, machine_cpu_seconds() - machine_before,
+               sum(counts["calls"] for counts in run.calls.values()),
+               sum(counts["calls"] + counts["controller"] + counts["skipped"] for counts in run.calls.values()))
 
 
 def settle(quiet_cores: float = 0.5, longest: float = 300) -> float:

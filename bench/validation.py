@@ -19,7 +19,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchlib import ROOT, baseline_checkout, children_cpu_seconds, record, results_log, timed_playbook
+from benchlib import ROOT, baseline_checkout, record, results_log, timed_playbook
 from scale import inventory
 
 
@@ -38,9 +38,8 @@ def main() -> None:
             runs: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
             for _ in range(options.rounds):
                 for name, tree in trees.items():
-                    before = children_cpu_seconds()
-                    elapsed, _calls = timed_playbook(["playbooks/validate-inventory.yml", *hosts], log, checkout=tree)
-                    runs[name].append((elapsed, children_cpu_seconds() - before))
+                    run = timed_playbook(["playbooks/validate-inventory.yml", *hosts], log, checkout=tree)
+                    runs[name].append((run.seconds, run.controller_cpu))
             for name, measured in runs.items():
                 wall = statistics.median(elapsed for elapsed, _ in measured)
                 cpu = statistics.median(seconds for _, seconds in measured)

@@ -59,8 +59,8 @@ ansible_mitogen.planner._load_collections = add_collection_dirs
 # Mitogen pins ansible-playbook, its workers and its connection multiplexer to fixed CPUs. With fewer
 # than four CPUs it keeps one for the multiplexer and pins ansible-playbook and every worker to the
 # rest: on a machine with two, the whole controller ran on one CPU while the multiplexer's sat nearly
-# idle (2 s of CPU in a 40 s run; the scale bench's 30-host no-op took 42.6 s so and 29.8 s with the
-# kernel placing processes, docs/performance.md). With more CPUs it pins each worker to one CPU of its own
+# idle (docs/performance.md, "A larger fleet": the 30-host no-op ran 1.4x faster with the kernel
+# placing processes). With more CPUs it pins each worker to one CPU of its own
 # choosing, whatever else (the lab's containers, an execution environment's neighbours) runs there.
 # Mitogen's base policy places nothing, and the kernel places processes as it does for Ansible's
 # own strategies.
