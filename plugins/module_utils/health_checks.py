@@ -2,10 +2,11 @@
 # Apache License 2.0 (see galaxy.yml)
 """The health gate's probes (http, tcp, postgres, redis, mongodb) and its rounds.
 
-Each probe is read-only: an HTTP GET or HEAD, a TCP connect, a query inside a READ ONLY transaction,
-a Redis PING, a MongoDB ping. The standard library serves http, tcp and redis (RESP spoken over a
-socket, TLS from the ssl module, so no redis-py is needed on the host); postgres takes psycopg (3)
-or psycopg2, whichever imports, and mongodb takes pymongo.
+Each probe is read-only: an HTTP GET or HEAD, a TCP connect, one statement inside a READ ONLY
+transaction (never a second one, which could run after a COMMIT), a Redis PING, a MongoDB ping.
+The standard library serves http, tcp and redis (RESP spoken over a socket, TLS from the ssl
+module, so no redis-py is needed on the host); postgres takes psycopg (3) or psycopg2, whichever
+imports, and mongodb takes pymongo.
 """
 from __future__ import annotations
 
@@ -260,11 +261,12 @@ class PostgresProbe:
             cursor = conn.cursor()
             # Read-only whatever the query says, so the gate may run in check mode; the statement
             # timeout keeps a stuck query inside the probe's time. Both last only this transaction
-            # (PgBouncer's transaction pooling keeps them to this client).
+            # (PgBouncer's transaction pooling keeps them to this client). set_config runs in a
+            # SELECT, which takes the transaction's snapshot: after it, not even the query's own
+            # SET TRANSACTION READ WRITE may make the transaction writable.
             cursor.execute("SET TRANSACTION READ ONLY")
-            cursor.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
-            cursor.execute(self.query)
-            row = cursor.fetchone() if cursor.description else None
+            cursor.execute(f"SELECT set_config('statement_timeout', '{max(1, int(timeout * 1000))}', true)")
+            row = self._first_row(cursor)
         except self.driver.Error as error:
             raise CheckFailed(f"query failed: {_first_line(error)}") from None
         finally:
@@ -274,6 +276,36 @@ class PostgresProbe:
                 raise CheckFailed(f"{self.query!r} returned no row, expected {_text(self.expect)!r}")
             if not same_value(row[0], self.expect):
                 raise CheckFailed(f"{self.query!r} returned {_text(row[0])!r}, expected {_text(self.expect)!r}")
+
+    def _first_row(self, cursor) -> tuple | None:
+        """The query's first row (None: no row) from one statement, which cannot leave the
+        transaction: COMMIT or ROLLBACK alone ends it with nothing after, while in one string with
+        a write after it they would let the write run outside (`COMMIT; CREATE TABLE ...`)."""
+        if self.driver.__name__ == "psycopg2":
+            # psycopg2 sends the text as it is, several statements at once; _postgres_probe
+            # refused any ';' that could separate them.
+            cursor.execute(self.query)
+            described = cursor.description is not None
+            row = cursor.fetchone() if described else None
+        else:
+            # stream() sends the query alone through the extended query protocol, whose Parse
+            # takes a single statement (the server refuses more: "cannot insert multiple commands
+            # into a prepared statement"), in an unnamed statement that PgBouncer does not keep.
+            # execute() would use the simple protocol, which runs them all, even with params=().
+            rows = cursor.stream(self.query)
+            try:
+                row = next(rows, None)
+                described = True
+            except self.driver.ProgrammingError as error:
+                # Raised by psycopg itself (no SQLSTATE) for a statement that returns no rows.
+                if getattr(error, "sqlstate", None):
+                    raise
+                described = False
+            finally:
+                rows.close()
+        if not described:
+            raise CheckFailed(f"{self.query!r} returns no rows: expected a query such as SELECT")
+        return row
 
 
 def resp_command(*args: str) -> bytes:
@@ -415,7 +447,16 @@ def _http_probe(options: dict[str, Any], what: str) -> HttpProbe:
 def _postgres_probe(options: dict[str, Any], what: str) -> PostgresProbe:
     if options["sslmode"] not in SSLMODES:
         raise CheckUnusable(f"Cannot use {what}.sslmode {options['sslmode']!r}: expected one of {', '.join(SSLMODES)}")
-    return PostgresProbe(driver=_postgres_driver(), **options)
+    driver = _postgres_driver()
+    statement = options["query"].strip()
+    # A trailing ';' only ends the one statement.
+    statement = statement[:-1] if statement.endswith(";") else statement
+    if driver.__name__ == "psycopg2" and ";" in statement:
+        # Without a ';' the server's parser cannot find a second statement, whatever the quoting.
+        raise CheckUnusable(f"Cannot use {what}.query {options['query']!r}: psycopg2 sends it as text, where a ';' "
+                            "may start a second statement outside the read-only transaction; remove the ';' "
+                            "or install psycopg (3) (Debian: python3-psycopg)")
+    return PostgresProbe(driver=driver, **options)
 
 
 def _redis_probe(options: dict[str, Any], what: str) -> RedisProbe:

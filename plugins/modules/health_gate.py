@@ -142,8 +142,15 @@ options:
         choices: [disable, allow, prefer, require, verify-ca, verify-full]
       query:
         description:
-          - V(postgres). The query to run (default V(SELECT 1)), inside a C(READ ONLY) transaction that
-            is rolled back, so no query can change data, in check mode or not.
+          - V(postgres). The query to run (default V(SELECT 1)), one statement that returns rows, inside a
+            C(READ ONLY) transaction that is rolled back. It cannot leave that transaction (C(COMMIT),
+            C(SET TRANSACTION READ WRITE) and procedures that commit fail), so it cannot change the
+            database, in check mode or not.
+          - With psycopg (3) it is sent alone through the extended query protocol, and the server refuses a
+            second statement. psycopg2 sends it as text, where a C(;) may start another statement, so under
+            psycopg2 a query with a C(;) other than a trailing one is refused.
+          - The transaction stops writes to the database, not what a superuser's function may do outside
+            it; probe as a login without superuser rights, such as the monitoring login.
         type: str
       expect:
         description:
@@ -202,7 +209,7 @@ attributes:
   check_mode:
     support: full
     details:
-      - Every probe only reads (HTTP GET or HEAD, a TCP connect, a query in a read-only transaction, PING,
+      - Every probe only reads (HTTP GET or HEAD, a TCP connect, one statement in a read-only transaction, PING,
         ping), so the gate runs in check mode exactly as otherwise; a check-mode deploy sees the real verdict.
   diff_mode:
     support: none

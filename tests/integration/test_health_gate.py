@@ -4,7 +4,10 @@ and a TLS-only Redis with an ACL user (tests/redisserver.py, fixture redis_serve
 fails the tests rather than skipping them."""
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -12,6 +15,7 @@ import pytest
 
 from ansible_collections.chajipoa.platform.plugins.module_utils.health_checks import GateResult, build_checks, measure, run_gate
 from ansible_collections.chajipoa.platform.plugins.module_utils.health_stats import Sample, Thresholds
+from tests.conftest import ROOT
 from tests.healthserver import HealthServer
 from tests.ports import free_port
 from tests.redisserver import make_tls_files
@@ -192,6 +196,82 @@ def test_tcp_passes_on_a_listening_port_and_fails_on_a_closed_one(server):
 
 
 # -- postgres ---------------------------------------------------------------------------------------
+CANARY_DB = "health_gate_canary"
+MULTIPLE = "cannot insert multiple commands into a prepared statement"
+# Every way a query could change data: the probe's transaction is read-only, so the ways out are a
+# second statement after leaving it, or a statement that ends it from inside (a procedure, DO).
+WRITES = [
+    ("COMMIT; INSERT INTO canary VALUES (1)", MULTIPLE),
+    ("ROLLBACK; INSERT INTO canary VALUES (1)", MULTIPLE),
+    ("END; CREATE TABLE escaped ()", MULTIPLE),
+    ("ABORT; CREATE TABLE escaped ()", MULTIPLE),
+    ("SELECT 1; COMMIT; CREATE TABLE escaped (); SELECT 1", MULTIPLE),
+    ("SET TRANSACTION READ WRITE; INSERT INTO canary VALUES (1); COMMIT", MULTIPLE),
+    ("SET TRANSACTION READ WRITE", "transaction read-write mode must be set before any query"),
+    ("DO $$BEGIN SET TRANSACTION READ WRITE; INSERT INTO canary VALUES (1); END$$",
+     "transaction read-write mode must be set before any query"),
+    ("COMMIT; SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE; INSERT INTO canary VALUES (1)", MULTIPLE),
+    ("COMMIT; RESET default_transaction_read_only; INSERT INTO canary VALUES (1)", MULTIPLE),
+    ("INSERT INTO canary VALUES (1)", "cannot execute INSERT in a read-only transaction"),
+    ("CREATE TABLE escaped ()", "cannot execute CREATE TABLE in a read-only transaction"),
+    # PostgreSQL names the statement, a SELECT, not the INSERT in it.
+    ("WITH written AS (INSERT INTO canary VALUES (1) RETURNING n) SELECT n FROM written",
+     "cannot execute SELECT in a read-only transaction"),
+    ("SELECT canary_insert()", "cannot execute INSERT in a read-only transaction"),
+    ("SELECT nextval('canary_seq')", "cannot execute nextval() in a read-only transaction"),
+    ("CALL canary_commit_then_insert()", "invalid transaction termination"),
+    ("DO $$BEGIN COMMIT; INSERT INTO canary VALUES (1); END$$", "invalid transaction termination"),
+]
+
+
+# Debian's python3 with Debian's python3-psycopg2 and no psycopg (lab/test-deps.sh), as on the hosts.
+DEBIAN_PYTHON = "/usr/bin/python3"
+PROBE_SCRIPT = """
+import json, sys
+from ansible_collections.chajipoa.platform.plugins.module_utils.health_checks import CheckUnusable, build_checks, measure
+from ansible_collections.chajipoa.platform.plugins.module_utils.health_stats import Thresholds
+spec, queries = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert build_checks([spec], Thresholds(), 1)[0].probe.driver.__name__ == "psycopg2"
+results = {}
+for query in queries:
+    try:
+        [check] = build_checks([{**spec, "query": query}], Thresholds(), 1)
+    except CheckUnusable as error:
+        results[query] = str(error)
+    else:
+        results[query] = measure(check.probe, 5).error
+print(json.dumps(results))
+"""
+
+
+def probe_under_debian_python(spec: dict, queries: list[str]) -> dict:
+    """Each query's probe error (None: passed) or refusal, as the module would see it on a host."""
+    process = subprocess.run([DEBIAN_PYTHON, "-c", PROBE_SCRIPT, json.dumps(spec), json.dumps(queries)],
+                             env=dict(os.environ, PYTHONPATH=str(ROOT / "collections")),
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert process.returncode == 0, process.stderr
+    return json.loads(process.stdout)
+
+
+def canary_database(pg, pg_server):
+    pg_server.drop_database(CANARY_DB)
+    pg_server.create_database(CANARY_DB)
+    pg_server.execute("""
+        CREATE TABLE canary (n int);
+        CREATE SEQUENCE canary_seq;
+        CREATE FUNCTION canary_insert() RETURNS int VOLATILE LANGUAGE sql
+            AS 'INSERT INTO canary VALUES (1) RETURNING n';
+        CREATE PROCEDURE canary_commit_then_insert() LANGUAGE plpgsql
+            AS $$BEGIN COMMIT; INSERT INTO canary VALUES (1); END$$;
+    """, CANARY_DB)
+
+    def unchanged():
+        assert pg_server.execute("SELECT (SELECT count(*) FROM canary), to_regclass('escaped'), "
+                                 "(SELECT is_called FROM canary_seq)", CANARY_DB) == [(0, None, False)]
+    yield lambda **options: pg(database=CANARY_DB, **options), unchanged
+    pg_server.drop_database(CANARY_DB)
+
+
 class TestPostgres:
     @pytest.fixture
     def pg(self, pg_server):
@@ -199,6 +279,12 @@ class TestPostgres:
             return {"name": "pg", "kind": "postgres", "host": pg_server.host, "port": pg_server.port,
                     "user": pg_server.user, "password": pg_server.password, **options}
         return spec
+
+    @pytest.fixture
+    def canary(self, pg, pg_server):
+        """A database of its own holding what a write would change: (spec of a check on it, a
+        function asserting nothing changed)."""
+        yield from canary_database(pg, pg_server)
 
     def test_a_primary_is_not_in_recovery(self, pg):
         assert gate(pg(query="SELECT pg_is_in_recovery()", expect=False)).passed
@@ -217,10 +303,36 @@ class TestPostgres:
         error = probe(pg(sslmode="require")).error
         assert error.startswith("cannot connect: ") and "server does not support SSL" in error
 
-    def test_no_query_can_write(self, pg, pg_server):
-        error = probe(pg(query="CREATE TABLE health_gate_was_here ()")).error
-        assert error == "query failed: cannot execute CREATE TABLE in a read-only transaction"
-        assert pg_server.execute("SELECT to_regclass('health_gate_was_here')") == [(None,)]
+    @pytest.mark.parametrize(("query", "cause"), WRITES, ids=[query for query, _cause in WRITES])
+    def test_no_query_can_write(self, canary, query, cause):
+        spec, unchanged = canary
+        error = probe(spec(query=query)).error
+        unchanged()
+        assert error == f"query failed: {cause}"
+
+    def test_a_query_may_hold_a_semicolon_in_a_literal_and_end_with_one(self, pg):
+        assert probe(pg(query="SELECT 'a;b';", expect="a;b")).ok
+
+    def test_the_query_runs_read_only_and_a_command_without_rows_fails(self, pg):
+        assert probe(pg(query="SHOW transaction_read_only", expect="on")).ok
+        assert probe(pg(query="RESET default_transaction_read_only")).error == (
+            "'RESET default_transaction_read_only' returns no rows: expected a query such as SELECT")
+
+    def test_psycopg2_as_on_the_hosts_refuses_a_second_statement_and_cannot_write(self, canary):
+        # psycopg2 has no extended query protocol: the probe itself must keep to one statement.
+        spec, unchanged = canary
+        results = probe_under_debian_python(spec(), [query for query, _cause in WRITES])
+        for query, cause in WRITES:
+            unchanged()
+            if ";" in query:
+                assert results[query].startswith(f"Cannot use checks[0] (pg).query {query!r}: psycopg2 "), query
+            else:
+                assert results[query] == f"query failed: {cause}", query
+        # psycopg2 sends the query as it is; a trailing ';' ends the only statement.
+        assert probe_under_debian_python(spec(expect=1), ["SELECT 1;"]) == {"SELECT 1;": None}
+        assert probe_under_debian_python(spec(), ["RESET default_transaction_read_only"]) == {
+            "RESET default_transaction_read_only":
+                "'RESET default_transaction_read_only' returns no rows: expected a query such as SELECT"}
 
     def test_a_stuck_query_is_cut_off_by_the_statement_timeout(self, pg):
         start = time.monotonic()

@@ -183,6 +183,20 @@ class TestBuildChecks:
         [check] = self.build({"name": "pg", "kind": "postgres"})
         assert check.probe.driver is stand_in
 
+    @pytest.mark.parametrize("query", ["COMMIT; CREATE TABLE t ()", "SELECT ';'", "SELECT 1;;", "SELECT 1; -- done"])
+    def test_postgres_under_psycopg2_refuses_a_semicolon_that_could_start_a_second_statement(self, monkeypatch, query):
+        monkeypatch.setitem(sys.modules, "psycopg", None)
+        monkeypatch.setitem(sys.modules, "psycopg2", type(sys)("psycopg2"))
+        with pytest.raises(CheckUnusable) as caught:
+            self.build({"name": "pg", "kind": "postgres", "query": query})
+        assert str(caught.value).startswith(f"Cannot use checks[0] (pg).query {query!r}: psycopg2 sends it as text, ")
+
+    def test_postgres_under_psycopg2_takes_a_trailing_semicolon(self, monkeypatch):
+        monkeypatch.setitem(sys.modules, "psycopg", None)
+        monkeypatch.setitem(sys.modules, "psycopg2", type(sys)("psycopg2"))
+        [check] = self.build({"name": "pg", "kind": "postgres", "query": "SELECT 1 ;\n"})
+        assert check.probe.query == "SELECT 1 ;\n"
+
     def test_postgres_without_a_driver_says_so(self, monkeypatch):
         monkeypatch.setitem(sys.modules, "psycopg", None)
         monkeypatch.setitem(sys.modules, "psycopg2", None)
