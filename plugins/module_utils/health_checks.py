@@ -476,6 +476,21 @@ def _mongodb_probe(options: dict[str, Any], what: str) -> MongodbProbe:
     return MongodbProbe(pymongo=pymongo, **options)
 
 
+# Options that mean something only over TLS.
+TLS_OPTIONS = ("validate_certs", "ca_file")
+
+
+def _without_tls(kind: str, options: dict[str, Any]) -> str | None:
+    """Why a check talks without TLS, and what would change that; None when it uses TLS (or may)."""
+    if kind == "http" and urlsplit(options["url"]).scheme != "https":
+        return f"url {options['url']} is not https://; use https://"
+    if kind in ("redis", "mongodb") and not options["tls"]:
+        return "tls is false; set tls: true"
+    if kind == "postgres" and options["sslmode"] == "disable":
+        return "sslmode is disable; choose another sslmode"
+    return None
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any], str], Callable[[float], None]]] = {
     "http": _http_probe,
     "tcp": lambda options, what: TcpProbe(host=options["host"], port=int(options["port"])),
@@ -505,8 +520,18 @@ def build_checks(specs: list[Mapping[str, Any]], thresholds: Thresholds, window:
         timeout = DEFAULT_TIMEOUT if spec.get("timeout") is None else float(spec["timeout"])
         if timeout <= 0:
             raise CheckUnusable(f"Cannot use {what}.timeout {timeout:g}: expected seconds above 0")
-        checks.append(Check(name=name, kind=spec["kind"], probe=BUILDERS[spec["kind"]](options, what),
-                            timeout=timeout, thresholds=own, window=Window(window)))
+        probe = BUILDERS[spec["kind"]](options, what)
+        # Only the options the check sets: the kind's defaults (validate_certs true) are no request.
+        given = [key for key in TLS_OPTIONS if key in options and spec.get(key) is not None]
+        why = _without_tls(spec["kind"], options) if given else None
+        if why:
+            # Ignored, they would leave a check that reads as verified in plain text, Redis's AUTH
+            # with its password included.
+            names = " and ".join(given)
+            raise CheckUnusable(f"Cannot use {what}: {names} only appl{'y' if len(given) > 1 else 'ies'} over TLS, "
+                                f"and {why} or remove {names}")
+        checks.append(Check(name=name, kind=spec["kind"], probe=probe, timeout=timeout, thresholds=own,
+                            window=Window(window)))
     return checks
 
 

@@ -96,14 +96,18 @@ options:
         type: dict
       validate_certs:
         description:
-          - V(http) and V(redis), V(mongodb) with O(checks[].tls). Verify the server's certificate and its
-            name (default V(true)). V(false) is for throwaway setups only.
+          - V(http) with an C(https://) URL, V(redis) and V(mongodb) with O(checks[].tls). Verify the server's
+            certificate and its name (default V(true)). V(false) is for throwaway setups only.
+          - Set on a check without TLS, it is refused, as is O(checks[].ca_file), rather than ignored.
         type: bool
       ca_file:
         description:
-          - V(http), V(redis), V(mongodb). The CA certificates (PEM) to verify the server against, instead
-            of the system's.
+          - V(http) with an C(https://) URL, V(redis) and V(mongodb) with O(checks[].tls). The CA certificates
+            (PEM) to verify the server against, instead of the system's.
           - V(postgres). C(sslrootcert), read by libpq.
+          - Set on a check without TLS (an C(http://) URL, O(checks[].tls=false), O(checks[].sslmode=disable)),
+            it is refused rather than ignored, which would probe in plain text (Redis's AUTH with its password
+            included).
         type: path
       unix_socket:
         description:

@@ -171,6 +171,39 @@ class TestBuildChecks:
             build_checks(specs, Thresholds(), 10)
         assert str(caught.value).startswith(message)
 
+    @pytest.mark.parametrize(
+        ("spec", "message"),
+        [
+            ({"kind": "redis", "ca_file": "/etc/redis/ca.crt"},
+             "ca_file only applies over TLS, and tls is false; set tls: true or remove ca_file"),
+            ({"kind": "redis", "validate_certs": False, "tls": False},
+             "validate_certs only applies over TLS, and tls is false; set tls: true or remove validate_certs"),
+            ({"kind": "redis", "validate_certs": True, "ca_file": "/etc/redis/ca.crt", "password": "secret"},
+             "validate_certs and ca_file only apply over TLS, and tls is false; set tls: true or remove validate_certs and ca_file"),
+            ({"kind": "mongodb", "ca_file": "/etc/mongodb/ca.crt"},
+             "ca_file only applies over TLS, and tls is false; set tls: true or remove ca_file"),
+            ({"kind": "http", "url": "http://h/api/health", "ca_file": "/nonexistent/ca.crt"},
+             "ca_file only applies over TLS, and url http://h/api/health is not https://; use https:// or remove ca_file"),
+            ({"kind": "http", "url": "http://localhost/", "unix_socket": "/run/s.sock", "validate_certs": False},
+             "validate_certs only applies over TLS, and url http://localhost/ is not https://; use https:// or remove validate_certs"),
+            ({"kind": "postgres", "sslmode": "disable", "ca_file": "/etc/postgresql/ca.crt"},
+             "ca_file only applies over TLS, and sslmode is disable; choose another sslmode or remove ca_file"),
+        ],
+    )
+    def test_tls_options_without_tls_are_refused(self, spec, message):
+        # Ignored, they would leave a check that reads as verified talking in plain text (Redis's
+        # AUTH with the password included).
+        with pytest.raises(CheckUnusable) as caught:
+            self.build({"name": "x", **spec})
+        assert str(caught.value) == f"Cannot use checks[0] (x): {message}"
+
+    def test_tls_options_unset_as_the_module_passes_them_are_not_refused(self):
+        # The module gives every option of a check, None when not set.
+        unset = dict.fromkeys(set().union(*health_checks.KIND_OPTIONS.values()))
+        [redis, http] = self.build({**unset, "name": "r", "kind": "redis"},
+                                   {**unset, "name": "h", "kind": "http", "url": "http://h/"})
+        assert redis.probe.context is None and http.probe.context is None
+
     def test_mongodb_without_pymongo_says_so(self, monkeypatch):
         monkeypatch.setitem(sys.modules, "pymongo", None)
         with pytest.raises(CheckUnusable, match="^Cannot probe mongodb: pymongo is not installed"):
