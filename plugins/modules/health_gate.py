@@ -82,7 +82,11 @@ options:
         type: list
         elements: int
       headers:
-        description: V(http). Request headers.
+        description:
+          - V(http). Request headers.
+          - Not logged, as they may carry a token (C(Authorization)); Ansible then masks each header value
+            wherever it appears in the result, so a header V(X-Forwarded-Proto=https) also turns the check's
+            target into C(GET ********://...).
         type: dict
       expect_json:
         description:
@@ -384,7 +388,8 @@ ARGUMENT_SPEC = {
         "url": {"type": "str"},
         "method": {"type": "str", "choices": ["GET", "HEAD"]},
         "status": {"type": "list", "elements": "int"},
-        "headers": {"type": "dict"},
+        # A bearer token or an API key rides here.
+        "headers": {"type": "dict", "no_log": True},
         "expect_json": {"type": "dict"},
         "expect_headers": {"type": "dict"},
         "validate_certs": {"type": "bool"},

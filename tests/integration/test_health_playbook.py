@@ -100,6 +100,23 @@ def test_module_failure_names_the_check_and_feeds_the_rollback_decision(gate_pla
     assert taken < 20
 
 
+def test_module_sends_the_headers_and_never_returns_their_values(tmp_path):
+    token = "Bearer health-probe-token-4f9a"
+    play = [{"name": "Gate", "hosts": "localhost", "gather_facts": False,
+             "tasks": [{"name": "Gate", "chajipoa.platform.health_gate": {
+                 "checks": [{"name": "api", "kind": "http", "url": "{{ api_url }}", "headers": {"Authorization": token}}],
+                 "consecutive": 1, "thresholds": {"p95_ms": 60000, "p99_ms": 60000}}}]}]
+    playbook = tmp_path / "headers.yml"
+    playbook.write_text(yaml.safe_dump(play))
+    with HealthServer() as server:
+        process, output = ansible_playbook(playbook, localhost(["local"]), tmp_path, "-e", f"api_url={server.url()}")
+        assert process.returncode == 0, process.stdout[-3000:]
+        assert server.headers["Authorization"] == token
+    gate = task_result(output, "Gate")
+    assert gate["passed"] and "invocation" in gate
+    assert "health-probe-token-4f9a" not in process.stdout + process.stderr
+
+
 @pytest.mark.parametrize(
     ("check", "message"),
     [

@@ -30,5 +30,6 @@ def test_the_documented_defaults_are_the_ones_applied():
     assert {key: spec[key]["default"] for key in spec} == DEFAULT_THRESHOLDS
 
 
-def test_the_password_is_never_logged():
+def test_the_password_and_the_headers_are_never_logged():
     assert CHECK_SPEC["password"]["no_log"] is True
+    assert CHECK_SPEC["headers"]["no_log"] is True
