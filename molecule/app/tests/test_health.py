@@ -52,7 +52,7 @@ def test_health_fails_by_its_deadline_naming_postgres_when_it_is_stopped(db, run
     assert not results[database]["passed"] and "postgres primary" in results[database]["msg"]
     # The API answers 503 and says which of its dependencies is down.
     assert not results[application]["passed"] and "app reference-api" in results[application]["msg"]
-    assert "postgres" in results[application]["msg"]
+    assert '"postgres":{"status":"down"' in results[application]["msg"]
     # Through the edge too: the live path answers 503 while PostgreSQL is down.
     edge = RUNNER.get_hosts("edge")[0]
     assert not results[edge]["passed"] and "edge /api/health" in results[edge]["msg"]

@@ -259,3 +259,12 @@ def test_the_completion_marker_is_the_archives_last_member(tmp_path):
     built = app_release.build(make_app(tmp_path / "a"), tmp_path / "out")
     with tarfile.open(built["archive"]) as archive:
         assert archive.getnames()[-1] == f"{built['version']}/.chajipoa-release"
+
+
+@pytest.mark.parametrize("stop_timeout, shutdown_ms", [(30, "29000"), (2, "1000"), (1, "1000")])
+def test_the_app_ends_its_stop_before_systemd_kills_it(stop_timeout, shutdown_ms):
+    """systemd sends SIGKILL app_stop_timeout seconds after SIGTERM; the API gives up on in-flight
+    requests after SHUTDOWN_TIMEOUT_MS (10 s when unset), so a longer app_stop_timeout alone would
+    not let long requests finish."""
+    env = parse(render_env(app_stop_timeout=stop_timeout))
+    assert env["SHUTDOWN_TIMEOUT_MS"] == shutdown_ms

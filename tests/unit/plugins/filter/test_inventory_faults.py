@@ -23,7 +23,8 @@ RULES = {
 }
 ROLES_DIR = str(ROOT / "roles")
 SECRETS = {
-    **{entry["name"]: f"secret-{entry['name']}" for entry in VARS["_validate_inventory_secrets"]},
+    # Long enough for the longest minimum a secret has (the API's signing secrets: 32 characters).
+    **{entry["name"]: f"secret-{entry['name']}-{'0' * 32}" for entry in VARS["_validate_inventory_secrets"]},
     # Wrapped, as openssl rand -base64 prints it.
     "mongodb_keyfile": "c2VjcmV0LWtleWZpbGUtY29udGVudHM=\nbW9yZQ==",
 }
@@ -393,3 +394,10 @@ def test_shared_addresses_refuses_what_is_not_a_list_of_inventory_hosts(hosts, m
     hostvars, _groups = inventory()
     with pytest.raises(AnsibleFilterError, match=message):
         shared_addresses(hosts, hostvars)
+
+
+@pytest.mark.parametrize("name", ["app_jwt_secret", "app_jwt_refresh_secret"])
+def test_a_signing_secret_needs_the_32_characters_the_api_requires(name):
+    assert faults("app1", app1={name: "s" * 32}) == []
+    assert faults("app1", app1={name: "s" * 31}) == [
+        f"Cannot configure app1: {name} (secret) is not a signing secret of at least 32 characters"]
