@@ -26,6 +26,8 @@ fetch    download the newest backups and manifests from S3 (or copy local ones) 
 Every command holds the per-host lock (waiting at most lock_timeout seconds); run and verify first
 remove what killed runs left behind. Every run rewrites the node_exporter textfile; an attempt
 counts as failed until it has succeeded, so no failure, crash or kill leaves metrics saying success.
+SIGTERM (systemd's TimeoutStartSec) ends a run through its clean-up, the attempt under way recorded
+as failed; one that could not record its end (SIGKILL, power loss) the next run records so.
 """
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config im
     DEFAULT_CONFIG, KINDS, BackupFailed, Config, load_env_file, log, targets)
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_sources import DUMPERS
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import (
-    RunLock, State, StateNotSaved, drop_staged_restores, remove_stale_scratch, remove_state_leftovers)
+    RunLock, State, StateNotSaved, Terminated, drop_staged_restores, remove_stale_scratch, remove_state_leftovers,
+    terminated_by_sigterm)
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_store import (
     LocalStore, S3Store, passed_verification, prune, record_verification)
 
@@ -200,6 +203,28 @@ def save(state: State) -> bool:
     return True
 
 
+def end_unfinished(state: State, why: str) -> None:
+    ended = state.end_unfinished()
+    for attempt in ended:
+        log(f"{attempt}: recorded as failed, {why}")
+    if ended:
+        save(state)
+
+
+@contextlib.contextmanager
+def recording(config: Config) -> Iterator[State]:
+    """The state of a run or verification, which holds the lock: no other run has an attempt under
+    way, so one recorded as under way was left by a run that was killed, and one of this run's still
+    under way when it ends was cut short (Terminated, a crash). Both are recorded as failed, so that
+    the monitoring reports them as BackupFailed rather than waiting for BackupRunTooLong."""
+    state = State(config)
+    end_unfinished(state, "left under way by a run that did not finish")
+    try:
+        yield state
+    finally:
+        end_unfinished(state, "cut short")
+
+
 def remove_leftovers(config: Config) -> None:
     """What runs killed mid-way left: partial backups (a MongoDB one may hold a password file),
     half-written files, throwaway clusters and the staging databases of restores. The caller holds the lock."""
@@ -220,36 +245,36 @@ def remove_leftovers(config: Config) -> None:
 
 def command_run(config: Config, args) -> int:
     key = config.manifest_key("take backups")
-    state = State(config)
-    local = LocalStore(config)
-    if state.rebuilt:
-        rebuild_state(config, state, local)
-    s3 = S3Store(config) if config.s3.get("bucket") else None
-    failures = 0
-    for kind, database in targets(config, args.only):
-        started = time.perf_counter()
-        state.backup_started(kind, database)
-        try:
-            state.save()
-            manifest, report = take_backup(config, kind, database, args.reason)
-            state.verification(kind, database, report)
-            log(f"{kind} {database}: {manifest['name']} ({manifest['bytes']} bytes) taken and verified")
-            if s3:
-                for name in upload_missing(local, s3, kind, database, key, config.allow_unsigned):
-                    log(f"{kind} {database}: uploaded {name} to s3://{s3.bucket}")
-            state.backup(kind, database, True, manifest, time.perf_counter() - started)
-            # Pruning only after this backup is safely in place (and in S3): a failed run deletes nothing.
-            for name in prune(local, kind, database, config.verified_minimum):
-                log(f"{kind} {database}: pruned local {name}")
-            if s3:
-                for name in prune(s3, kind, database, config.verified_minimum, s3_verified(local.list(kind, database))):
-                    log(f"{kind} {database}: pruned s3 {name}")
-            state.save()
-        except Exception as error:  # noqa: BLE001 - every failure must reach the metrics and the exit code
-            failures += 1
-            state.backup(kind, database, False, seconds=time.perf_counter() - started)
-            log(f"{kind} {database}: FAILED: {error}")
-            save(state)
+    with recording(config) as state:
+        local = LocalStore(config)
+        if state.rebuilt:
+            rebuild_state(config, state, local)
+        s3 = S3Store(config) if config.s3.get("bucket") else None
+        failures = 0
+        for kind, database in targets(config, args.only):
+            started = time.perf_counter()
+            state.backup_started(kind, database)
+            try:
+                state.save()
+                manifest, report = take_backup(config, kind, database, args.reason)
+                state.verification(kind, database, report)
+                log(f"{kind} {database}: {manifest['name']} ({manifest['bytes']} bytes) taken and verified")
+                if s3:
+                    for name in upload_missing(local, s3, kind, database, key, config.allow_unsigned):
+                        log(f"{kind} {database}: uploaded {name} to s3://{s3.bucket}")
+                state.backup(kind, database, True, manifest, time.perf_counter() - started)
+                # Pruning only after this backup is safely in place (and in S3): a failed run deletes nothing.
+                for name in prune(local, kind, database, config.verified_minimum):
+                    log(f"{kind} {database}: pruned local {name}")
+                if s3:
+                    for name in prune(s3, kind, database, config.verified_minimum, s3_verified(local.list(kind, database))):
+                        log(f"{kind} {database}: pruned s3 {name}")
+                state.save()
+            except Exception as error:  # noqa: BLE001 - every failure must reach the metrics and the exit code
+                failures += 1
+                state.backup(kind, database, False, seconds=time.perf_counter() - started)
+                log(f"{kind} {database}: FAILED: {error}")
+                save(state)
     if s3 and not s3.deletes:
         log(f"s3://{s3.bucket} has Object Lock: its copies are not pruned by this program but expire by the bucket's lifecycle rule")
     return 1 if failures else 0
@@ -274,49 +299,51 @@ def copy_to_verify(store, local: LocalStore, kind: str, database: str, backup: d
 
 def command_verify(config: Config, args) -> int:
     key = config.manifest_key("verify backups")
-    state = State(config)
-    local = LocalStore(config)
-    if state.rebuilt:
-        rebuild_state(config, state, local)
-    store = S3Store(config) if args.source == "s3" else local
-    reports, failures = [], 0
-    for kind, database in targets(config, args.only):
-        try:
-            backups = store.list(kind, database)[: args.latest]
-        except Exception as error:  # noqa: BLE001 - S3 unreachable: this database's verification fails, by name
-            backups, cause = [], f"{type(error).__name__}: {error}"
-        else:
-            cause = "there is none"
-        if not backups:
-            state.verification_started(kind, database, args.mode)
-            save(state)
-            failures += 1
-            log(f"{kind} {database}: FAILED: Cannot verify the backups of {database} in "
-                f"{store.location(kind, database)}: {cause}")
-            continue
-        for backup in backups:
-            state.verification_started(kind, database, args.mode)
-            save(state)
+    with recording(config) as state:
+        local = LocalStore(config)
+        if state.rebuilt:
+            rebuild_state(config, state, local)
+        store = S3Store(config) if args.source == "s3" else local
+        reports, failures = [], 0
+        for kind, database in targets(config, args.only):
             try:
-                with copy_to_verify(store, local, kind, database, backup) as path:
-                    report = verify_one(config, path, args.mode, key)
-            except Exception as error:  # noqa: BLE001 - the copy could not be fetched: this backup fails, by name
+                backups = store.list(kind, database)[: args.latest]
+            except Exception as error:  # noqa: BLE001 - S3 unreachable: this database's verification fails, by name
+                backups, cause = [], f"{type(error).__name__}: {error}"
+            else:
+                cause = "there is none"
+            if not backups:
+                state.verification_failed(kind, database, args.mode)
+                save(state)
                 failures += 1
-                log(f"{kind} {database}: FAILED: Cannot fetch backup {backup['name']} from "
-                    f"{store.location(kind, database)}: {error}")
+                log(f"{kind} {database}: FAILED: Cannot verify the backups of {database} in "
+                    f"{store.location(kind, database)}: {cause}")
                 continue
-            if store is local:
+            for backup in backups:
+                state.verification_started(kind, database, args.mode)
+                save(state)
                 try:
-                    record_verification(report)
-                except OSError as error:
+                    with copy_to_verify(store, local, kind, database, backup) as path:
+                        report = verify_one(config, path, args.mode, key)
+                except Exception as error:  # noqa: BLE001 - the copy could not be fetched: this backup fails, by name
                     failures += 1
-                    log(f"{kind} {database}: FAILED: Cannot record the verification of {backup['name']}: {error}")
-            state.verification(kind, database, report)
-            if not save(state) or not report.passed:
-                failures += 1
-            reports.append(report.as_dict())
-            log(f"{kind} {database}: {backup['name']} {args.mode} "
-                + ("passed" if report.passed else "FAILED: " + report.failure_message()))
+                    state.verification_failed(kind, database, args.mode)
+                    save(state)
+                    log(f"{kind} {database}: FAILED: Cannot fetch backup {backup['name']} from "
+                        f"{store.location(kind, database)}: {error}")
+                    continue
+                if store is local:
+                    try:
+                        record_verification(report)
+                    except OSError as error:
+                        failures += 1
+                        log(f"{kind} {database}: FAILED: Cannot record the verification of {backup['name']}: {error}")
+                state.verification(kind, database, report)
+                if not save(state) or not report.passed:
+                    failures += 1
+                reports.append(report.as_dict())
+                log(f"{kind} {database}: {backup['name']} {args.mode} "
+                    + ("passed" if report.passed else "FAILED: " + report.failure_message()))
     if args.json:
         _print_json(reports)
     return 1 if failures else 0
@@ -380,7 +407,7 @@ def record_failure(config: Config, args) -> None:
         if args.command == "run":
             state.backup(kind, database, False)
         else:
-            state.verification_started(kind, database, args.mode)
+            state.verification_failed(kind, database, args.mode)
     save(state)
 
 
@@ -425,10 +452,14 @@ def main(argv: list[str] | None = None) -> int:
         load_env_file(config.env_file)
         # One run at a time per host: the timers, an on-demand backup.yml and the backup_verify
         # module wait for each other, each at most timeout seconds.
-        with RunLock(config.lock_path, timeout, shlex.join(["chajipoa-backup", *argv])):
+        with terminated_by_sigterm(), RunLock(config.lock_path, timeout, shlex.join(["chajipoa-backup", *argv])):
             if args.command in ("run", "verify"):
                 remove_leftovers(config)
             return _HANDLERS[args.command](config, args)
+    except Terminated as error:
+        # recording() has recorded the attempt under way as failed; none had started before the lock.
+        log(f"chajipoa-backup {args.command}: FAILED: {error}")
+        return 1
     except Exception as error:  # noqa: BLE001 - no traceback leaves without the metrics saying it failed
         log(f"chajipoa-backup {args.command}: FAILED: {error}")
         record_failure(config, args)

@@ -4,9 +4,11 @@
 lock, and the leftovers of runs that were killed.
 
 Failures must always show: an attempt is recorded as failed before it starts and as succeeded only
-when it has, so a run killed at any point leaves metrics that say it failed; the metrics are written
-even when the state file cannot be (a full disk); an unreadable state file is reported and started
-anew, never a crash.
+when it has, so a run killed at any point leaves metrics that say it failed; while it is under way it
+also records when it started, which it clears when it ends either way, so that the monitoring tells
+a long run from a failed one and a run that never ended (killed without a chance to record it) from
+both; the metrics are written even when the state file cannot be (a full disk); an unreadable state
+file is reported and started anew, never a crash.
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from pathlib import Path
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_scratch
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import BackupFailed, Config, log
 
-_SECTIONS = ("backups", "verifications")
+# Each section's field that says whether the last attempt succeeded.
+_OUTCOME = {"backups": "last_run_success", "verifications": "last_success"}
+_SECTIONS = tuple(_OUTCOME)
 # When this process started, for the lock's holder record (the module is imported at start).
 _PROCESS_STARTED = backup_manifest.iso(backup_manifest.utc_now())
 
@@ -67,14 +71,19 @@ class State:
         entry.update(labels)
         return entry
 
+    def _backup(self, kind: str, database: str) -> dict:
+        return self._entry("backups", f"{kind}/{database}", kind=kind, database=database)
+
+    def _verification(self, kind: str, database: str, mode: str) -> dict:
+        return self._entry("verifications", f"{kind}/{database}/{mode}", kind=kind, database=database, mode=mode)
+
     def backup_started(self, kind: str, database: str) -> None:
         """Until it succeeds, an attempt counts as failed: a run killed mid-way says so."""
-        self._entry("backups", f"{kind}/{database}", kind=kind, database=database).update(
-            last_run=time.time(), last_run_success=0)
+        _start(self._backup(kind, database), "backups")
 
     def backup(self, kind: str, database: str, ok: bool, manifest: dict | None = None, seconds: float = 0.0) -> None:
-        entry = self._entry("backups", f"{kind}/{database}", kind=kind, database=database)
-        entry.update(last_run=time.time(), last_run_success=int(ok), last_duration_seconds=round(seconds, 3))
+        entry = _end(self._backup(kind, database), "backups", ok)
+        entry["last_duration_seconds"] = round(seconds, 3)
         if ok and manifest:
             entry.update(last_success=time.time(), last_size_bytes=manifest["bytes"], last_name=manifest["name"])
 
@@ -85,13 +94,27 @@ class State:
             last_success=finished, last_size_bytes=manifest["bytes"], last_name=manifest["name"])
 
     def verification_started(self, kind: str, database: str, mode: str) -> None:
-        self._entry("verifications", f"{kind}/{database}/{mode}", kind=kind, database=database, mode=mode).update(
-            last_run=time.time(), last_success=0)
+        _start(self._verification(kind, database, mode), "verifications")
 
     def verification(self, kind: str, database: str, report: backup_checks.Report) -> None:
-        self._entry("verifications", f"{kind}/{database}/{report.mode}", kind=kind, database=database,
-                    mode=report.mode).update(last_run=time.time(), last_success=int(report.passed),
-                                             name=report.manifest.get("name") or report.backup_path.name)
+        _end(self._verification(kind, database, report.mode), "verifications", report.passed)["name"] = (
+            report.manifest.get("name") or report.backup_path.name)
+
+    def verification_failed(self, kind: str, database: str, mode: str) -> None:
+        """A verification that could not run: no backup to verify, a copy that could not be fetched."""
+        _end(self._verification(kind, database, mode), "verifications", False)
+
+    def end_unfinished(self) -> list[str]:
+        """End every attempt still recorded as under way, as the failure it was recorded as at its
+        start; returns them by name. Called holding the lock, where no other run can have one under
+        way: at the start of a run, those of a run that was killed; at the end, this run's own that
+        were cut short (SIGTERM, a crash)."""
+        ended = []
+        for section in _SECTIONS:
+            for key, entry in sorted(self.data[section].items()):
+                if entry.pop("running_since", None) is not None:
+                    ended.append(f"{section.removesuffix('s')} {key}")
+        return ended
 
     def save(self) -> None:
         """The state file, then the metrics, each whatever became of the other."""
@@ -103,7 +126,7 @@ class State:
             problems.append(f"Cannot save the state file {self.path}: {error}")
             # What cannot be remembered did not happen: this process's attempts count as failed.
             for section, key in self._attempts:
-                self.data[section][key]["last_run_success" if section == "backups" else "last_success"] = 0
+                self.data[section][key][_OUTCOME[section]] = 0
         if self.config.metrics_file:
             metrics = render_metrics(self.data)
             try:
@@ -115,6 +138,17 @@ class State:
                 overwrite_metrics(self.config.metrics_file, metrics)
         if problems:
             raise StateNotSaved("; ".join(problems))
+
+
+def _start(entry: dict, section: str) -> None:
+    now = time.time()
+    entry.update({"last_run": now, _OUTCOME[section]: 0, "running_since": now})
+
+
+def _end(entry: dict, section: str, ok: bool) -> dict:
+    entry.pop("running_since", None)
+    entry.update({"last_run": time.time(), _OUTCOME[section]: int(ok)})
+    return entry
 
 
 def overwrite_metrics(path: Path, text: str) -> None:
@@ -142,11 +176,15 @@ _METRICS = (
     ("chajipoa_backup_last_run_timestamp_seconds", "backups", "last_run", "Unix time of the last backup attempt."),
     ("chajipoa_backup_last_run_success", "backups", "last_run_success",
      "1 if the last backup attempt succeeded (0 while one is running)."),
+    ("chajipoa_backup_running_since_timestamp_seconds", "backups", "running_since",
+     "Unix time the backup attempt under way started; present only while one is."),
     ("chajipoa_backup_last_size_bytes", "backups", "last_size_bytes", "Size of the last successful backup file."),
     ("chajipoa_backup_last_duration_seconds", "backups", "last_duration_seconds", "Duration of the last backup attempt."),
     ("chajipoa_backup_verify_last_timestamp_seconds", "verifications", "last_run", "Unix time of the last verification."),
     ("chajipoa_backup_verify_last_success", "verifications", "last_success",
      "1 if the last verification passed (0 while one is running)."),
+    ("chajipoa_backup_verify_running_since_timestamp_seconds", "verifications", "running_since",
+     "Unix time the verification under way started; present only while one is."),
 )
 
 
@@ -192,6 +230,28 @@ def deadline(seconds: float | None, what: str):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class Terminated(BaseException):
+    """SIGTERM: systemd's TimeoutStartSec ran out, or the unit was stopped. Not an Exception, for the
+    reason DeadlinePassed is not: it ends the run through every finally, the attempt under way
+    recorded as failed."""
+
+
+@contextlib.contextmanager
+def terminated_by_sigterm():
+    """Raise Terminated in the main thread on SIGTERM, instead of dying where the signal finds the
+    run (systemd's SIGKILL follows only after TimeoutStopSec)."""
+    def terminate(signum, _frame):
+        # Once: a second signal must not cut short the recording of the first.
+        signal.signal(signum, signal.SIG_IGN)
+        raise Terminated(f"terminated by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class RunLock:

@@ -500,10 +500,10 @@ def write_config(config: backup_program.Config, tmp_path: Path) -> Path:
     return path
 
 
-def start_program(config_file: Path, *args: str) -> subprocess.Popen:
+def start_program(config_file: Path, *args: str, **options) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", PROGRAM, "--config", str(config_file), *args],
                             env=dict(os.environ, PYTHONPATH=str(ROOT / "collections")), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
 
 
 def run_program(config_file: Path, *args: str) -> subprocess.CompletedProcess:
@@ -518,15 +518,64 @@ def gauge(metrics_file: Path, metric: str, database: str = "rental", mode: str |
                  if line.startswith(f"{metric}{{{labels}}} ")), None)
 
 
+RUNNING = "chajipoa_backup_running_since_timestamp_seconds"
+VERIFY_RUNNING = "chajipoa_backup_verify_running_since_timestamp_seconds"
+
+
+def hanging_tool(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A directory holding a stand-in of a PostgreSQL program that hangs (a mock, named as such), as
+    a stuck one does, and the file it writes its pid into once started."""
+    hanging, started = tmp_path / "hanging", tmp_path / f"{name}.pid"
+    hanging.mkdir()
+    (hanging / name).write_text(f"#!/bin/sh\necho $$ > {started}\nexec sleep 120\n")
+    (hanging / name).chmod(0o755)
+    return hanging, started
+
+
+def wait_for_start(started: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not (started.exists() and started.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_run_against_an_unreachable_server_fails_in_the_metrics_without_a_traceback(make_config, rental_db, tmp_path):
     config = make_config("rental")
     config_file = write_config(config, tmp_path)
     assert run_program(config_file, "run").returncode == 0
+    assert gauge(tmp_path / "metrics.prom", RUNNING) is None
     config.data["postgresql"]["port"] = free_port()
     result = run_program(write_config(config, tmp_path), "run", "--reason", "manual")
     assert result.returncode == 1
     assert "postgresql rental: FAILED: " in result.stderr and "Traceback" not in result.stderr
     assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
+    # Ended, if badly: BackupFailed's, not a run under way.
+    assert gauge(tmp_path / "metrics.prom", RUNNING) is None
+
+
+def test_a_backup_stopped_by_its_time_limit_records_its_end_as_failed(make_config, rental_db, pg_server, tmp_path):
+    """systemd's TimeoutStartSec sends SIGTERM to every process of the unit (pg_dump too): the run
+    ends through its clean-up, the attempt recorded as failed rather than left under way."""
+    config = make_config("rental")
+    assert run_program(write_config(config, tmp_path), "run").returncode == 0
+    hanging, started = hanging_tool(tmp_path, "pg_dump")
+    config.data["postgresql"]["bindir"] = str(hanging)
+    # A session of its own, as the unit's control group: the signal goes to all of it.
+    run = start_program(write_config(config, tmp_path), "run", "--reason", "manual", start_new_session=True)
+    try:
+        wait_for_start(started)
+        assert gauge(tmp_path / "metrics.prom", RUNNING) is not None, "under way, the attempt says since when"
+        os.killpg(run.pid, signal.SIGTERM)
+        _out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 1 and "chajipoa-backup run: FAILED: terminated by SIGTERM" in err, err
+    assert "Traceback" not in err
+    assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
+    assert gauge(tmp_path / "metrics.prom", RUNNING) is None
+    assert not running(int(started.read_text()))
+    assert not [path for path in (tmp_path / "backups").rglob("*") if ".partial" in path.name]
 
 
 def test_a_verification_that_cannot_run_fails_in_the_metrics_without_a_traceback(make_config, rental_db, tmp_path):
@@ -648,29 +697,31 @@ def test_a_verification_killed_mid_way_shows_as_failed_and_the_next_one_removes_
     config.data["scratch_dir"] = str(scratch)
     assert run_program(write_config(config, tmp_path), "run").returncode == 0
     assert run_program(write_config(config, tmp_path), "verify").returncode == 0
-    # A pg_restore that hangs (a stand-in, named as such), so the verification can be killed in it.
-    hanging, started = tmp_path / "hanging", tmp_path / "pg_restore.pid"
-    hanging.mkdir()
-    (hanging / "pg_restore").write_text(f"#!/bin/sh\necho $$ > {started}\nexec sleep 120\n")
-    (hanging / "pg_restore").chmod(0o755)
+    # The verification is killed in pg_restore.
+    hanging, started = hanging_tool(tmp_path, "pg_restore")
     config.data["postgresql"]["bindir"] = str(hanging)
     verify = start_program(write_config(config, tmp_path), "verify")
     stale = scratch / f"{verify.pid}-0badc0de"
     try:
-        deadline = time.monotonic() + 30
-        while not (started.exists() and started.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_start(started)
+        under_way = gauge(tmp_path / "metrics.prom", VERIFY_RUNNING, mode="quick")
+        assert under_way is not None, "under way, the verification says since when"
         postmaster = start_stale_cluster(stale, pg_server.bindir)
         verify.send_signal(signal.SIGKILL)
         verify.wait()
         os.kill(int(started.read_text()), signal.SIGKILL)
         assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_verify_last_success", mode="quick") == "0"
+        # SIGKILL leaves it no chance to record its end: until the next run, it reads as under way.
+        assert gauge(tmp_path / "metrics.prom", VERIFY_RUNNING, mode="quick") == under_way
         config.data["postgresql"]["bindir"] = str(pg_server.bindir)
         result = run_program(write_config(config, tmp_path), "verify")
         assert result.returncode == 0, result.stderr
         assert f"removed {stale}, left by a run that did not finish" in result.stderr
+        assert ("verification postgresql/rental/quick: recorded as failed, left under way by a run that did not finish"
+                in result.stderr)
         assert list(scratch.iterdir()) == [] and not running(postmaster)
         assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_verify_last_success", mode="quick") == "1"
+        assert gauge(tmp_path / "metrics.prom", VERIFY_RUNNING, mode="quick") is None
     finally:
         if (stale / "data").exists():
             subprocess.run(as_postgres(pg_server.bindir / "pg_ctl", "-D", stale / "data", "-m", "immediate", "stop"),

@@ -1,7 +1,7 @@
 """Unit tests of the backup program's parts that need no server: metrics text, S3 listing,
 credentials file, the lock, and MongoDB backups through a stand-in mongodump (which also carries
 the tests of failures that must show: no manifest key, unreadable state and verification records,
-an unreadable manifest, a run killed mid-dump, pruning below the verified minimum).
+an unreadable manifest, a run killed or terminated mid-dump, pruning below the verified minimum).
 
 The S3 listing test uses a stand-in paginator and the Redis TLS test a stand-in redis-cli (mocks,
 named as such); the program's real S3 traffic, PostgreSQL and Redis backups are tested against real
@@ -9,12 +9,14 @@ servers in tests/integration/test_backups.py and molecule/backup.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,8 @@ from ansible_collections.chajipoa.platform.plugins.module_utils import (
     backup_config, backup_manifest, backup_program, backup_sources, backup_state, backup_store)
 from tests import mongo_archives
 from tests.conftest import ROOT
+from tests.exposition import samples_by_name
+from tests.unit.fake_clock import FakeClock
 
 KEY = "unit-test-manifest-key"
 
@@ -296,14 +300,21 @@ def test_verify_fails_for_a_backup_whose_manifest_cannot_be_read(mongodb_config,
             in metrics(config))
 
 
-def test_a_run_killed_mid_dump_shows_as_failed_and_the_next_run_removes_its_password_file(mongodb_config, tmp_path):
-    config, tools = mongodb_config
-    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
-    assert backup_program.main(["--config", str(config_file(config)), "run"]) == 0
+RUNNING = "chajipoa_backup_running_since_timestamp_seconds"
+VERIFY_RUNNING = "chajipoa_backup_verify_running_since_timestamp_seconds"
+
+
+def samples(config: backup_program.Config) -> dict[str, list[str]]:
+    return samples_by_name(config.metrics_file.read_text())
+
+
+@contextlib.contextmanager
+def run_held_in_mongodump(config: backup_program.Config, tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """`run --reason manual` as a process of its own, held in a stand-in mongodump that hangs (a mock,
+    named as such), as a stuck dump does; yielded once mongodump has started."""
     hanging = tmp_path / "hanging"
     hanging.mkdir()
     started = tmp_path / "mongodump.pid"
-    # A stand-in mongodump that hangs (a mock, named as such), as a stuck dump does.
     (hanging / "mongodump").write_text(f"#!/bin/sh\necho $$ > {started}\nexec sleep 120\n")
     (hanging / "mongodump").chmod(0o755)
     run = program(config, "run", "--reason", "manual", path=hanging)
@@ -311,17 +322,102 @@ def test_a_run_killed_mid_dump_shows_as_failed_and_the_next_run_removes_its_pass
         deadline = time.monotonic() + 30
         while not (started.exists() and started.read_text().strip()) and time.monotonic() < deadline:
             time.sleep(0.05)
+        yield run
+    finally:
+        run.kill()
+        run.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(started.read_text()), signal.SIGKILL)
+
+
+def test_a_run_killed_mid_dump_shows_as_failed_and_the_next_run_ends_it_and_removes_its_password_file(
+        mongodb_config, tmp_path, capfd):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    argv = ["--config", str(config_file(config))]
+    assert backup_program.main(argv + ["run"]) == 0
+    assert RUNNING not in samples(config)
+    with run_held_in_mongodump(config, tmp_path) as run:
         partial = config.directory("mongodb", MONGO_DB) / f".partial-{run.pid}"
         assert (partial / "mongodump.yaml").exists(), "the options file holds the password while mongodump runs"
+        # Under way, the attempt says when it started: the monitoring tells a long run from a failed one.
+        [running] = samples(config)[RUNNING]
+        assert running.startswith(f'{RUNNING}{{kind="mongodb",database="{MONGO_DB}"}} ')
         run.send_signal(signal.SIGKILL)
         run.wait()
-    finally:
-        os.kill(int(started.read_text()), signal.SIGKILL)
     assert run_success(config) == f'chajipoa_backup_last_run_success{{kind="mongodb",database="{MONGO_DB}"}} 0'
+    # Nothing could record its end: it stays under way until a run holds the lock again.
+    assert samples(config)[RUNNING] == [running]
     assert partial.exists()
-    assert backup_program.main(["--config", str(config_file(config)), "run", "--reason", "weekly"]) == 0
+    capfd.readouterr()
+    # Any command that takes the lock knows that no attempt is still under way.
+    assert backup_program.main(argv + ["verify"]) == 0
+    assert (f"backup mongodb/{MONGO_DB}: recorded as failed, left under way by a run that did not finish"
+            in capfd.readouterr().err)
+    assert RUNNING not in samples(config)
+    assert run_success(config).endswith(" 0")
     assert not partial.exists()
+    assert backup_program.main(argv + ["run", "--reason", "weekly"]) == 0
     assert run_success(config).endswith(" 1")
+
+
+def test_a_run_terminated_by_systemd_records_its_attempt_as_failed(mongodb_config, tmp_path):
+    """systemd's TimeoutStartSec (or a stop) sends SIGTERM: the run ends through its clean-up and
+    records the attempt under way as failed, so that BackupFailed reports it at once."""
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    with run_held_in_mongodump(config, tmp_path) as run:
+        partial = config.directory("mongodb", MONGO_DB) / f".partial-{run.pid}"
+        assert RUNNING in samples(config)
+        run.send_signal(signal.SIGTERM)
+        _out, err = run.communicate(timeout=60)
+    assert run.returncode == 1, err
+    assert "chajipoa-backup run: FAILED: terminated by SIGTERM" in err
+    assert run_success(config) == f'chajipoa_backup_last_run_success{{kind="mongodb",database="{MONGO_DB}"}} 0'
+    assert RUNNING not in samples(config)
+    assert not partial.exists()
+    assert not json.loads((config.state_dir / "state.json").read_text())["backups"][f"mongodb/{MONGO_DB}"].get(
+        "running_since")
+
+
+def test_a_backup_is_running_until_it_ends(mongodb_config, monkeypatch):
+    config, _tools = mongodb_config
+    clock = FakeClock()
+    monkeypatch.setattr(backup_state.time, "time", clock)
+    state = backup_state.State(config)
+    labels = f'{{kind="mongodb",database="{MONGO_DB}"}}'
+    clock.now = 1000.0
+    state.backup_started("mongodb", MONGO_DB)
+    state.save()
+    assert samples(config)[RUNNING] == [f"{RUNNING}{labels} 1000.0"]
+    clock.now = 1060.0
+    state.backup("mongodb", MONGO_DB, False)
+    state.save()
+    failed = samples(config)
+    assert RUNNING not in failed and "chajipoa_backup_last_success_timestamp_seconds" not in failed
+    clock.now = 9000.0
+    state.backup_started("mongodb", MONGO_DB)
+    state.backup("mongodb", MONGO_DB, True, {"bytes": 5, "name": "x"})
+    state.save()
+    succeeded = samples(config)
+    assert RUNNING not in succeeded
+    assert succeeded["chajipoa_backup_last_success_timestamp_seconds"] == [
+        f"chajipoa_backup_last_success_timestamp_seconds{labels} 9000.0"]
+
+
+def test_a_verification_is_running_until_it_ends_even_when_there_is_nothing_to_verify(mongodb_config, capfd):
+    config, tools = mongodb_config
+    mongo_archives.stand_in_mongodump(tools, {"collections": {"chajipoa.rentals": 4}})
+    argv = ["--config", str(config_file(config))]
+    assert backup_program.main(argv + ["verify", "--mode", "deep"]) == 1
+    failed = samples(config)
+    assert VERIFY_RUNNING not in failed
+    assert failed["chajipoa_backup_verify_last_success"] == [
+        f'chajipoa_backup_verify_last_success{{kind="mongodb",database="{MONGO_DB}",mode="deep"}} 0']
+    assert backup_program.main(argv + ["run"]) == 0
+    assert backup_program.main(argv + ["verify", "--mode", "deep"]) == 0
+    assert VERIFY_RUNNING not in samples(config)
+    assert samples(config)["chajipoa_backup_verify_last_success"][0].endswith('mode="deep"} 1')
 
 
 @pytest.mark.parametrize("minimum, kept", [(0, ["newest"]), (2, ["newest", "third", "fourth"]), (9, ["newest", "third", "fourth"])])
