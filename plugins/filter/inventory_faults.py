@@ -24,7 +24,9 @@ description:
     of group C(redis), MongoDB members 1, 3, 5 or 7), C(private_address) shared with another host,
     administrators without SSH keys or a root SSH login the C(common) role would lock out, S3 settings
     of the backup role that only work together (a KMS key needs V(aws:kms), an access key id needs
-    its secret); the roles' plain defaults stand in for what the inventory leaves out.
+    its secret), a backup host's unit time limits (C(backup_run_timeout_minutes),
+    C(backup_verify_timeout_minutes)) longer than a monitoring host's C(monitoring_backup_run_max_minutes);
+    the roles' plain defaults stand in for what the inventory leaves out.
   - Outside development (C(env_name)), the variables of O(rules.required_outside_development) must
     be set and non-empty, and every C(vault.yml) under the inventories' C(group_vars) and C(host_vars)
     must be encrypted (read raw, as Ansible's own lookups would decrypt it).

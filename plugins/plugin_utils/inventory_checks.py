@@ -661,6 +661,22 @@ class HostCheck:
             self.fault(f"backup_s3_kms_key_id is set but backup_s3_sse is {show(sse)}; a KMS key needs aws:kms")
         if bool(self.effective("backup_s3_access_key_id")) != bool(self.effective("backup_s3_secret_access_key")):
             self.fault("backup_s3_access_key_id and backup_s3_secret_access_key are set together or both left empty")
+        self.check_backup_time_limits()
+
+    def check_backup_time_limits(self) -> None:
+        """Each monitoring host renders the alerts on runs that never end from its own limit: a run
+        this host's units let go on longer would page while it may still end well."""
+        for monitor in self.groups.get("monitoring") or []:
+            value = self._peer(monitor, "monitoring_backup_run_max_minutes")
+            allowed = _whole_number(self.defaults.get("monitoring_backup_run_max_minutes") if value is None else value)
+            for name, alert in (("backup_run_timeout_minutes", "BackupRunTooLong"),
+                                ("backup_verify_timeout_minutes", "BackupVerificationRunTooLong")):
+                limit = _whole_number(self.effective(name))
+                # A value that is not a number is the formats' to report.
+                if allowed is not None and limit is not None and limit > allowed:
+                    self.fault(f"{name} ({limit}) is more than monitoring_backup_run_max_minutes ({allowed}) of {monitor}; "
+                               f"{alert} would fire while a run may still be going on: raise the monitoring limit or "
+                               "lower the backup's")
 
     def check_providers(self) -> None:
         """A provider the app names needs its account settings; its keys are conditional secrets."""

@@ -112,12 +112,13 @@ def exporter(args: list[str], port: int, env: dict | None = None, log: Path | No
 
 # --- node exporter with the backup program's textfile -------------------------------------------
 def test_node_exporter_and_backup_textfile(tmp_path):
+    # Attempts under way, so that every family the rules read is there (a running one exists only then).
     state = {
         "backups": {"postgres/chajipoa": {"kind": "postgres", "database": "chajipoa", "last_run": 1.7e9,
-                                          "last_run_success": 1, "last_success": 1.7e9, "last_size_bytes": 1024,
-                                          "last_duration_seconds": 2.5, "last_name": "x"}},
+                                          "last_run_success": 0, "last_success": 1.7e9, "last_size_bytes": 1024,
+                                          "last_duration_seconds": 2.5, "last_name": "x", "running_since": 1.7e9}},
         "verifications": {"postgres/chajipoa/thorough": {"kind": "postgres", "database": "chajipoa", "mode": "thorough",
-                                                         "last_run": 1.7e9, "last_success": 1}},
+                                                         "last_run": 1.7e9, "last_success": 0, "running_since": 1.7e9}},
     }
     textfiles = tmp_path / "textfile"
     textfiles.mkdir()

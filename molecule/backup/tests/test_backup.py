@@ -119,6 +119,11 @@ def sample(samples: dict, metric: str, kind: str, database: str, **extra: str) -
     return samples[(metric, frozenset({("kind", kind), ("database", database), *extra.items()}))]
 
 
+def running_attempts(samples: dict) -> list[tuple[str, frozenset]]:
+    """The backups and verifications the metrics say are under way."""
+    return [key for key in samples if key[0].endswith("_running_since_timestamp_seconds")]
+
+
 def s3(host, script: str, *args: str):
     """A boto3 script against moto, with the moto venv's boto3 (recent enough for ChecksumMode)."""
     prelude = (
@@ -428,6 +433,7 @@ def test_metrics_report_the_success(db, daily_backup):
         assert abs(last_success - dt.datetime.now(dt.timezone.utc).timestamp()) < 600
         assert sample(samples, "chajipoa_backup_last_size_bytes", kind, database) == manifest_of(db, daily_backup[kind])["bytes"]
         assert sample(samples, "chajipoa_backup_verify_last_success", kind, database, mode="quick") == 1
+    assert running_attempts(samples) == []
     assert db.file(METRICS).mode == 0o644
 
 
@@ -718,6 +724,8 @@ def test_failed_run_keeps_earlier_backups_and_reports_failure(db, failed_run):
         assert sample(after["samples"], "chajipoa_backup_last_run_success", kind, database) == 0
         assert sample(after["samples"], "chajipoa_backup_last_success_timestamp_seconds", kind, database) == sample(
             before["samples"], "chajipoa_backup_last_success_timestamp_seconds", kind, database)
+    # Ended, if badly: BackupFailed judges it (after monitoring_alert_for), not BackupRunTooLong.
+    assert running_attempts(after["samples"]) == []
 
 
 def firing_backup_alerts(drill, address: str) -> set[tuple[str, str, str]]:

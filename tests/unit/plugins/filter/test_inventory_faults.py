@@ -355,6 +355,34 @@ def test_an_example_vault_value_stops_production_but_not_development():
     assert faults("app1", env_name="development", app1={"app_jwt_secret": "example-app-jwt-secret-0123456789"}) == []
 
 
+@pytest.mark.parametrize(("host", "changes", "expected"), [
+    ("db1", {"db1": {"backup_verify_timeout_minutes": 721}},
+     "backup_verify_timeout_minutes (721) is more than monitoring_backup_run_max_minutes (720) of mon1; "
+     "BackupVerificationRunTooLong"),
+    ("backup1", {"mon1": {"monitoring_backup_run_max_minutes": 400}},
+     "backup_verify_timeout_minutes (720) is more than monitoring_backup_run_max_minutes (400) of mon1; "
+     "BackupVerificationRunTooLong"),
+    ("db1", {"db1": {"backup_run_timeout_minutes": "900"}, "mon1": {"monitoring_backup_run_max_minutes": 800}},
+     "backup_run_timeout_minutes (900) is more than monitoring_backup_run_max_minutes (800) of mon1; BackupRunTooLong"),
+])
+def test_a_backup_time_limit_beyond_the_monitorings_names_both(host, changes, expected):
+    """The monitoring hosts render BackupRunTooLong from their own limit: a run the backup role's unit
+    lets go on longer would page while it is still allowed to run."""
+    mon1 = {"private_address": "10.20.5.11", **changes.pop("mon1", {})}
+    found = faults(host, groups=MONITORING, mon1=mon1, **changes)
+    assert [fault for fault in found if "monitoring_backup_run_max_minutes" in fault] == [
+        f"Cannot configure {host}: {expected} would fire while a run may still be going on: "
+        "raise the monitoring limit or lower the backup's"], found
+
+
+def test_backup_time_limits_within_the_monitorings_are_no_fault():
+    # The defaults agree, at the limit exactly; without a monitoring host there is no alert to agree with.
+    assert faults("db1", groups=MONITORING, mon1={"private_address": "10.20.5.11"}) == []
+    assert faults("db1", db1={"backup_verify_timeout_minutes": 9000}) == []
+    assert faults("backup1", groups=MONITORING, mon1={"private_address": "10.20.5.11", "monitoring_backup_run_max_minutes": 60},
+                  backup1={"backup_run_timeout_minutes": 60, "backup_verify_timeout_minutes": 60}) == []
+
+
 # -- addresses two hosts share: one check of the whole inventory (shared_addresses) -----------------
 def test_a_shared_private_address_names_both_hosts():
     hostvars, groups = inventory(app1={"private_address": "10.20.2.11"})
