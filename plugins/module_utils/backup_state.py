@@ -7,7 +7,8 @@ Failures must always show: an attempt is recorded as failed before it starts and
 when it has, so a run killed at any point leaves metrics that say it failed; while it is under way it
 also records when it started, which it clears when it ends either way, so that the monitoring tells
 a long run from a failed one and a run that never ended (killed without a chance to record it) from
-both; the metrics are written even when the state file cannot be (a full disk); an unreadable state
+both; the first attempt is kept, so that a database never backed up successfully has an age too;
+the metrics are written even when the state file cannot be (a full disk); an unreadable state
 file is reported and started anew, never a crash.
 """
 from __future__ import annotations
@@ -72,7 +73,11 @@ class State:
         return entry
 
     def _backup(self, kind: str, database: str) -> dict:
-        return self._entry("backups", f"{kind}/{database}", kind=kind, database=database)
+        entry = self._entry("backups", f"{kind}/{database}", kind=kind, database=database)
+        # Until its first success, a database's backup is as old as its first attempt: one whose
+        # backups have failed from the start alerts like one whose last success is old.
+        entry.setdefault("first_attempt", time.time())
+        return entry
 
     def _verification(self, kind: str, database: str, mode: str) -> dict:
         return self._entry("verifications", f"{kind}/{database}/{mode}", kind=kind, database=database, mode=mode)
@@ -178,6 +183,8 @@ _METRICS = (
      "1 if the last backup attempt succeeded (0 while one is running)."),
     ("chajipoa_backup_running_since_timestamp_seconds", "backups", "running_since",
      "Unix time the backup attempt under way started; present only while one is."),
+    ("chajipoa_backup_first_attempt_timestamp_seconds", "backups", "first_attempt",
+     "Unix time of the first backup attempt recorded, the age of a backup that never succeeded."),
     ("chajipoa_backup_last_size_bytes", "backups", "last_size_bytes", "Size of the last successful backup file."),
     ("chajipoa_backup_last_duration_seconds", "backups", "last_duration_seconds", "Duration of the last backup attempt."),
     ("chajipoa_backup_verify_last_timestamp_seconds", "verifications", "last_run", "Unix time of the last verification."),

@@ -116,7 +116,8 @@ def test_node_exporter_and_backup_textfile(tmp_path):
     state = {
         "backups": {"postgres/chajipoa": {"kind": "postgres", "database": "chajipoa", "last_run": 1.7e9,
                                           "last_run_success": 0, "last_success": 1.7e9, "last_size_bytes": 1024,
-                                          "last_duration_seconds": 2.5, "last_name": "x", "running_since": 1.7e9}},
+                                          "last_duration_seconds": 2.5, "last_name": "x", "running_since": 1.7e9,
+                                          "first_attempt": 1.6e9}},
         "verifications": {"postgres/chajipoa/thorough": {"kind": "postgres", "database": "chajipoa", "mode": "thorough",
                                                          "last_run": 1.7e9, "last_success": 0, "running_since": 1.7e9}},
     }

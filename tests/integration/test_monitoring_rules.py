@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_config, backup_state
 from tests.conftest import ROOT
+from tests.exposition import samples_by_name
 from tests.integration.conftest import require_tools
 from tests.unit.roles import monitoring
 
@@ -297,10 +299,12 @@ CASES: dict[str, Case] = {
                             (f'mongodb_ss_connections{{{mongodb_view(i)}, conn_type="totalCreated"}}', gauge(10 ** 6))],
         drop=("conn_type",)),
     # A backup t hours old at every evaluation; a second older is a step.
+    # The first attempt, far older, counts only where there is no success (test_backups_that_never_succeeded_...).
     "BackupTooOld": Case(
         "monitoring_backup_max_age_hours",
-        lambda i, t, s, v: [(f'chajipoa_backup_last_success_timestamp_seconds{{{node(i, ",postgres,")}, kind="postgres", '
-                             f'database="chajipoa"}}', clock(-(t * 3600 + s)))]),
+        lambda i, t, s, v: [(f'chajipoa_backup_{gauge_name}{{{node(i, ",postgres,")}, kind="postgres", database="chajipoa"}}',
+                             clock(-age)) for gauge_name, age in (("last_success_timestamp_seconds", t * 3600 + s),
+                                                                  ("first_attempt_timestamp_seconds", 3 * t * 3600))]),
     # A finished attempt that failed fires after the ordinary `for`; one under way does not, however
     # long it has been running (quiet: as long as a run may take, far beyond the 2 h these alerts
     # once waited), which BackupRunTooLong watches.
@@ -497,6 +501,40 @@ def test_a_mutated_threshold_fails_its_tests(mutants, alert, mutation):
     for setting in SETTINGS:
         report = mutants[setting, alert, mutation]
         assert "FAILED" in report and f"name: {alert} " in report, f"{setting}: the {mutation} mutant passes:\n{report}"
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_backups_that_never_succeeded_are_too_old_after_the_max_age_from_their_first_attempt(tmp_path, monkeypatch,
+                                                                                             setting):
+    """The backup program's own metrics for a database whose every attempt has failed, the first at
+    promtool's time 0: BackupFailed fires after its `for`, and BackupTooOld once the first attempt is
+    more than monitoring_backup_max_age_hours old (its `for` later), not a minute before."""
+    settings = SETTINGS[setting]
+    variables = monitoring.variables(**settings)
+    with monkeypatch.context() as patched:
+        patched.setattr(backup_state.time, "time", lambda: 0.0)
+        state = backup_state.State(backup_config.Config({"backup_dir": str(tmp_path / "backups")}))
+        for _attempt in range(3):
+            state.backup_started("postgresql", "chajipoa")
+            state.backup("postgresql", "chajipoa", False)
+    hold = minutes(variables["monitoring_alert_for"])
+    too_old = variables["monitoring_backup_max_age_hours"] * 60 + 1 + hold
+    # Stored as the node exporter serves the file: with its target's labels.
+    target = 'job="node", instance="db1", groups=",postgres,", '
+    series = [{"series": sample.replace("{", "{" + target, 1), "values": f"{value}x{too_old}"}
+              for lines in samples_by_name(backup_state.render_metrics(state.data)).values()
+              for sample, value in (line.rsplit(" ", 1) for line in lines)]
+    assert not [entry for entry in series if entry["series"].startswith("chajipoa_backup_last_success_")]
+    labels = {"job": "node", "instance": "db1", "groups": ",postgres,", "kind": "postgresql", "database": "chajipoa"}
+    firing = [{"exp_labels": {**labels, "severity": "critical"}}]
+    tests = [{"name": f"never succeeded ({setting})", "interval": "1m", "input_series": series, "alert_rule_test": [
+        {"eval_time": f"{hold - 1}m", "alertname": "BackupFailed", "exp_alerts": []},
+        {"eval_time": f"{hold}m", "alertname": "BackupFailed", "exp_alerts": firing},
+        {"eval_time": f"{too_old - 1}m", "alertname": "BackupTooOld", "exp_alerts": []},
+        {"eval_time": f"{too_old}m", "alertname": "BackupTooOld", "exp_alerts": firing},
+    ]}]
+    result = run("promtool", "test", "rules", promtool_spec(tmp_path, write_documents(tmp_path, promtool_rules(settings)), tests))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_thresholds_reach_the_expressions():

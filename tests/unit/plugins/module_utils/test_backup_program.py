@@ -261,6 +261,9 @@ def test_a_run_without_a_manifest_key_fails_by_name_and_the_metrics_say_so(mongo
     assert "CHAJIPOA_BACKUP_MANIFEST_KEY is set neither" in capfd.readouterr().err
     assert run_success(config) == f'chajipoa_backup_last_run_success{{kind="mongodb",database="{MONGO_DB}"}} 0'
     assert not list(config.directory("mongodb", MONGO_DB).glob("*.manifest.json"))
+    # Never a success: the metrics still give BackupTooOld an age, from this first attempt.
+    assert "chajipoa_backup_last_success_timestamp_seconds" not in samples(config)
+    assert len(samples(config)["chajipoa_backup_first_attempt_timestamp_seconds"]) == 1
 
 
 @pytest.mark.parametrize("content", ["", '{"backups": {'], ids=["empty", "torn"])
@@ -380,21 +383,28 @@ def test_a_run_terminated_by_systemd_records_its_attempt_as_failed(mongodb_confi
         "running_since")
 
 
-def test_a_backup_is_running_until_it_ends(mongodb_config, monkeypatch):
+def test_a_backup_is_running_until_it_ends_and_its_age_counts_from_its_first_attempt(mongodb_config, monkeypatch):
     config, _tools = mongodb_config
     clock = FakeClock()
     monkeypatch.setattr(backup_state.time, "time", clock)
     state = backup_state.State(config)
     labels = f'{{kind="mongodb",database="{MONGO_DB}"}}'
+    first = f"chajipoa_backup_first_attempt_timestamp_seconds{labels} 1000.0"
     clock.now = 1000.0
     state.backup_started("mongodb", MONGO_DB)
     state.save()
     assert samples(config)[RUNNING] == [f"{RUNNING}{labels} 1000.0"]
+    assert samples(config)["chajipoa_backup_first_attempt_timestamp_seconds"] == [first]
     clock.now = 1060.0
     state.backup("mongodb", MONGO_DB, False)
     state.save()
     failed = samples(config)
     assert RUNNING not in failed and "chajipoa_backup_last_success_timestamp_seconds" not in failed
+    # Never succeeded: the first attempt is what BackupTooOld measures the age from, whatever fails later.
+    clock.now = 5000.0
+    state.backup("mongodb", MONGO_DB, False)
+    state.save()
+    assert samples(config)["chajipoa_backup_first_attempt_timestamp_seconds"] == [first]
     clock.now = 9000.0
     state.backup_started("mongodb", MONGO_DB)
     state.backup("mongodb", MONGO_DB, True, {"bytes": 5, "name": "x"})
@@ -403,6 +413,7 @@ def test_a_backup_is_running_until_it_ends(mongodb_config, monkeypatch):
     assert RUNNING not in succeeded
     assert succeeded["chajipoa_backup_last_success_timestamp_seconds"] == [
         f"chajipoa_backup_last_success_timestamp_seconds{labels} 9000.0"]
+    assert succeeded["chajipoa_backup_first_attempt_timestamp_seconds"] == [first]
 
 
 def test_a_verification_is_running_until_it_ends_even_when_there_is_nothing_to_verify(mongodb_config, capfd):
