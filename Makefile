@@ -17,12 +17,11 @@ SCENARIOS ?= $(filter $(LONG_SCENARIOS),$(ALL_SCENARIOS)) $(filter-out $(LONG_SC
 export MOLECULE_JOBS ?= 2
 # How Ansible runs module calls on the lab's hosts for make dev and the molecule scenarios. mitogen:
 # Mitogen for Ansible keeps one Python interpreter per host and hands it each call, where Ansible's
-# own linear strategy starts a new one through `docker exec` for every call (lab/strategy/
-# mitogen_linear.py; ratios in docs/performance.md). linear: Ansible's own, as AWX runs it.
+# own linear strategy starts a new one through `docker exec` for every call (the collection's
+# strategy chajipoa.platform.mitogen_linear; ratios in docs/performance.md). linear: Ansible's own.
 LAB_STRATEGY ?= mitogen
 ifeq ($(LAB_STRATEGY),mitogen)
 include lab/strategy/mitogen.env
-lab dev molecule: export ANSIBLE_STRATEGY_PLUGINS := $(CURDIR)/$(ANSIBLE_STRATEGY_PLUGINS)
 lab dev molecule: export ANSIBLE_STRATEGY := $(ANSIBLE_STRATEGY)
 else ifneq ($(LAB_STRATEGY),linear)
 $(error LAB_STRATEGY is '$(LAB_STRATEGY)': mitogen or linear)

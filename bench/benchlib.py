@@ -17,11 +17,14 @@ CALLS_CALLBACK = "chajipoa.platform.module_calls"
 
 
 def mitogen_settings(checkout: Path = ROOT) -> dict[str, str]:
-    """lab/strategy/mitogen.env (the Makefile's settings for Mitogen), its strategy directory absolute,
-    of this tree or of another commit's checkout (its strategy may build on its own collection)."""
+    """lab/strategy/mitogen.env (the Makefile's settings for Mitogen) of this tree or of another
+    commit's checkout; a strategy directory, which commits before the strategy joined the collection
+    name, made absolute."""
     lines = (checkout / "lab" / "strategy" / "mitogen.env").read_text().splitlines()
     settings = dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
-    return {**settings, "ANSIBLE_STRATEGY_PLUGINS": str(checkout / settings["ANSIBLE_STRATEGY_PLUGINS"])}
+    if "ANSIBLE_STRATEGY_PLUGINS" in settings:
+        settings["ANSIBLE_STRATEGY_PLUGINS"] = str(checkout / settings["ANSIBLE_STRATEGY_PLUGINS"])
+    return settings
 
 
 # The strategies a run may use, as the Makefile's LAB_STRATEGY sets them: the environment each needs.
@@ -31,7 +34,7 @@ STRATEGIES = {"linear": {}, "mitogen": mitogen_settings(), "collection-linear": 
 def strategy_env(strategy: str, checkout: Path = ROOT, **settings: str) -> dict[str, str]:
     """This process's environment with `strategy`'s settings (a key of STRATEGIES; Mitogen's as `checkout`
     has them) and no other's, plus `settings`."""
-    env = {name: value for name, value in os.environ.items() if name not in STRATEGIES["mitogen"]}
+    env = {name: value for name, value in os.environ.items() if name not in ("ANSIBLE_STRATEGY", "ANSIBLE_STRATEGY_PLUGINS")}
     env.update(mitogen_settings(checkout) if strategy == "mitogen" else STRATEGIES[strategy], **settings)
     return env
 
@@ -107,9 +110,13 @@ def baseline_checkout(revision: str) -> Path:
     return checkout
 
 
-def calls_per_host(calls: dict) -> str:
-    """"db1 25, db2 20": the module calls each host ran, for a write-up."""
-    return ", ".join(f"{host} {counts['calls']}" for host, counts in sorted(calls.items()))
+def calls_per_host(calls: dict, other_run: dict | None = None) -> str:
+    """"db1 24 (25), db2 20": the module calls each host ran, for a write-up; in brackets, where it
+    differs, the count of `other_run`."""
+    def other(host: str, count: int) -> str:
+        theirs = (other_run or {}).get(host, {}).get("calls", count)
+        return f" ({theirs})" if theirs != count else ""
+    return ", ".join(f"{host} {counts['calls']}{other(host, counts['calls'])}" for host, counts in sorted(calls.items()))
 
 
 def record(section: str, text: str) -> None:

@@ -12,7 +12,7 @@ connection under Ansible's linear strategy. Every arm runs with the project's an
   docker           community.docker.docker: a `docker exec` process per call (the lab's connection)
   docker_api       community.docker.docker_api: the engine's API from the controller, no CLI process
   ssh              ansible.builtin.ssh with ControlPersist (production hosts are reached over SSH)
-  mitogen docker   the same docker connection under Mitogen (lab/strategy/mitogen_linear.py)
+  mitogen docker   the same docker connection under Mitogen (chajipoa.platform.mitogen_linear)
   mitogen ssh      the same ssh connection under Mitogen
 
 Usage: python3 bench/module_call.py [--tasks 40] [--rounds 3]

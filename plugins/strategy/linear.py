@@ -30,11 +30,11 @@ description:
     Jinja plugins of every collection a task names by its full name (its module, or a filter like
     C(community.general.dict_kv) in its arguments or conditions), and the connection of each host.
   - No strategy of Ansible's or of the collections it bundles does this. Mitogen for Ansible's
-    strategy for the lab (C(lab/strategy/mitogen_linear.py) in the repository) is built on this one.
+    strategy C(chajipoa.platform.mitogen_linear) is built on this one.
 notes:
   - Select it with C(strategy = chajipoa.platform.linear) in C(ansible.cfg), C(ANSIBLE_STRATEGY), or a
     play's C(strategy) keyword. The project's C(ansible.cfg) leaves Ansible's own in place; C(make dev)
-    and molecule run Mitogen's, which is built on this one.
+    and molecule run C(chajipoa.platform.mitogen_linear), which is built on this one.
   - ansible-core warns that strategies outside C(ansible.builtin) are deprecated, and callbacks that
     tell Ansible's linear strategy by its name (C(ansible.posix.json) for one) list this one's results
     per host and task, as they list those of C(free). Neither changes what runs.
