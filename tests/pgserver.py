@@ -47,8 +47,13 @@ class PostgresServer:
     host = "127.0.0.1"
     user = "postgres"
 
-    def __init__(self, base_dir: str | os.PathLike | None = None, bindir: Path = BINDIR):
+    def __init__(self, base_dir: str | os.PathLike | None = None, bindir: Path = BINDIR,
+                 settings: dict[str, str] | None = None, hba: str | None = None):
+        """settings: postgresql.conf values (quoted as the file wants them) over the defaults below;
+        hba: the whole pg_hba.conf in place of initdb's, for a server set up as another one is (RDS)."""
         self.bindir = Path(bindir)
+        self.extra_settings = dict(settings or {})
+        self.hba = hba
         # The temporary directory must be reachable by the postgres user: under /tmp by default,
         # not under a TMPDIR such as /root/tmp that only root may enter.
         self.base_dir = Path(base_dir) if base_dir else Path("/tmp")
@@ -134,6 +139,8 @@ class PostgresServer:
                       "--no-instructions", "--nosync")
         finally:
             pwfile.unlink(missing_ok=True)
+        if self.hba is not None:
+            (self.datadir / "pg_hba.conf").write_text(self.hba)
 
     def _write_settings(self) -> None:
         settings = {
@@ -152,6 +159,7 @@ class PostgresServer:
             "shared_buffers": "'256MB'",
             "timezone": "'UTC'",
             "log_timezone": "'UTC'",
+            **self.extra_settings,
         }
         # postgresql.auto.conf is read last, so these win over initdb's postgresql.conf; rewritten
         # whole when start() retries on another port.
