@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE_VAULT_PASSWORD_FILE, ROOT, load_yaml
-from tests.unit.roles import rendering
+from tests.conftest import ROOT, load_yaml
+from tests.unit.roles import inventory_play, rendering
 
 PLAY = Path(__file__).with_name("app_environment.yml")
-VAULT = ["postgres_app_password", "redis_app_password", "app_jwt_secret", "app_jwt_refresh_secret",
-         "mongodb_app_password", "app_payment_client_id", "app_payment_client_secret", "app_sms_api_key",
-         "app_email_api_key"]
+PGBOUNCER_PLAY = Path(__file__).with_name("pgbouncer_config.yml")
 
 spec = importlib.util.spec_from_file_location("app_release", ROOT / "roles/app/files/app_release.py")
 app_release = importlib.util.module_from_spec(spec)
@@ -28,17 +24,7 @@ spec.loader.exec_module(app_release)
 
 def environments(*inventories: str) -> dict[str, dict[str, str]]:
     """Each app host's rendered environment file, parsed, as ansible-playbook printed it."""
-    args = ["ansible-playbook", str(PLAY)]
-    for inventory in inventories:
-        args += ["-i", str(ROOT / "inventories" / inventory)]
-    for name in VAULT:
-        args += ["-e", f"vault_{name}=test-{name}-0123456789abcdef0123456789abcdef"]
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CACHE_PLUGIN="memory",
-               ANSIBLE_VAULT_PASSWORD_FILE=str(EXAMPLE_VAULT_PASSWORD_FILE))
-    run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    task = json.loads(run.stdout)["plays"][0]["tasks"][-1]
-    return {host: parse(result["msg"]) for host, result in task["hosts"].items()}
+    return {host: parse(text) for host, text in inventory_play.last_task_messages(PLAY, *inventories).items()}
 
 
 def parse(text: str) -> dict[str, str]:
@@ -70,6 +56,8 @@ def test_tanzania_market_and_the_managed_endpoints_reach_the_environment():
             "postgresql://chajipoa:test-postgres_app_password-0123456789abcdef0123456789abcdef@127.0.0.1:6432/chajipoa"
             "?sslmode=verify-full&sslrootcert=/etc/chajipoa/apps/reference-api/database-ca.crt"
             "&connection_limit=20&pool_timeout=20")
+        # The app connects to PgBouncer on this host: sslrootcert is the CA that signed PgBouncer's
+        # certificate (test_the_app_verifies_pgbouncer_with_the_ca_that_signed_its_certificate), not RDS's.
         # ElastiCache's AUTH token is the default user's password (production's group_vars/app/managed.yml).
         assert env["REDIS_URL"].startswith("rediss://default:test-redis_app_password-")
         assert env["REDIS_URL"].endswith(f"@{endpoints['redis']['address']}:{endpoints['redis']['port']}")
@@ -79,6 +67,16 @@ def test_tanzania_market_and_the_managed_endpoints_reach_the_environment():
         assert env["JWT_SECRET"].startswith("test-app_jwt_secret-")
         assert env["PORT"] == "3001" and env["HOST"] == "127.0.0.1" and env["APP_VERSION"] == "1.0.0-0123456789ab"
         assert "SENTRY_DSN" not in env
+
+
+def test_the_app_verifies_pgbouncer_with_the_ca_that_signed_its_certificate():
+    """DATABASE_URL names 127.0.0.1:6432 with verify-full: the database CA the app installs must be the
+    one that signed PgBouncer's certificate. RDS's bundle signs RDS's certificate only, and is what
+    PgBouncer itself verifies RDS with."""
+    inventory = ROOT / "inventories/production"
+    for wiring in inventory_play.last_task_messages(PGBOUNCER_PLAY, "production", "tanzania").values():
+        assert wiring["app_database_ca"] == wiring["client_ca"] == f"{inventory}/files/pki/ca.crt"
+        assert wiring["server_ca"] == f"{inventory}/files/rds-global-bundle.pem"
 
 
 def test_production_alone_has_no_market_but_its_providers():
