@@ -27,6 +27,8 @@ description:
     its secret), a backup host's unit time limits (C(backup_run_timeout_minutes),
     C(backup_verify_timeout_minutes)) longer than a monitoring host's C(monitoring_backup_run_max_minutes);
     the roles' plain defaults stand in for what the inventory leaves out.
+  - Where a role of the host does not sign its own certificate (a switch of O(rules.tls_files) false
+    in the inventory, or unset outside development), that switch's file variables must be non-empty.
   - Outside development (C(env_name)), the variables of O(rules.required_outside_development) must
     be set and non-empty, and every C(vault.yml) under the inventories' C(group_vars) and C(host_vars)
     must be encrypted (read raw, as Ansible's own lookups would decrypt it).
@@ -85,6 +87,12 @@ options:
         description: Variables that must be non-empty on the hosts of their role outside development.
         type: list
         elements: str
+      tls_files:
+        description:
+          - A role's C(<role>_tls_self_signed) switch to the controller files the role then copies (certificate,
+            key, CA), required on the hosts of that role when the switch is false; unset, the switch is true
+            in development only, as the roles' defaults have it.
+        type: dict
   roles_dir:
     description: The directory of the roles whose argument specifications and prefixes apply.
     type: path

@@ -24,6 +24,7 @@ import yaml
 from jinja2.exceptions import UndefinedError
 
 from ansible.errors import AnsibleUndefinedVariable
+from ansible.module_utils.parsing.convert_bool import boolean
 
 Getter = Callable[[str], Any]
 # The gate runs on every site.yml: libyaml reads the roles' specifications several times faster.
@@ -307,6 +308,9 @@ class Rules:
         self.environments = list(rules.get("environments") or [])
         self.multiline = set(rules.get("multiline") or [])
         self.required_outside_development = list(rules.get("required_outside_development") or [])
+        self.tls_files: Mapping[str, list[str]] = rules.get("tls_files") or {}
+        if not isinstance(self.tls_files, Mapping) or not all(isinstance(names, list) for names in self.tls_files.values()):
+            raise RuleError("tls_files maps each <role>_tls_self_signed switch to a list of variables")
         self.checks = dict(BUILTIN_FORMATS)
         for name, pattern in (rules.get("patterns") or {}).items():
             if not isinstance(pattern, Mapping) or "pattern" not in pattern or "means" not in pattern:
@@ -550,6 +554,7 @@ class HostCheck:
         self.check_argument_specs()
         self.check_topology()
         self.check_environment()
+        self.check_tls_files()
         return self.faults
 
     def check_variables(self) -> None:
@@ -704,6 +709,28 @@ class HostCheck:
                            "travels in clear text")
         if self.effective("monitoring_email_to") and self.effective("monitoring_smtp_require_tls") is False:
             self.fault("monitoring_smtp_require_tls is false; outside development alert mails travel over STARTTLS")
+
+    def check_tls_files(self) -> None:
+        """A role that does not sign its own certificate copies it from the controller: the files must be
+        named, or its preflight stops the deploy on the host, after the other tiers have changed."""
+        env_name = self.value("env_name")
+        for switch, names in self.rules.tls_files.items():
+            owners = {role for role, entries in self.specs.items() if switch in entries.get("main", {})}
+            if not owners & self.roles:
+                continue
+            try:
+                self_signed = boolean(self.get(switch), strict=True)
+                why = f"env_name {show(env_name)}"
+            except KeyError:
+                # Unset: the roles' default, true in development only.
+                self_signed = env_name == "development"
+                why = f"its default outside development; env_name {show(env_name)}"
+            except TypeError:
+                continue  # not a boolean: the argument specification's check names it
+            missing = [name for name in names if not self.effective(name)]
+            if not self_signed and missing:
+                self.fault(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} empty or unset; with {switch} "
+                           f"false ({why}) the role copies its certificate, key and CA from these files on the controller")
 
     def check_environment(self) -> None:
         env_name = self.value("env_name")

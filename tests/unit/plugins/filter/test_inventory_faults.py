@@ -36,8 +36,11 @@ HOSTS = {
     "cache1": {"private_address": "10.20.3.11"},
     "cache2": {"private_address": "10.20.3.12", "redis_replica_of": "cache1"},
     "mongo1": {"private_address": "10.20.4.11"},
-    "app1": {"private_address": "10.20.1.11"},
-    "edge1": {"private_address": "10.20.0.11"},
+    # Outside development the certificates come from the controller (<role>_tls_self_signed false).
+    "app1": {"private_address": "10.20.1.11", "pgbouncer_tls_cert_file": "/inv/files/pki/app1-pgbouncer.crt",
+             "pgbouncer_tls_key_file": "/inv/files/pki/app1-pgbouncer.key", "pgbouncer_tls_ca_file": "/inv/files/rds.pem"},
+    "edge1": {"private_address": "10.20.0.11", "edge_tls_cert_file": "/inv/files/edge/fullchain.pem",
+              "edge_tls_key_file": "/inv/files/edge/privkey.pem", "edge_tls_ca_file": "/inv/files/edge/chain.pem"},
     # Dumps a managed server (RDS) over the network.
     "backup1": {"private_address": "10.20.6.11", "backup_postgres_host": "chajipoa.c9x.af-south-1.rds.amazonaws.com"},
 }
@@ -125,7 +128,9 @@ EDGE_DEFAULTS = load_yaml(ROOT / "roles/edge/defaults/main.yml")
 
 
 def test_the_edge_defaults_written_into_an_inventory_pass():
-    plain = {name: value for name, value in EDGE_DEFAULTS.items() if not (isinstance(value, str) and "{{" in value)}
+    # Not the empty certificate files: production must name its own (test_certificate_files_are_required_unless_self_signed).
+    plain = {name: value for name, value in EDGE_DEFAULTS.items()
+             if not (isinstance(value, str) and "{{" in value) and name not in TLS_FILES["edge1"][1]}
     assert {"edge_csp", "edge_security_headers", "edge_rate_limit", "edge_maintenance_message"} <= set(plain)
     assert faults("edge1", edge1=plain) == []
 
@@ -241,6 +246,28 @@ def test_topology_and_environment_faults(host, changes, expected):
 ])
 def test_an_account_sshd_will_admit_is_no_fault(app1):
     assert not any("sshd would refuse" in fault for fault in faults("app1", app1=app1))
+
+
+# The switch and the files it then needs, per role (PgBouncer on app hosts, nginx on edge hosts).
+TLS_FILES = {"app1": ("pgbouncer_tls_self_signed", ["pgbouncer_tls_cert_file", "pgbouncer_tls_key_file", "pgbouncer_tls_ca_file"]),
+             "edge1": ("edge_tls_self_signed", ["edge_tls_cert_file", "edge_tls_key_file", "edge_tls_ca_file"])}
+
+
+@pytest.mark.parametrize(("host", "count"), [(host, count) for host in TLS_FILES for count in (1, 3)])
+def test_certificate_files_are_required_unless_self_signed(host, count):
+    """The role's preflight would stop the deploy on the host; the validation play stops it first,
+    naming every file the inventory leaves out."""
+    switch, names = TLS_FILES[host]
+    blank = {name: "" for name in names[:count]}
+    assert faults(host, **{host: blank}) == [
+        f"Cannot configure {host}: {', '.join(names[:count])} {'is' if count == 1 else 'are'} empty or unset; "
+        f"with {switch} false (its default outside development; env_name 'production') the role copies "
+        "its certificate, key and CA from these files on the controller"]
+    # Set in the inventory, the switch decides in any environment.
+    assert faults(host, **{host: {**blank, switch: True}}) == []
+    assert faults(host, env_name="development", **{host: blank}) == []
+    found = faults(host, env_name="development", **{host: {**blank, switch: False}})
+    assert len(found) == 1 and f"with {switch} false (env_name 'development')" in found[0], found
 
 
 def test_ssh_sources_may_be_empty_in_development():
