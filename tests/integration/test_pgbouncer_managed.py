@@ -47,8 +47,9 @@ def operator_sql() -> list[str]:
     text = (ROOT / "docs/aws.md").read_text()
     section = text[text.index("## The logins on the managed servers"):]
     block = re.search(r"```sql\n(.*?)```", section, re.S).group(1)
-    assert "get_auth" not in block and "pgbouncer" not in block.lower(), "RDS cannot hold the auth function"
-    statements = " ".join(line for line in block.splitlines() if not line.startswith("--")).split(";")
+    sql = " ".join(line for line in block.splitlines() if not line.startswith("--"))
+    assert "get_auth" not in sql and "pgbouncer" not in sql.lower(), "RDS cannot hold the auth function or its login"
+    statements = sql.split(";")
 
     def literal(match: re.Match) -> str:
         return "'" + PASSWORDS[match.group(1)].replace("'", "''") + "'"
