@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -132,6 +133,24 @@ def test_node_exporter_and_backup_textfile(tmp_path):
     assert needed("node") - set(served) == set()
 
 
+def test_node_exporter_reports_a_partial_textfile(tmp_path):
+    """A backup textfile cut off mid-line, as a writer that did not rename a finished file leaves
+    it: the node exporter drops the file and says so in node_textfile_scrape_error, which
+    NodeTextfileScrapeError reads."""
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    whole = backup_state.render_metrics({"backups": {"postgres/chajipoa": {
+        "kind": "postgres", "database": "chajipoa", "last_run": 1.7e9, "last_run_success": 1, "last_success": 1.7e9}},
+        "verifications": {}})
+    (textfiles / "chajipoa_backup.prom").write_text(whole[:whole.rindex("{") + 5])
+    port = free_port()
+    with exporter(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}",
+                   f"--collector.textfile.directory={textfiles}"], port, log=tmp_path / "log"):
+        served = scrape(port)
+    assert served["node_textfile_scrape_error"] == ["node_textfile_scrape_error 1"]
+    assert not any(name.startswith("chajipoa_backup_") for name in served)
+
+
 # --- postgres_exporter with the role's custom queries --------------------------------------------
 class StatementsServer(PostgresServer):
     """The test server with pg_stat_statements loaded, as the postgres role loads it."""
@@ -175,18 +194,25 @@ def test_postgres_exporter_with_custom_queries(tmp_path, statements_server):
     assert [line.split()[-1] for line in served["pg_up"]] == ["1"]
     # A custom query that fails shows here, not as a missing name.
     assert [line.split()[-1] for line in served["pg_exporter_last_scrape_error"]] == ["0"], (tmp_path / "log").read_text()
-    assert needed("postgres") - set(served) == set()
+    # The primary's view of its standbys has no rows without one: test_primary_view_of_a_streaming_standby.
+    assert needed("postgres") - set(served) == PRIMARY_VIEW
     # On a primary: not a standby, no lag; the statements of the database the test ran.
     assert [line.split()[-1] for line in served["chajipoa_pg_replication_is_standby"]] == ["0"]
     assert any('datname="chajipoa"' in line for line in served["chajipoa_pg_statements_calls"])
 
 
-class StandbyServer(StatementsServer):
-    """A streaming standby of `primary`, cloned with pg_basebackup instead of initdb."""
+# The names of the primary's view of its standbys (query chajipoa_pg_standby).
+PRIMARY_VIEW = {"chajipoa_pg_standby_lag_seconds"}
 
-    def __init__(self, primary: PostgresServer):
+
+class StandbyServer(StatementsServer):
+    """A streaming standby of `primary`, cloned with pg_basebackup instead of initdb; it connects
+    with application_name `name`, as the postgres role's standbys with their slot names."""
+
+    def __init__(self, primary: PostgresServer, name: str = "db2"):
         super().__init__()
         self.primary = primary
+        self.name = name
         # The clone's logins are the primary's.
         self.password = primary.password
 
@@ -197,7 +223,7 @@ class StandbyServer(StatementsServer):
     def _write_settings(self) -> None:
         super()._write_settings()
         with (self.datadir / "postgresql.auto.conf").open("a") as settings:
-            quoted = self.primary.conninfo().replace("'", "''")
+            quoted = f"{self.primary.conninfo()} application_name={self.name}".replace("'", "''")
             settings.write(f"primary_conninfo = '{quoted}'\n")
         (self.datadir / "standby.signal").touch()
 
@@ -209,8 +235,9 @@ class StandbyServer(StatementsServer):
             time.sleep(0.1)
 
 
-def replication(server: PostgresServer, tmp_path: Path) -> dict[str, str]:
-    """The replication metrics the exporter serves for `server`, name -> value."""
+def served_by(server: PostgresServer, tmp_path: Path) -> dict[str, list[str]]:
+    """What the exporter with the role's queries serves for `server`, which it must scrape without
+    an error (every custom query succeeds: PostgresExporterScrapeError stays quiet)."""
     queries = tmp_path / "queries.yaml"
     queries.write_text(monitoring.render(monitoring.POSTGRES_QUERIES))
     port = free_port()
@@ -218,7 +245,51 @@ def replication(server: PostgresServer, tmp_path: Path) -> dict[str, str]:
     with exporter(["prometheus-postgres-exporter", f"--web.listen-address=127.0.0.1:{port}",
                    f"--extend.query-path={queries}"], port, env={"DATA_SOURCE_NAME": dsn}, log=tmp_path / "log"):
         served = scrape(port)
+    assert [line.split()[-1] for line in served["pg_exporter_last_scrape_error"]] == ["0"], (tmp_path / "log").read_text()
+    return served
+
+
+def replication(server: PostgresServer, tmp_path: Path) -> dict[str, str]:
+    """The replication metrics the exporter serves for `server`, name -> value."""
+    served = served_by(server, tmp_path)
+    assert not PRIMARY_VIEW & set(served), "a standby serves the primary's view"
     return {name: served[name][0].split()[-1] for name in served if name.startswith("chajipoa_pg_replication_")}
+
+
+def standby_view(primary: PostgresServer, tmp_path: Path) -> dict[str, dict[str, float]]:
+    """The primary's view of its standbys: application_name -> {metric: value}."""
+    served = served_by(primary, tmp_path)
+    views: dict[str, dict[str, float]] = {}
+    for name in ("chajipoa_pg_standby_lag_seconds", "chajipoa_pg_standby_lag_bytes"):
+        for line in served.get(name, []):
+            [standby] = re.findall(r'standby="([^"]*)"', line)
+            views.setdefault(standby, {})[name] = float(line.split()[-1])
+    return views
+
+
+def test_primary_view_of_a_streaming_standby(tmp_path, statements_server):
+    """The primary's exporter (the role's queries, no scrape error) sees its streaming standby by
+    application_name; with the standby's replay paused and WAL written on the primary, the primary's
+    view counts the WAL behind in bytes: the view PostgresReplicationLagHigh now also takes, read
+    from the primary's positions rather than the standby's."""
+    with StandbyServer(statements_server, name="db2") as standby:
+        standby.wait_for_receiver(streaming=True)
+        deadline = time.monotonic() + 30
+        while not (views := standby_view(statements_server, tmp_path)).get("db2", {}).keys() >= (
+                PRIMARY_VIEW | {"chajipoa_pg_standby_lag_bytes"}):
+            assert time.monotonic() < deadline, f"the primary's exporter does not see db2: {views}"
+            time.sleep(0.5)
+        assert needed("postgres") & PRIMARY_VIEW <= views["db2"].keys()
+        assert set(views) == {"db2"} and views["db2"]["chajipoa_pg_standby_lag_seconds"] >= 0
+        standby.execute("SELECT pg_wal_replay_pause()")
+        statements_server.execute("CREATE TABLE lagging AS SELECT generate_series(1, 10000) AS n", "chajipoa")
+        deadline = time.monotonic() + 30
+        while (behind := standby_view(statements_server, tmp_path)["db2"]["chajipoa_pg_standby_lag_bytes"]) <= 0:
+            assert time.monotonic() < deadline, "the primary's view counts no WAL behind a paused standby"
+            time.sleep(0.5)
+        assert behind > 0
+        standby.execute("SELECT pg_wal_replay_resume()")
+        statements_server.execute("DROP TABLE lagging", "chajipoa")
 
 
 def test_standby_replication_metrics(tmp_path, statements_server):
@@ -247,6 +318,8 @@ def test_redis_exporter_as_the_monitoring_user(tmp_path):
                       log=tmp_path / "log"):
             served = scrape(port)
     assert served["redis_up"] == ["redis_up 1"], (tmp_path / "log").read_text()
+    # Every command the exporter sends is one the ACL user may run: RedisExporterScrapeError stays quiet.
+    assert served["redis_exporter_last_scrape_error"] == ['redis_exporter_last_scrape_error{err=""} 0'], served
     assert needed("redis") - set(served) == set()
 
 

@@ -182,6 +182,14 @@ def backup_attempt(instance: str, success: int, running: float | None = None, mo
         [(f"{family}_running_since_timestamp_seconds{{{labels}}}", clock(-running))] if running is not None else [])
 
 
+def replication_views(standby: str, own: float, primarys: float) -> Series:
+    """A standby's lag by its own view (its exporter) and by its primary's (the primary's exporter,
+    label standby = the standby's application_name, here its instance)."""
+    return [(f'chajipoa_pg_replication_lag_seconds{{job="postgres", instance="{standby}"}}', gauge(own)),
+            (f'chajipoa_pg_standby_lag_seconds{{job="postgres", instance="{standby}-primary", standby="{standby}"}}',
+             gauge(primarys))]
+
+
 # A replica set's last operation, as optimeDate (milliseconds since the epoch).
 OPTIME = 1.7e12
 API_AGGREGATED = ("instance", "method", "route", "status_code", "le")
@@ -246,10 +254,10 @@ CASES: dict[str, Case] = {
                             (f'chajipoa_pg_statements_exec_seconds{{job="postgres", instance="{i}", datname="chajipoa"}}',
                              counter(6 * t + s * MICROSECOND))],
         start=1),
+    # A standby current by its own view (it replayed all it received) that its primary sees t seconds
+    # behind; test_replication_lag_is_the_larger_view also has the views the other way round.
     "PostgresReplicationLagHigh": Case(
-        "monitoring_postgres_replication_lag_seconds",
-        lambda i, t, s, v: [(f'chajipoa_pg_replication_lag_seconds{{job="postgres", instance="{i}"}}',
-                             gauge(t + s * MICROSECOND))]),
+        "monitoring_postgres_replication_lag_seconds", lambda i, t, s, v: replication_views(i, 0, t + s * MICROSECOND)),
     "PostgresStandbyNotStreaming": Case(
         None,
         lambda i, t, s, v: [(f'chajipoa_pg_replication_is_standby{{job="postgres", instance="{i}"}}', gauge(1)),
@@ -258,6 +266,12 @@ CASES: dict[str, Case] = {
         # A primary streams from nobody.
         quiet=lambda t, v: [('chajipoa_pg_replication_is_standby{job="postgres", instance="db1"}', gauge(0)),
                             ('chajipoa_pg_replication_streaming{job="postgres", instance="db1"}', gauge(0))]),
+    # The exporter reached PostgreSQL but a query failed; PostgreSQL down (quiet) is PostgresDown's.
+    "PostgresExporterScrapeError": Case(
+        None, lambda i, t, s, v: [(f'pg_exporter_last_scrape_error{{job="postgres", instance="{i}"}}', gauge(s)),
+                                  (f'pg_up{{job="postgres", instance="{i}"}}', gauge(1))],
+        quiet=lambda t, v: [('pg_exporter_last_scrape_error{job="postgres", instance="db9"}', gauge(1)),
+                            ('pg_up{job="postgres", instance="db9"}', gauge(0))]),
     "PgBouncerClientsWaiting": Case(
         "monitoring_pgbouncer_waiting_clients",
         lambda i, t, s, v: [(f'pgbouncer_pools_client_waiting_connections{{job="pgbouncer", instance="{i}", '
@@ -274,6 +288,16 @@ CASES: dict[str, Case] = {
                             ('redis_memory_max_bytes{job="redis", instance="cache9"}', gauge(0))]),
     "RedisRdbSaveFailing": Case(
         None, lambda i, t, s, v: [(f'redis_rdb_last_bgsave_status{{job="redis", instance="{i}"}}', gauge(1 - s))]),
+    # The error's text is a label of its own; Redis unreachable (quiet) is RedisDown's.
+    "RedisExporterScrapeError": Case(
+        None, lambda i, t, s, v: [(f'redis_exporter_last_scrape_error{{job="redis", instance="{i}", '
+                                   f'err="{"NOPERM this user has no permissions to run the info command" * s}"}}',
+                                   gauge(s)),
+                                  (f'redis_up{{job="redis", instance="{i}"}}', gauge(1))],
+        drop=("err",),
+        quiet=lambda t, v: [('redis_exporter_last_scrape_error{job="redis", instance="cache9", err="dial tcp: refused"}',
+                             gauge(1)),
+                            ('redis_up{job="redis", instance="cache9"}', gauge(0))]),
     "MongoDBDown": Case(None, lambda i, t, s, v: [(f'mongodb_up{{job="mongodb", instance="{i}"}}', gauge(1 - s))],
                         hold="monitoring_instance_down_for"),
     # Two members' views of member 2: unhealthy in either is unhealthy, and one alert for both views.
@@ -328,6 +352,8 @@ CASES: dict[str, Case] = {
                              f'database="chajipoa", mode="{mode}"}}', clock(-age))
                             for mode, age in (("thorough", t * 86400 + s), ("quick", 3 * t * 86400))],
         drop=("mode",)),
+    # A textfile the node exporter cannot read or parse (the backup program's, debsums').
+    "NodeTextfileScrapeError": Case(None, lambda i, t, s, v: [(f'node_textfile_scrape_error{{{node(i)}}}', gauge(s))]),
     # The common role's debsums metric: any changed file is past it.
     "PackageFilesChanged": Case(
         0, lambda i, t, s, v: [(f'chajipoa_package_files_changed{{{node(i)}}}', gauge(t + s))]),
@@ -533,6 +559,28 @@ def test_backups_that_never_succeeded_are_too_old_after_the_max_age_from_their_f
         {"eval_time": f"{too_old - 1}m", "alertname": "BackupTooOld", "exp_alerts": []},
         {"eval_time": f"{too_old}m", "alertname": "BackupTooOld", "exp_alerts": firing},
     ]}]
+    result = run("promtool", "test", "rules", promtool_spec(tmp_path, write_documents(tmp_path, promtool_rules(settings)), tests))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_replication_lag_is_the_larger_view(tmp_path, setting):
+    """PostgresReplicationLagHigh by the standby's own view past the threshold while its primary sees
+    it current (the case in CASES has it the other way round), and by both views at the threshold,
+    the primary's as the standby's instance under another name: neither view alone decides."""
+    settings = SETTINGS[setting]
+    variables = monitoring.variables(**settings)
+    t = variables["monitoring_postgres_replication_lag_seconds"]
+    hold = minutes(variables["monitoring_alert_for"])
+    firing = [{"exp_labels": {"job": "postgres", "instance": "own", "severity": "warning"}}]
+    tests = [{"name": name, "interval": "1m",
+              "input_series": [{"series": text, "values": values.format(n=hold + 2)} for text, values in series],
+              "alert_rule_test": [{"eval_time": f"{hold - 1}m", "alertname": "PostgresReplicationLagHigh", "exp_alerts": []},
+                                  {"eval_time": f"{hold + 1}m", "alertname": "PostgresReplicationLagHigh",
+                                   "exp_alerts": expected}]}
+             for name, series, expected in (
+                 (f"own view past ({setting})", replication_views("own", t + MICROSECOND, 0), firing),
+                 (f"both at ({setting})", replication_views("both", t, t), []))]
     result = run("promtool", "test", "rules", promtool_spec(tmp_path, write_documents(tmp_path, promtool_rules(settings)), tests))
     assert result.returncode == 0, result.stdout + result.stderr
 
