@@ -5,10 +5,13 @@ Alertmanager runs on a free loopback port with the rendered configuration, a gro
 clustering off, and its Slack-style and SMS webhooks pointed at an HTTP server of this test on
 loopback. The test posts alerts as Prometheus would:
 - db1 is down: InstanceDown for its node and postgres targets; RedisDown on db1 and on db2;
-- db2's /srv is past both the database storage and the disk thresholds, its / past the disk one.
-Alertmanager must mark db1's RedisDown (InstanceDown of db1's node target) and db2's /srv
-DiskSpaceLow (DatabaseStorageHigh of the same filesystem) suppressed, inhibited by exactly those
-alerts, and leave the rest active; the webhooks get the active ones only, one notification per
+- db2's /srv is past both the database storage and the disk thresholds, its / past the disk one;
+- db3's postgres target is down (its node target up), with its statement latency and its / disk
+  high; db4's statement latency is high.
+Alertmanager must mark db1's RedisDown (InstanceDown of db1's node target), db2's /srv
+DiskSpaceLow (DatabaseStorageHigh of the same filesystem) and db3's PostgresQueryLatencyHigh
+(InstanceDown of db3's postgres target: the rule for any other job, which nothing else here
+exercises) suppressed, inhibited by exactly those alerts, and leave the rest active; the webhooks get the active ones only, one notification per
 alert name and instance: the SMS gateway the critical ones, the team's channel all of them.
 """
 from __future__ import annotations
@@ -41,9 +44,16 @@ ALERTS = {
     "db2 /srv storage": alert("DatabaseStorageHigh", "db2", "node", "warning", mountpoint="/srv"),
     "db2 /srv disk": alert("DiskSpaceLow", "db2", "node", "warning", mountpoint="/srv"),
     "db2 / disk": alert("DiskSpaceLow", "db2", "node", "warning", mountpoint="/"),
+    # db3's postgres exporter is down, its node exporter up: only the second inhibition applies.
+    "db3 postgres down": alert("InstanceDown", "db3", "postgres", "critical"),
+    "db3 postgres latency": alert("PostgresQueryLatencyHigh", "db3", "postgres", "warning", datname="chajipoa"),
+    "db3 / disk": alert("DiskSpaceLow", "db3", "node", "warning", mountpoint="/"),
+    "db4 postgres latency": alert("PostgresQueryLatencyHigh", "db4", "postgres", "warning", datname="chajipoa"),
 }
-# Each suppressed alert and the one alert that inhibits it; the others stay active.
-INHIBITED_BY = {"db1 redis down": "db1 node down", "db2 /srv disk": "db2 /srv storage"}
+# Each suppressed alert and the one alert that inhibits it; the others stay active (db3's disk: another
+# job on that host; db4's latency: the same job on another host).
+INHIBITED_BY = {"db1 redis down": "db1 node down", "db2 /srv disk": "db2 /srv storage",
+                "db3 postgres latency": "db3 postgres down"}
 ACTIVE = [name for name in ALERTS if name not in INHIBITED_BY]
 
 
