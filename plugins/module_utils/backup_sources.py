@@ -29,7 +29,16 @@ def dump_postgresql(config: Config, database: str, path: Path) -> dict:
     target = config.pg_target()
     timings = {}
     # Autocommit, so that the explicit BEGIN opens the transaction itself with its isolation level.
+    env = target.env()
     with target.connect(database, autocommit=True) as connection:
+        # The dump's COPYs and the row counts are no application's statements: pg_stat_statements
+        # leaves them out, or they raise the mean latency PostgresQueryLatencyHigh watches every
+        # night. A superuser (the backup on the primary itself) sets that for its own sessions; a
+        # login that is no superuser may not, and has it from ALTER ROLE instead (the postgres
+        # role's postgres_untracked_logins, docs/aws.md on RDS).
+        if connection.info.parameter_status("is_superuser") == "on":
+            connection.execute("SET pg_stat_statements.track = none")
+            env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} -c pg_stat_statements.track=none".strip()
         connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = connection.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
         version, version_num = connection.execute(
@@ -43,7 +52,7 @@ def dump_postgresql(config: Config, database: str, path: Path) -> dict:
         dump_started = time.perf_counter()
         # pg_dump works in the exported snapshot while this transaction, which must stay open until
         # pg_dump has imported it, counts rows and reads the catalogue in the very same snapshot.
-        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=target.env()) as dump:
+        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env) as dump:
             with connection.cursor() as cursor:
                 counted = time.perf_counter()
                 cursor.execute(_TABLES)
