@@ -36,7 +36,6 @@ EXPORTER_NAMES = frozenset({
 ONLY_AFTER = {
     "chajipoa_backup_": "the backup program has run on a host",
     "ALERTS": "an alert fires",
-    "probe_ssl_earliest_cert_expiry": "a probed URL is HTTPS",
 }
 
 
