@@ -25,8 +25,11 @@ description:
     administrators without SSH keys or a root SSH login the C(common) role would lock out, S3 settings
     of the backup role that only work together (a KMS key needs V(aws:kms), an access key id needs
     its secret), a backup host's unit time limits (C(backup_run_timeout_minutes),
-    C(backup_verify_timeout_minutes)) longer than a monitoring host's C(monitoring_backup_run_max_minutes);
-    the roles' plain defaults stand in for what the inventory leaves out.
+    C(backup_verify_timeout_minutes)) longer than a monitoring host's C(monitoring_backup_run_max_minutes),
+    the AWS backup bucket's Object Lock and expiry days (C(aws_platform_backup_object_lock_days),
+    C(aws_platform_backup_expire_days)) that do not fit a backup host's C(backup_retention_s3) (a lock
+    shorter than its shortest period, or longer where the host prunes S3 itself, an expiry shorter
+    than its longest); the roles' plain defaults stand in for what the inventory leaves out.
   - Where a role of the host does not sign its own certificate (a switch of O(rules.tls_files) false
     in the inventory, or unset outside development), that switch's file variables must be non-empty.
   - Outside development (C(env_name)), the variables of O(rules.required_outside_development) must

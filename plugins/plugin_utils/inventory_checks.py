@@ -667,6 +667,40 @@ class HostCheck:
         if bool(self.effective("backup_s3_access_key_id")) != bool(self.effective("backup_s3_secret_access_key")):
             self.fault("backup_s3_access_key_id and backup_s3_secret_access_key are set together or both left empty")
         self.check_backup_time_limits()
+        self.check_backup_bucket_days()
+
+    def check_backup_bucket_days(self) -> None:
+        """The bucket aws_platform builds locks and expires this host's copies by days the inventory
+        copies from backup_retention_s3 (group_vars/all, read by the controller, which never sees
+        the backup role's retention). Where the inventory names them and the bucket has Object Lock,
+        they must fit the retention: a lock shorter than its shortest period leaves copies it still
+        keeps deletable by the host's own credentials, and one longer makes the prunes of a host that
+        deletes in S3 itself (backup_s3_object_lock false) fail on locked copies; an expiry shorter
+        than its longest period deletes copies it still keeps."""
+        lock_name, expire_name = "aws_platform_backup_object_lock_days", "aws_platform_backup_expire_days"
+        if not {lock_name, expire_name} & set(self.names) or self.effective("aws_platform_backup_object_lock") is False:
+            return
+        retention = self.effective("backup_retention_s3")
+        if not isinstance(retention, Mapping):
+            return
+        periods = {key: _whole_number(retention.get(key)) for key in ("daily_days", "weekly_days", "monthly_days")}
+        kept = [days for days in periods.values() if days is not None and days > 0]
+        # Values that are not numbers are the formats' and argument specifications' to report.
+        if not kept or None in periods.values():
+            return
+        shortest, longest = min(kept), max(kept)
+        lock, expire = _whole_number(self.effective(lock_name)), _whole_number(self.effective(expire_name))
+        if lock is not None and lock < shortest:
+            self.fault(f"{lock_name} ({lock}) is less than the shortest period of backup_retention_s3 ({shortest} days); "
+                       "copies the retention still keeps would lose their lock and could be deleted by the backup host's "
+                       "credentials: set them equal")
+        elif lock is not None and lock > shortest and self.value("backup_s3_object_lock") is False:
+            self.fault(f"{lock_name} ({lock}) is more than the shortest period of backup_retention_s3 ({shortest} days) "
+                       "and backup_s3_object_lock is false, so the backup program prunes in S3 and its deletions of "
+                       "copies still locked would fail: set them equal")
+        if expire is not None and expire < longest:
+            self.fault(f"{expire_name} ({expire}) is less than the longest period of backup_retention_s3 ({longest} days); "
+                       "the bucket's lifecycle rule would delete copies the retention still keeps: set them equal")
 
     def check_backup_time_limits(self) -> None:
         """Each monitoring host renders the alerts on runs that never end from its own limit: a run

@@ -414,6 +414,49 @@ def test_backup_time_limits_within_the_monitorings_are_no_fault():
                   backup1={"backup_run_timeout_minutes": 60, "backup_verify_timeout_minutes": 60}) == []
 
 
+# The AWS bucket's days as production's group_vars/all/aws.yml sets them, against the role's retention
+# (daily 30, weekly 90, monthly 365).
+BUCKET = {"aws_platform_backup_object_lock": True, "aws_platform_backup_object_lock_days": 30, "aws_platform_backup_expire_days": 365}
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"aws_platform_backup_expire_days": 90},
+     "aws_platform_backup_expire_days (90) is less than the longest period of backup_retention_s3 (365 days)"),
+    # The retention changed, the bucket not.
+    ({"backup_retention_s3": {"daily_days": 30, "weekly_days": 90, "monthly_days": 730, "pre_deploy_keep": 5}},
+     "aws_platform_backup_expire_days (365) is less than the longest period of backup_retention_s3 (730 days)"),
+    ({"aws_platform_backup_object_lock_days": 14},
+     "aws_platform_backup_object_lock_days (14) is less than the shortest period of backup_retention_s3 (30 days)"),
+    ({"backup_retention_s3": {"daily_days": 45, "weekly_days": 0, "monthly_days": 365, "pre_deploy_keep": 5}},
+     "aws_platform_backup_object_lock_days (30) is less than the shortest period of backup_retention_s3 (45 days)"),
+    ({"aws_platform_backup_object_lock_days": 60, "backup_s3_object_lock": False},
+     "aws_platform_backup_object_lock_days (60) is more than the shortest period of backup_retention_s3 (30 days) "
+     "and backup_s3_object_lock is false"),
+])
+def test_backup_bucket_days_that_do_not_fit_the_retention_name_both(changes, expected):
+    found = faults("backup1", backup1={**BUCKET, **changes})
+    (fault,) = [fault for fault in found if "aws_platform_backup" in fault]
+    assert fault.startswith(f"Cannot configure backup1: {expected}") and "backup_retention_s3" in fault, found
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    # A longer lock where the program never deletes in S3 (the lifecycle rule expires copies).
+    {"aws_platform_backup_object_lock_days": 60},
+    {"aws_platform_backup_expire_days": 400},
+    # Without Object Lock the program prunes and no rule expires copies: the days mean nothing.
+    {"aws_platform_backup_object_lock": False, "aws_platform_backup_expire_days": 1},
+])
+def test_backup_bucket_days_that_fit_the_retention_are_no_fault(changes):
+    assert faults("backup1", backup1={**BUCKET, **changes}) == []
+
+
+def test_backup_bucket_days_are_judged_only_on_backup_hosts_and_only_where_named():
+    assert faults("app1", app1={**BUCKET, "aws_platform_backup_expire_days": 90}) == []
+    assert faults("backup1", backup1={"backup_retention_s3": {"daily_days": 30, "weekly_days": 90, "monthly_days": 730,
+                                                              "pre_deploy_keep": 5}}) == []
+
+
 # -- addresses two hosts share: one check of the whole inventory (shared_addresses) -----------------
 def test_a_shared_private_address_names_both_hosts():
     hostvars, groups = inventory(app1={"private_address": "10.20.2.11"})
