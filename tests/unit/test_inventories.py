@@ -94,12 +94,38 @@ def test_the_tanzania_overlay_merges_over_production_and_leaves_the_rest_intact(
     # The overlay's market, region and domain...
     assert merged["common_timezone"] == "Africa/Dar_es_Salaam" != production["common_timezone"]
     assert merged["platform_public_domain"] == "chajipoa.co.tz"
-    assert merged["aws_platform_region"] == "af-south-1"
     assert merged["platform_market"]["currency"] == "TZS"
     # ...over production's values, which it does not name and which stay as production has them.
     assert merged["common_ntp_servers"] == production["common_ntp_servers"]
     assert merged["env_name"] == "production" and merged["inventory_overlay_of"] == "production"
     assert merged["aws_endpoints"] == load_yaml(ROOT / "inventories/production/group_vars/all/aws_endpoints.yml")["aws_endpoints"]
+
+
+def overlay_variables() -> dict:
+    """Every variable the Tanzania overlay's group_vars/all files set, by name."""
+    found = {}
+    for path in sorted((ROOT / "inventories/tanzania/group_vars/all").glob("*.yml")):
+        found.update(load_yaml(path) or {})
+    return found
+
+
+def test_the_tanzania_overlay_owns_the_region_and_its_zones_together():
+    """The preflight refuses zones outside the region, so a region overlaid without its zones would
+    make production's zones follow it. Production has the same region today, so comparing the merged
+    value with af-south-1 would pass without the overlay: the overlay's own files must set both."""
+    overlay = overlay_variables()
+    assert {"aws_platform_region", "aws_platform_availability_zones"} <= set(overlay)
+    zones = overlay["aws_platform_availability_zones"]
+    assert len(zones) >= 2 and all(re.fullmatch(re.escape(overlay["aws_platform_region"]) + "[a-z]", zone) for zone in zones)
+    production = load_yaml(ROOT / "inventories/production/group_vars/all/aws.yml")
+    # One zone per subnet, as production's networks are laid out.
+    assert len(zones) == len(production["aws_platform_private_subnet_cidrs"]) == len(production["aws_platform_public_subnet_cidrs"])
+
+
+def test_every_variable_the_tanzania_overlay_sets_wins_over_production():
+    merged = overlay_inventory()["all"]["vars"]
+    overlay = overlay_variables()
+    assert {name: merged[name] for name in overlay} == overlay
 
 
 def test_the_example_vault_is_encrypted_and_holds_every_vault_name_the_inventory_uses():
