@@ -25,6 +25,10 @@ description:
   - One change may take several calls (the settings, the replica count, encryption in transit, the
     token), each once the group is available again; with O(wait=false) AWS may refuse a later one
     while the group is still modifying, and the next run finishes the job.
+  - Encryption in transit is compared with its mode too (C(TransitEncryptionMode), the mode a pending
+    modification moves to when there is one); a group left in V(preferred), which accepts plain
+    connections as well, is a change, and the run requires TLS. A group that reports no mode but has
+    encryption in transit is taken as V(required), AWS's mode for it.
 version_added: 0.5.0
 author: ChajiPoa Infrastructure engineers (!UNKNOWN)
 requirements: [boto3]
@@ -79,6 +83,7 @@ options:
     description:
       - Encryption in transit (TLS). From engine 7 AWS changes it in place (through C(TransitEncryptionMode)
         V(preferred)); before, it cannot change afterwards.
+      - When true, TLS is required (C(TransitEncryptionMode=required)); a group found in V(preferred) is moved on to V(required).
     type: bool
     default: true
   kms_key_id:
@@ -149,6 +154,10 @@ replication_group:
     status: {description: The group's status., type: str, sample: available}
     at_rest_encryption: {description: Encrypted at rest., type: bool, sample: true}
     transit_encryption: {description: Encrypted in transit., type: bool, sample: true}
+    transit_encryption_mode:
+      description: V(required) (TLS only) or V(preferred) (TLS and plain), the mode a pending modification moves to if any; null without encryption in transit.
+      type: str
+      sample: required
     auth_token_enabled: {description: Clients must AUTH., type: bool, sample: true}
     kms_key_id: {description: The KMS key of encryption at rest., type: str}
     automatic_failover: {description: Automatic failover., type: bool, sample: true}
@@ -208,8 +217,8 @@ MODIFIABLE = {
 MEMBER_SETTINGS = ("engine_version", "cache_subnet_group_name", "security_group_ids", "parameter_group_name")
 
 # The settings the result carries as the group's description has them.
-RETURNED_SETTINGS = ("at_rest_encryption", "transit_encryption", "auth_token_enabled", "kms_key_id", "automatic_failover",
-                     "multi_az", "node_type")
+RETURNED_SETTINGS = ("at_rest_encryption", "transit_encryption", "transit_encryption_mode", "auth_token_enabled", "kms_key_id",
+                     "automatic_failover", "multi_az", "node_type")
 
 ALWAYS_IMMUTABLE = frozenset({"at_rest_encryption", "kms_key_id", "port", "cache_subnet_group_name", "engine"})
 
@@ -219,6 +228,17 @@ def immutable_settings(engine_version: str | None) -> frozenset[str]:
     before 7 (and when the version could not be read)."""
     major = aws_managed.major_version(engine_version)
     return ALWAYS_IMMUTABLE if major is not None and major >= 7 else ALWAYS_IMMUTABLE | {"transit_encryption"}
+
+
+def transit_encryption_mode(group: dict) -> str | None:
+    """How the group takes connections: required (TLS only), preferred (TLS and plain) or None (no
+    encryption in transit). A pending modification counts as done: it is on its way, and asking
+    again while the group applies it is refused. A group with encryption in transit and no mode
+    (older descriptions, and moto's) is required, the mode AWS gives it."""
+    if not group.get("TransitEncryptionEnabled", False):
+        return None
+    pending = (group.get("PendingModifiedValues") or {}).get("TransitEncryptionMode")
+    return pending or group.get("TransitEncryptionMode") or "required"
 
 
 def group_settings(group: dict) -> dict:
@@ -234,6 +254,9 @@ def group_settings(group: dict) -> dict:
         "multi_az": group.get("MultiAZ") == "enabled",
         "at_rest_encryption": group.get("AtRestEncryptionEnabled", False),
         "transit_encryption": group.get("TransitEncryptionEnabled", False),
+        # Compared, not only reported: "preferred" still accepts plain connections, so a group the
+        # two-step move left there (the second call refused or failed) is a change until it is required.
+        "transit_encryption_mode": transit_encryption_mode(group),
         "kms_key_id": group.get("KmsKeyId"),
         "auth_token_enabled": group.get("AuthTokenEnabled", False),
         "snapshot_retention_limit": group.get("SnapshotRetentionLimit"),
@@ -325,6 +348,8 @@ class ReplicationGroup(aws_managed.ManagedResource):
             "port": params["port"],
             "at_rest_encryption": params["at_rest_encryption"],
             "transit_encryption": params["transit_encryption"],
+            # Turning it off is transit_encryption's change; the mode is only managed while it is on.
+            "transit_encryption_mode": "required" if params["transit_encryption"] else None,
             "kms_key_id": aws_managed.kms_key_arn(params, params["kms_key_id"]),
             # Only ever turned on here: a token is added with SET; removing one is not this module's job.
             "auth_token_enabled": True if params["auth_token"] else None,
@@ -379,6 +404,9 @@ class ReplicationGroup(aws_managed.ManagedResource):
                 self.modify("require transit encryption", TransitEncryptionMode="required")
             else:
                 self.modify("turn transit encryption off", TransitEncryptionEnabled=False)
+        elif "transit_encryption_mode" in found:
+            # Encrypted but still "preferred": the second step of an earlier move, which did not happen.
+            self.modify("require transit encryption", TransitEncryptionMode="required")
         if "auth_token" in secrets:
             strategy = "ROTATE" if self.group.get("AuthTokenEnabled") else "SET"
             self.modify(f"{strategy.lower()} the auth token", AuthToken=self.params["auth_token"], AuthTokenUpdateStrategy=strategy)

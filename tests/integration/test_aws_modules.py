@@ -290,3 +290,30 @@ def test_deletion_with_allow_delete(lifecycle):
     assert results["docdb"]["cluster"] == {}
     assert seen["redis"]["Status"] == "deleting"
     assert results["redis"]["diff"]["after"] == {} and results["redis"]["diff"]["before"]["port"] == 6379
+
+
+def test_a_group_left_in_preferred_transit_mode_is_found_and_moved_to_required(moto_rds_accepts_docdb, tmp_path):
+    """A group encrypted in transit but in TransitEncryptionMode preferred (TLS and plain text both
+    accepted), as the two-step enabling leaves it when its second call fails: made here through
+    boto3, as moto keeps the mode given on creation and returns it. The module must see it as a
+    change and ask for required, in check mode and for real.
+
+    moto's ModifyReplicationGroup ignores TransitEncryptionMode (the group stays preferred), so the
+    move itself is not read back here; tests/unit/plugins/modules/test_elasticache_replication_group.py
+    proves the call and that a group in required is then left alone."""
+    moto, name = moto_rds_accepts_docdb, f"cache-pref-{SUFFIX}"
+    moto.client("elasticache").create_replication_group(
+        ReplicationGroupId=name, ReplicationGroupDescription=f"{name} (chajipoa.platform)", Engine="redis", EngineVersion="7.1",
+        CacheNodeType="cache.t4g.small", NumCacheClusters=1, AutomaticFailoverEnabled=False, MultiAZEnabled=False,
+        AtRestEncryptionEnabled=True, TransitEncryptionEnabled=True, TransitEncryptionMode="preferred", AuthToken=AUTH_TOKEN,
+        SnapshotRetentionLimit=7)
+    options = {"replication_group_id": name, "num_cache_clusters": 1, "automatic_failover": False, "multi_az": False,
+               "auth_token": AUTH_TOKEN}
+    action = {"chajipoa.platform.elasticache_replication_group": options}
+    results = play(moto, tmp_path, [task("plan", action, check_mode=True), task("apply", action)])
+    for step in ("plan", "apply"):
+        diff = results[step]["diff"]
+        assert results[step]["changed"] is True, results[step]
+        assert {key for key in diff["after"] if diff["after"][key] != diff["before"].get(key)} == {"transit_encryption_mode"}
+        assert (diff["before"]["transit_encryption_mode"], diff["after"]["transit_encryption_mode"]) == ("preferred", "required")
+    assert results["plan"]["replication_group"]["transit_encryption"] is True

@@ -24,7 +24,7 @@ def test_group_settings():
         "description": "sessions", "engine": "redis", "node_type": "cache.t4g.small", "num_cache_clusters": 2,
         "automatic_failover": True, "multi_az": True, "at_rest_encryption": True, "transit_encryption": True,
         "kms_key_id": "arn:aws:kms:af-south-1:1:key/k", "auth_token_enabled": True, "snapshot_retention_limit": 7,
-        "snapshot_window": "02:00-03:00", "port": 6379}
+        "snapshot_window": "02:00-03:00", "port": 6379, "transit_encryption_mode": "required"}
 
 
 def test_a_group_still_creating_has_no_port_to_compare():
@@ -165,3 +165,118 @@ def test_the_auth_token_is_rotated_or_set(enabled, strategy):
     group.update({}, ["auth_token"], {})
     assert mutations(stub) == [("modify_replication_group", {"ApplyImmediately": True, "AuthToken": "t" * 16,
                                                              "AuthTokenUpdateStrategy": strategy})]
+
+
+@pytest.mark.parametrize(("description", "mode"), [
+    ({"TransitEncryptionEnabled": True, "TransitEncryptionMode": "required"}, "required"),
+    ({"TransitEncryptionEnabled": True, "TransitEncryptionMode": "preferred"}, "preferred"),
+    # No mode in the description (moto's, older groups'): TLS only, AWS's mode for an encrypted group.
+    ({"TransitEncryptionEnabled": True}, "required"),
+    # Already asked for and being applied: asking again would be refused while the group modifies.
+    ({"TransitEncryptionEnabled": True, "TransitEncryptionMode": "preferred",
+      "PendingModifiedValues": {"TransitEncryptionMode": "required"}}, "required"),
+    ({"TransitEncryptionEnabled": False}, None),
+    ({"TransitEncryptionEnabled": False, "TransitEncryptionMode": "preferred"}, None),
+])
+def test_the_transit_encryption_mode_is_read(description, mode):
+    assert module.group_settings({**GROUP, **description})["transit_encryption_mode"] == mode
+
+
+def test_a_group_in_preferred_mode_plans_requiring_tls_whatever_else_matches():
+    current = {**module.group_settings({**GROUP, "TransitEncryptionMode": "preferred"}), "engine_version": "7.1.0"}
+    desired = {"port": 6379, "engine_version": "7.1", "transit_encryption": True, "transit_encryption_mode": "required"}
+    result = plan(module.ReplicationGroup.kind, "cache", "present", desired, current, allow_delete=False,
+                  immutable=module.immutable_settings("7.1.0"), equal=module.ReplicationGroup.equal)
+    assert result.action == "update" and result.changes == {"transit_encryption_mode": ("preferred", "required")}
+
+
+def test_without_transit_encryption_the_mode_is_not_managed():
+    assert resource(transit_encryption=False, auth_token=None, description=None, engine="redis", engine_version="7.1",
+                    node_type="cache.t4g.small", cache_subnet_group_name=None, security_group_ids=None, port=6379,
+                    parameter_group_name=None, snapshot_retention_limit=7, snapshot_window=None, tags=None,
+                    purge_tags=True).desired(None)["transit_encryption_mode"] is None
+
+
+class MockElastiCacheInPreferredMode:
+    """Mock of boto3's ElastiCache client holding one group whose move to TLS stopped half way:
+    encrypted in transit, TransitEncryptionMode preferred (what the two-step enabling leaves when its
+    second call fails). moto cannot hold this state past a modification (its ModifyReplicationGroup
+    ignores TransitEncryptionMode), so the decision is tested here. A modification of the mode is
+    applied at once, as AWS does once the group is available again; every call is recorded."""
+
+    def __init__(self):
+        self.group = {**GROUP, "TransitEncryptionMode": "preferred", "AutomaticFailover": "enabled"}
+        self.calls = []
+
+    def describe_replication_groups(self, **kwargs):
+        self.calls.append(("describe_replication_groups", kwargs))
+        return {"ReplicationGroups": [dict(self.group)]}
+
+    def describe_cache_clusters(self, **kwargs):
+        self.calls.append(("describe_cache_clusters", kwargs))
+        return {"CacheClusters": [{"EngineVersion": "7.1.0", "CacheSubnetGroupName": "private", "SecurityGroups": [],
+                                   "CacheParameterGroup": {"CacheParameterGroupName": "default.redis7"}}]}
+
+    def list_tags_for_resource(self, **kwargs):
+        self.calls.append(("list_tags_for_resource", kwargs))
+        return {"TagList": []}
+
+    def modify_replication_group(self, **kwargs):
+        self.calls.append(("modify_replication_group", kwargs))
+        if "TransitEncryptionMode" in kwargs:
+            self.group["TransitEncryptionMode"] = kwargs["TransitEncryptionMode"]
+        return {"ReplicationGroup": dict(self.group)}
+
+
+class FakeAnsibleModule:
+    """Stands in for AnsibleModule: the options, check mode, and the exit or failure it was given."""
+
+    def __init__(self, check_mode=False):
+        self.params = {"replication_group_id": "cache", "state": "present", "description": None, "engine": "redis",
+                       "engine_version": "7.1", "node_type": "cache.t4g.small", "num_cache_clusters": 2,
+                       "automatic_failover": True, "multi_az": True, "cache_subnet_group_name": None,
+                       "security_group_ids": None, "port": 6379, "at_rest_encryption": True, "transit_encryption": True,
+                       "kms_key_id": None, "auth_token": "t" * 16, "update_auth_token": "on_create",
+                       "parameter_group_name": None, "snapshot_retention_limit": 7, "snapshot_window": "02:00-03:00",
+                       "tags": None, "purge_tags": True, "allow_delete": False, "skip_final_snapshot": False,
+                       "wait": True, "wait_timeout": 10}
+        self.check_mode = check_mode
+        self.warnings = []
+        self.exited = None
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    def exit_json(self, **result):
+        self.exited = result
+
+    def fail_json(self, **result):
+        raise AssertionError(f"the module failed: {result}")
+
+
+def run_module(aws, check_mode=False) -> dict:
+    fake = FakeAnsibleModule(check_mode)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module.aws_managed, "client", lambda params, service: aws)
+        module.aws_managed.run(fake, module.ReplicationGroup, "elasticache", "replication_group")
+    return fake.exited
+
+
+def modifications(aws) -> list[dict]:
+    return [{k: v for k, v in kwargs.items() if k != "ReplicationGroupId"} for name, kwargs in aws.calls
+            if name == "modify_replication_group"]
+
+
+def test_a_group_left_in_preferred_mode_is_moved_to_required_and_then_left_alone():
+    """The audit's case: a group in preferred (TLS and plain) used to read as encrypted, unchanged."""
+    aws = MockElastiCacheInPreferredMode()
+    planned = run_module(aws, check_mode=True)
+    assert planned["changed"] is True and modifications(aws) == []
+    assert (planned["diff"]["before"]["transit_encryption_mode"], planned["diff"]["after"]["transit_encryption_mode"]) == \
+        ("preferred", "required")
+    done = run_module(aws)
+    assert done["changed"] is True
+    assert modifications(aws) == [{"ApplyImmediately": True, "TransitEncryptionMode": "required"}]
+    assert done["replication_group"]["transit_encryption_mode"] == "required"
+    again = run_module(aws)
+    assert again["changed"] is False and len(modifications(aws)) == 1
