@@ -1,6 +1,7 @@
 """playbooks/aws-production.yml (role aws_platform) against moto's server in this process: apply, a
 second apply with changed=0, check mode with diff on a platform not yet built and on a changed variable,
-every resource read back through boto3, the endpoints file, and the refusal to tear down.
+every resource read back through boto3, the endpoints file, and the refusal to tear down, which no
+selection of tasks (--tags, --skip-tags, --start-at-task on a deleting task) gets past.
 
 One platform is applied twice for the whole module (fixture `platform`), and each test asserts one
 part of it; the check-mode runs and the refused teardown change nothing, so they share it too.
@@ -25,7 +26,8 @@ What moto lacks, and so what these tests do not prove:
 - The allowed teardown runs on a platform of its own without DocumentDB and ElastiCache: moto's
   DeleteReplicationGroup leaves the group "deleting" for ever, so a teardown that waits for it (as it
   must on AWS before the cache subnet group can go) never ends against moto; the refusal is tested on
-  the full platform. Its bucket has no Object Lock: a locked version cannot be deleted (moto enforces
+  the full platform, and so are the refused teardowns of a selection of tasks (each stops at its first
+  task, before any wait). Its bucket has no Object Lock: a locked version cannot be deleted (moto enforces
   COMPLIANCE), which stops a teardown at the bucket, before the key that decrypts it.
 - Object Lock's refusal to delete a locked version, KMS's key policy and IAM's evaluation of the
   policy are AWS's enforcement, which moto does not model: the documents are read back instead.
@@ -322,6 +324,70 @@ def test_teardown_without_allow_destroy_is_refused_naming_what_it_would_delete(p
         assert name in refusal["msg"]
     assert moto.client("rds").describe_db_instances(DBInstanceIdentifier=f"{NAME}-postgres")["DBInstances"]
     assert moto.client("docdb").describe_db_clusters(DBClusterIdentifier=f"{NAME}-documentdb")["DBClusters"]
+
+
+BACKUP_KEY = "production/postgres/chajipoa/refused-teardown.dump"
+
+
+def _nothing_was_deleted(platform) -> None:
+    """Every stateful resource of the platform read back through boto3, as the first run built it."""
+    moto, client = platform["moto"], platform["client"]
+    rds = client("rds")
+    for instance in (f"{NAME}-postgres", f"{NAME}-postgres-replica-1"):
+        (found,) = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"]
+        assert found["DBInstanceStatus"] == "available", instance
+    assert rds.describe_db_instances(DBInstanceIdentifier=f"{NAME}-postgres")["DBInstances"][0]["DeletionProtection"] is True
+    (cluster,) = client("docdb").describe_db_clusters(DBClusterIdentifier=f"{NAME}-documentdb")["DBClusters"]
+    assert cluster["Status"] == "available" and cluster["DeletionProtection"] is True
+    (group,) = client("elasticache").describe_replication_groups(ReplicationGroupId=f"{NAME}-redis")["ReplicationGroups"]
+    assert group["Status"] == "available"
+    assert client("s3").get_object(Bucket=f"{NAME}-backups", Key=BACKUP_KEY)["Body"].read() == b"backup"
+    assert client("kms").describe_key(KeyId=platform["endpoints"]["kms_key_arn"])["KeyMetadata"]["KeyState"] == "Enabled"
+    assert client("ec2").describe_vpcs(VpcIds=[platform["endpoints"]["vpc_id"]])["Vpcs"]
+    assert moto.endpoint_url and (platform["inventory"] / "group_vars/all/aws_endpoints.yml").exists()
+
+
+def _refused(result) -> str:
+    """The failed tasks' results whole, as text: a loop's own message is only "One or more items
+    failed", each item's is in its results."""
+    return json.dumps({name: [r for r in result["tasks"][name] if r.get("failed")] for name in result["failed"]})
+
+
+@pytest.fixture
+def backup_in_the_bucket(platform):
+    """A copy in the platform's bucket, as the backup host would leave one, to see it survive."""
+    platform["client"]("s3").put_object(Bucket=f"{NAME}-backups", Key=BACKUP_KEY, Body=b"backup")
+    return BACKUP_KEY
+
+
+@pytest.mark.parametrize(("selection", "refused_by"), [
+    (["--tags", "aws_platform_teardown"], "Check the teardown is allowed"),
+    (["--skip-tags", "aws_platform_preflight"], "Check the teardown is allowed"),
+    # Leaves out the check at the top of teardown.yml too: each deleting task then refuses on its own.
+    (["--tags", "aws_platform_teardown", "--skip-tags", "always"], "Lift the RDS instances' deletion protection"),
+], ids=["tags-teardown", "skip-preflight", "skip-always"])
+def test_no_tag_selection_gets_a_teardown_past_the_refusal(platform, backup_in_the_bucket, selection, refused_by):
+    """The audit's reproduction: these selections once left the preflight's refusal out and deleted
+    the RDS instances, the bucket with its objects and the KMS key."""
+    result = run(platform["moto"], platform["inventory"], "-e", "aws_platform_state=absent", *selection)
+    assert result["rc"] != 0 and result["stats"]["changed"] == 0, result["stats"]
+    # The first deleting task the selection reaches refuses, and the run ends there.
+    assert list(result["failed"]) == [refused_by], result["failed"]
+    assert "aws_platform_allow_destroy: true" in _refused(result), _refused(result)
+    _nothing_was_deleted(platform)
+
+
+@pytest.mark.parametrize("task", ["Replicas, then the primary (a final snapshot of the primary is kept)", "DocumentDB cluster",
+                                  "ElastiCache replication group", "Backup bucket and its objects", "Schedule the KMS key's deletion"])
+def test_a_deleting_task_started_at_on_its_own_refuses(platform, backup_in_the_bucket, task):
+    """--start-at-task skips every task before it, the always-tagged check too, so the task's own
+    state refuses. (Lift the RDS instances' deletion protection, started at, fails for lack of the
+    instances read before it; the skip-always case above reaches it and sees it refuse.)"""
+    result = run(platform["moto"], platform["inventory"], "-e", "aws_platform_state=absent", "--start-at-task", task)
+    assert result["rc"] != 0 and result["stats"]["changed"] == 0, result["stats"]
+    assert list(result["failed"]) == [task], result["failed"]
+    assert "aws_platform_allow_destroy: true" in _refused(result), _refused(result)
+    _nothing_was_deleted(platform)
 
 
 def test_teardown_with_allow_destroy_deletes_everything_in_order(platform, tmp_path):
