@@ -34,7 +34,7 @@ def role_sql(name: str) -> str:
 def pending(server: PostgresServer) -> list[str]:
     """The logins of the role's default postgres_untracked_logins that still lack the setting."""
     logins = rendering.render("postgres", "{{ postgres_untracked_logins }}", rendering.role_variables("postgres"))
-    return [row[0] for row in server.execute(role_sql("_postgres_untracked_pending_sql"), params={"logins": list(logins)})]
+    return [row[0] for row in server.execute(role_sql("_postgres_untracked_pending_sql"), params={"logins": ",".join(logins)})]
 
 
 @pytest.fixture(scope="module")

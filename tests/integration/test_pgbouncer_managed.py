@@ -42,18 +42,18 @@ RDS_HBA = ("local all all peer\n"
            "hostssl all all 127.0.0.2/32 scram-sha-256\n")
 
 
-def operator_sql() -> list[str]:
-    """The statements docs/aws.md has the operator run once on RDS as its master user."""
+def operator_script() -> str:
+    """The psql script docs/aws.md has the operator run once on RDS as its master user, with the
+    test's passwords in place of the placeholders."""
     text = (ROOT / "docs/aws.md").read_text()
     section = text[text.index("## The logins on the managed servers"):]
     block = re.search(r"```sql\n(.*?)```", section, re.S).group(1)
-    sql = " ".join(line for line in block.splitlines() if not line.startswith("--"))
-    assert "get_auth" not in sql and "pgbouncer" not in sql.lower(), "RDS cannot hold the auth function or its login"
-    statements = sql.split(";")
+    statements = "\n".join(line for line in block.splitlines() if not line.startswith("--"))
+    assert "get_auth" not in statements and "pgbouncer" not in statements.lower(), "RDS cannot hold the auth function or its login"
 
     def literal(match: re.Match) -> str:
         return "'" + PASSWORDS[match.group(1)].replace("'", "''") + "'"
-    return [re.sub(r"'<([a-z_]+)>'", literal, statement).strip() for statement in statements if statement.strip()]
+    return re.sub(r"'<([a-z_]+)>'", literal, block)
 
 
 class Bouncer:
@@ -133,8 +133,11 @@ def rds(workdir) -> Iterator[tuple[PostgresServer, Path]]:
     server = PostgresServer(settings={"listen_addresses": "'127.0.0.1,127.0.0.2'", "ssl": "on",
                                       "ssl_cert_file": f"'{cert}'", "ssl_key_file": f"'{key}'"}, hba=RDS_HBA)
     with server:
-        for statement in operator_sql():
-            server.execute(statement)
+        # psql, as the operator runs it: the block switches databases with its \\connect.
+        script = workdir / "rds-logins.sql"
+        script.write_text(operator_script())
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-f", str(script)],
+                       env={**os.environ, **server.env()}, check=True, capture_output=True, text=True, timeout=120)
         yield server, ca
 
 
