@@ -174,7 +174,7 @@ def psql(server: PostgresServer, sql: str) -> str:
 
 
 def test_the_apps_login_writes_and_reads_through_pgbouncer_over_verified_tls(bouncer, rds, internal_ca):
-    server, _ = rds
+    server = rds[0]
     # The app's own settings: verify-full against the CA that signed PgBouncer's certificate.
     with psycopg.connect(bouncer.conninfo(PASSWORDS["postgres_app_password"], internal_ca["ca"]), autocommit=True,
                          prepare_threshold=None) as conn:
@@ -197,7 +197,7 @@ def test_a_wrong_password_is_refused(bouncer, internal_ca):
 
 def test_the_app_cannot_verify_pgbouncer_with_the_servers_ca(bouncer, rds):
     """Why app_database_ca_file is the internal CA in production, not Amazon's bundle."""
-    _, rds_ca = rds
+    rds_ca = rds[1]
     with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
         psycopg.connect(bouncer.conninfo(PASSWORDS["postgres_app_password"], rds_ca))
 
