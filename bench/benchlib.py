@@ -27,15 +27,17 @@ def mitogen_settings(checkout: Path = ROOT) -> dict[str, str]:
     return settings
 
 
-# The strategies a run may use, as the Makefile's LAB_STRATEGY sets them: the environment each needs.
-STRATEGIES = {"linear": {}, "mitogen": mitogen_settings(), "collection-linear": {"ANSIBLE_STRATEGY": "chajipoa.platform.linear"}}
+# The strategies a run may use, as the Makefile's LAB_STRATEGY sets them: the environment each needs
+# in a checkout.
+STRATEGIES = {"linear": lambda _checkout: {}, "mitogen": mitogen_settings,
+              "collection-linear": lambda _checkout: {"ANSIBLE_STRATEGY": "chajipoa.platform.linear"}}
 
 
 def strategy_env(strategy: str, checkout: Path = ROOT, **settings: str) -> dict[str, str]:
-    """This process's environment with `strategy`'s settings (a key of STRATEGIES; Mitogen's as `checkout`
-    has them) and no other's, plus `settings`."""
+    """This process's environment with `strategy`'s settings (a key of STRATEGIES, as `checkout` has
+    them) and no other's, plus `settings`."""
     env = {name: value for name, value in os.environ.items() if name not in ("ANSIBLE_STRATEGY", "ANSIBLE_STRATEGY_PLUGINS")}
-    env.update(mitogen_settings(checkout) if strategy == "mitogen" else STRATEGIES[strategy], **settings)
+    env.update(STRATEGIES[strategy](checkout), **settings)
     return env
 
 
