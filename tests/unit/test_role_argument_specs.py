@@ -1,6 +1,8 @@
 """Every role documents and validates exactly the variables it offers (house style 3)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import ROOT, load_yaml, role_options
@@ -8,8 +10,8 @@ from tests.conftest import ROOT, load_yaml, role_options
 ROLES = sorted(path.parent.parent.name for path in ROOT.glob("roles/*/meta/argument_specs.yml"))
 
 
-def _defaults(role: str) -> dict:
-    path = ROOT / "roles" / role / "defaults" / "main.yml"
+def _variables(role: str, kind: str = "defaults") -> dict:
+    path = ROOT / "roles" / role / kind / "main.yml"
     return (load_yaml(path) or {}) if path.exists() else {}
 
 
@@ -24,7 +26,7 @@ SECRETS = {entry["name"] for entry in load_yaml(ROOT / "roles/validate_inventory
 @pytest.mark.parametrize("role", ROLES)
 def test_defaults_and_spec_name_the_same_variables(role):
     options = role_options(role)
-    defaults = set(_defaults(role))
+    defaults = set(_variables(role))
     assert defaults <= set(options), "defaults the spec does not describe"
     # Only required inputs and secrets (never defaulted; preflight decides when each is needed) lack a default.
     undefaulted = {name for name in set(options) - defaults if not options[name].get("required")}
@@ -34,7 +36,7 @@ def test_defaults_and_spec_name_the_same_variables(role):
 @pytest.mark.parametrize("role", ROLES)
 def test_required_options_and_secrets_have_no_default(role):
     required = {name for name, spec in role_options(role).items() if spec.get("required")}
-    assert not (required | SECRETS) & set(_defaults(role))
+    assert not (required | SECRETS) & set(_variables(role))
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -79,3 +81,41 @@ def test_every_default_commented(role):
         while above > 0 and lines[above] and not lines[above].startswith("#"):
             above -= 1
         assert lines[above].startswith("#"), f"{path.relative_to(ROOT)}: {line.split(':')[0]} has no comment"
+
+
+WORD = re.compile(r"\b[a-z_][a-z0-9_]*\b")
+ENTRY_POINTS = [(role, entry) for role in ROLES
+                for entry in load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
+                if entry != "main"]
+
+
+def _reachable_text(role: str, entry: str) -> str:
+    """The task files an entry point runs (static imports and includes) and the templates they render."""
+    directory = ROOT / "roles" / role
+    pending, seen, text = [directory / "tasks" / f"{entry}.yml"], set(), []
+    while pending:
+        path = pending.pop()
+        if path in seen or not path.exists():
+            continue
+        seen.add(path)
+        content = path.read_text()
+        text.append(content)
+        pending += [directory / "tasks" / name for name in re.findall(r"(?:import|include)_tasks:\s*(\S+\.yml)", content)]
+        pending += [directory / "templates" / name for name in re.findall(r"src:\s*\"?([\w./-]+\.j2)", content)]
+    return "\n".join(text)
+
+
+@pytest.mark.parametrize(("role", "entry"), ENTRY_POINTS)
+def test_every_entry_point_validates_the_inputs_it_reads(role, entry):
+    """An input read through any entry point (directly or through the role's vars) is in that entry point's
+    spec, so a wrong type or a misspelt choice stops `tasks_from: <entry>` as it stops main."""
+    specs = load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
+    inputs = set(_variables(role)).union(*(spec.get("options") or {} for spec in specs.values()))
+    role_vars = _variables(role, "vars")
+    pending, read = WORD.findall(_reachable_text(role, entry)), set()
+    while pending:
+        name = pending.pop()
+        if name not in read:
+            read.add(name)
+            pending += WORD.findall(str(role_vars.get(name, "")))
+    assert sorted((read & inputs) - set(specs[entry].get("options") or {})) == []
