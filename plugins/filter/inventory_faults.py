@@ -32,8 +32,8 @@ description:
     than its longest); the roles' plain defaults stand in for what the inventory leaves out.
   - Where a role of the host does not sign its own certificate (a switch of O(rules.tls_files) false
     in the inventory, or unset outside development), that switch's file variables must be non-empty.
-  - Outside development (C(env_name)), the variables of O(rules.required_outside_development) must
-    be set and non-empty, and every C(vault.yml) under the inventories' C(group_vars) and C(host_vars)
+  - Outside development (C(env_name)), at least one variable of each entry of
+    O(rules.required_outside_development) must be set and non-empty, and every C(vault.yml) under the inventories' C(group_vars) and C(host_vars)
     must be encrypted (read raw, as Ansible's own lookups would decrypt it).
   - A variable whose value cannot be known yet (a template over facts, an unset C(vault_) variable)
     is left to the roles' preflights and to P(chajipoa.platform.missing_secrets#filter).
@@ -87,9 +87,12 @@ options:
         type: list
         elements: str
       required_outside_development:
-        description: Variables that must be non-empty on the hosts of their role outside development.
+        description:
+          - What must be set outside development, each entry C(any_of) (variables, one of which must be
+            non-empty), C(means) (what they give, for the message) and optionally C(groups) (the hosts
+            concerned; without it, the hosts of the roles whose main entry point takes the variables).
         type: list
-        elements: str
+        elements: dict
       tls_files:
         description:
           - A role's C(<role>_tls_self_signed) switch to the controller files the role then copies (certificate,

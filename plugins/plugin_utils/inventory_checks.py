@@ -308,6 +308,9 @@ class Rules:
         self.environments = list(rules.get("environments") or [])
         self.multiline = set(rules.get("multiline") or [])
         self.required_outside_development = list(rules.get("required_outside_development") or [])
+        for requirement in self.required_outside_development:
+            if not isinstance(requirement, Mapping) or not requirement.get("any_of") or not requirement.get("means"):
+                raise RuleError("each entry of required_outside_development needs any_of (variables) and means (words)")
         self.tls_files: Mapping[str, list[str]] = rules.get("tls_files") or {}
         if not isinstance(self.tls_files, Mapping) or not all(isinstance(names, list) for names in self.tls_files.values()):
             raise RuleError("tls_files maps each <role>_tls_self_signed switch to a list of variables")
@@ -772,11 +775,20 @@ class HostCheck:
             self.fault(f"env_name {show(env_name)} is not one of {', '.join(self.rules.environments)}")
         if env_name == "development":
             return
-        for name in self.rules.required_outside_development:
-            owners = {role for role, entries in self.specs.items() if name in entries.get("main", {})}
-            if owners & self.roles and not self.value(name):
-                self.fault(f"{name} is empty or unset; outside development (env_name {show(env_name)}) it must "
-                           "list the networks allowed in")
+        for requirement in self.rules.required_outside_development:
+            names = list(requirement["any_of"])
+            if "groups" in requirement:
+                concerned = bool(set(requirement["groups"]) & set(self.group_names))
+            else:
+                concerned = bool(self.roles & {role for role, entries in self.specs.items()
+                                               if set(names) & set(entries.get("main", {}))})
+            if not concerned or any(self.value(name) for name in names):
+                continue
+            outside = f"outside development (env_name {show(env_name)})"
+            if len(names) == 1:
+                self.fault(f"{names[0]} is empty or unset; {outside} it must give {requirement['means']}")
+            else:
+                self.fault(f"none of {', '.join(names)} is set; {outside} one of them must give {requirement['means']}")
         # The example vault production ships with (docs/secrets.md) marks every value so: a run that
         # would put one on a server stops here instead.
         for name in sorted(set(self.secrets) - self.unused_secrets):

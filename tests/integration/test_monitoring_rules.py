@@ -50,7 +50,7 @@ OVERRIDES: dict[str, Any] = {
     "monitoring_api_latency_p99_ms": 700,
     "monitoring_api_error_rate_percent": 5,
     "monitoring_api_db_pool_percent": 75,
-    "monitoring_api_memory_mib": 512,
+    "monitoring_api_memory_mb": 512,
     # Not 60: rate() reads 180 CPU seconds in 5 minutes as 0.6000000000000001 cores, 60.00000000000001
     # percent, so the case would sit over its threshold rather than at it.
     "monitoring_api_cpu_percent": 70,
@@ -88,6 +88,7 @@ SETTINGS = {"defaults": {}, "overridden": OVERRIDES}
 # refuses.
 Series = list[tuple[str, str]]
 MIB, GIB = 2 ** 20, 2 ** 30
+MB = 10 ** 6
 # One step of a quantity in seconds: about a microsecond (the resolution of prom-client's and
 # pg_stat_statements' timings), exact in binary.
 MICROSECOND = 2 ** -20
@@ -218,8 +219,8 @@ CASES: dict[str, Case] = {
                             (f'chajipoa_db_pool_max{{job="api", instance="{i}"}}', gauge(200))],
         drop=("state",)),
     "ApiMemoryHigh": Case(
-        "monitoring_api_memory_mib",
-        lambda i, t, s, v: [(f'process_resident_memory_bytes{{job="api", instance="{i}"}}', gauge(t * MIB + s))]),
+        "monitoring_api_memory_mb",
+        lambda i, t, s, v: [(f'process_resident_memory_bytes{{job="api", instance="{i}"}}', gauge(t * MB + s))]),
     # t percent of a core is 60 t / 100 CPU seconds a minute.
     "ApiCpuHigh": Case(
         "monitoring_api_cpu_percent",

@@ -374,6 +374,26 @@ def test_monitoring_receivers_and_settings_faults(changes, env_name, expected):
     assert not [fault for fault in found if "Zq9hidden" in fault]
 
 
+NO_RECEIVER = {"monitoring_email_to": [], "monitoring_slack_webhook_url": "", "monitoring_sms_webhook_url": ""}
+MON1 = {"private_address": "10.20.5.11", **RECEIVERS}
+
+
+def test_a_monitoring_host_without_a_receiver_fails_outside_development_only():
+    [found] = faults("mon1", groups=MONITORING, mon1={**MON1, **NO_RECEIVER})
+    assert found == ("Cannot configure mon1: none of monitoring_email_to, monitoring_slack_webhook_url, "
+                     "monitoring_sms_webhook_url is set; outside development (env_name 'production') one of them must "
+                     "give a receiver for the alerts, which otherwise reach nobody (docs/monitoring.md, \"Alertmanager\")")
+    assert faults("mon1", env_name="development", groups=MONITORING, mon1={**MON1, **NO_RECEIVER}) == []
+    # The other hosts run the monitoring role's exporters, but send no alerts.
+    assert faults("app1", groups=MONITORING, mon1=MON1, app1=NO_RECEIVER) == []
+
+
+@pytest.mark.parametrize("receiver", ["monitoring_email_to", "monitoring_slack_webhook_url", "monitoring_sms_webhook_url"])
+def test_any_one_receiver_is_enough(receiver):
+    others = {name: empty for name, empty in NO_RECEIVER.items() if name != receiver}
+    assert faults("mon1", groups=MONITORING, mon1={**MON1, **others}) == []
+
+
 def test_clear_text_receivers_are_for_development_only():
     lab = {"monitoring_slack_webhook_url": "http://127.0.0.1:9099/slack", "monitoring_smtp_require_tls": False}
     assert faults("mon1", env_name="development", groups=MONITORING, mon1={"private_address": "10.20.5.11", **RECEIVERS, **lab}) == []
