@@ -62,7 +62,7 @@ def test_tanzania_market_and_the_managed_endpoints_reach_the_environment():
         assert env["REDIS_URL"].startswith("rediss://default:test-redis_app_password-")
         assert env["REDIS_URL"].endswith(f"@{endpoints['redis']['address']}:{endpoints['redis']['port']}")
         assert f"@{endpoints['documentdb']['address']}:{endpoints['documentdb']['port']}/chajipoa?" in env["MONGODB_URL"]
-        assert "replicaSet=rs0" in env["MONGODB_URL"]
+        assert env["MONGODB_URL"].endswith("&replicaSet=rs0&authSource=admin&retryWrites=false")
         assert env["REDIS_CA_FILE"] == "/etc/chajipoa/apps/reference-api/redis-ca.crt"
         assert env["JWT_SECRET"].startswith("test-app_jwt_secret-")
         assert env["PORT"] == "3001" and env["HOST"] == "127.0.0.1" and env["APP_VERSION"] == "1.0.0-0123456789ab"
@@ -127,6 +127,10 @@ def test_extra_variables_join_and_optional_ones_stay_out():
     assert env["MONGODB_URL"] == ("mongodb://chajipoa:m@10.0.0.1:27017/chajipoa?tls=true"
                                   "&tlsCAFile=/etc/chajipoa/apps/reference-api/ca.crt&replicaSet=rs0")
     assert "SMS_API_KEY" not in env and "PAYMENT_CLIENT_SECRET" not in env
+    options = parse(render_env(app_mongodb_hosts=["10.0.0.1:27017"], mongodb_app_password="m",
+                               app_mongodb_url_options={"authSource": "admin", "readPreference": "secondaryPreferred"}))
+    assert options["MONGODB_URL"].endswith("/chajipoa?tls=true&tlsCAFile=/etc/chajipoa/apps/reference-api/ca.crt"
+                                           "&authSource=admin&readPreference=secondaryPreferred")
 
 
 def test_the_preflight_knows_every_name_the_role_sets():

@@ -79,6 +79,8 @@ def test_a_sound_inventory_has_no_faults(host):
         ("cache1", "redis_maxmemory", "-1mb", "redis_maxmemory '-1mb' is not a Redis size"),
         ("db1", "postgres_shared_buffers", "1 lot", "postgres_shared_buffers '1 lot' is not a PostgreSQL size"),
         ("app1", "private_address", "10.20.1.300", "private_address '10.20.1.300' is not an IPv4 or IPv6 address"),
+        ("app1", "app_mongodb_url_options", {"auth source": "admin"}, "app_mongodb_url_options key 'auth source' is not a MongoDB connection string option"),
+        ("app1", "app_mongodb_url_options", {"retryWrites": False}, "app_mongodb_url_options.retryWrites False is not a MongoDB connection string option's value"),
         ("app1", "common_ssh_sources", ["10.20.0.0/33"], "common_ssh_sources[0] '10.20.0.0/33' is not an IPv4/IPv6 address or CIDR network"),
         ("app1", "common_ssh_sources", ["10.20.0.1/24"], "common_ssh_sources[0] '10.20.0.1/24' is not"),
         ("app1", "common_firewall_inbound", [{"name": "web", "ports": [443], "sources": ["bastion.example"]}],
