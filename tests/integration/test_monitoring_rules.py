@@ -54,6 +54,7 @@ OVERRIDES: dict[str, Any] = {
     # Not 60: rate() reads 180 CPU seconds in 5 minutes as 0.6000000000000001 cores, 60.00000000000001
     # percent, so the case would sit over its threshold rather than at it.
     "monitoring_api_cpu_percent": 70,
+    "monitoring_host_cpu_percent": 60,
     "monitoring_database_groups": ["db"],
     "monitoring_database_cpu_percent": 50,
     "monitoring_database_cpu_for": "15m",
@@ -227,6 +228,14 @@ CASES: dict[str, Case] = {
         lambda i, t, s, v: [(f'process_cpu_seconds_total{{job="api", instance="{i}"}}',
                              counter(60 * t / 100 + s * MICROSECOND))],
         start=FULL_WINDOW),
+    "HostCpuHigh": Case(
+        "monitoring_host_cpu_percent",
+        lambda i, t, s, v: [(f'node_cpu_seconds_total{{{node(i)}, cpu="{cpu}", mode="idle"}}',
+                             counter(60 - 60 * t / 100 - s * MICROSECOND)) for cpu in (0, 1)],
+        start=1, drop=("cpu", "mode"),
+        # A busy database host is DatabaseCpuHigh's, at its own threshold and hold.
+        quiet=lambda t, v: [(f'node_cpu_seconds_total{{{node("db9", database_groups(v))}, cpu="0", mode="idle"}}',
+                             counter(0))]),
     "DatabaseCpuHigh": Case(
         "monitoring_database_cpu_percent",
         lambda i, t, s, v: [(f'node_cpu_seconds_total{{{node(i, database_groups(v))}, cpu="{cpu}", mode="idle"}}',
