@@ -8,6 +8,7 @@ No pytest in here, so a molecule test or a benchmark can use it too:
     sick = make_release(tmp_path, "1.0.3", "unhealthy")    # /api/health answers 500
     slow = make_release(tmp_path, "1.0.4", "slow")         # every answer 300 ms late (SLOW_MS)
     schema = make_release(tmp_path, "1.0.5", migration="CREATE TABLE t (id int)")  # brings a migration
+    probe = make_release(tmp_path, "1.0.6", postinstall="id -un > installed-by")  # an install script
     packed = npm_pack(good, tmp_path)                      # the tarball npm pack makes of it
     repo = git_repository(schema, tmp_path, "v1.0.5")      # a bare repository, the release tagged
 
@@ -47,16 +48,20 @@ _CHANGES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def make_release(directory: Path, version: str, fault: str | None = None, migration: str | None = None) -> Path:
+def make_release(directory: Path, version: str, fault: str | None = None, migration: str | None = None,
+                 postinstall: str | None = None) -> Path:
     """A copy of the reference API under `directory` with package.json's version set to `version`,
-    given a fault, broken that way, and given SQL, bringing it as a migration of its own (after the
-    app's, named after the version: `npm run migrate` applies it, or fails on it); returns its path."""
+    given a fault, broken that way, given SQL, bringing it as a migration of its own (after the
+    app's, named after the version: `npm run migrate` applies it, or fails on it), and given a shell
+    command, with it as the postinstall script npm ci runs; returns its path."""
     if fault is not None and fault not in FAULTS:
         raise ValueError(f"Cannot make a release with fault {fault!r}: expected one of {', '.join(FAULTS)}")
     copy = directory / f"reference-api-{version}{'-' + fault if fault else ''}"
     shutil.copytree(API, copy, ignore=shutil.ignore_patterns("node_modules", ".git"))
     package = json.loads((copy / "package.json").read_text())
     package["version"] = version
+    if postinstall is not None:
+        package.setdefault("scripts", {})["postinstall"] = postinstall
     (copy / "package.json").write_text(json.dumps(package, indent=2) + "\n")
     if fault:
         name, after, inserted = _CHANGES[fault]

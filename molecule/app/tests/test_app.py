@@ -209,9 +209,13 @@ def release(source: Path, colour: str) -> subprocess.CompletedProcess:
 def test_release_on_green_leaves_blue_serving(web, tmp_path):
     blue_pid = show(web, f"{APP}@blue.service")["MainPID"]
     blue_version = request(web, "/api/version")["json"]["version"]
-    packed = npm_pack(make_release(tmp_path, "1.0.1"), tmp_path)
+    packed = npm_pack(make_release(tmp_path, "1.0.1", postinstall="id -un > installed-by"), tmp_path)
     run = release(packed, "green")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    # Its install script ran as the app's user, not root, and all of it is root's again.
+    installed = web.file(f"/opt/{APP}/green").linked_to
+    assert web.file(f"{installed}/installed-by").content_string.strip() == APP
+    assert web.check_output(f"find {installed} ! -user root -o ! -group root") == ""
     green = wait_for(web, "/api/version", 200, colour="green")
     assert green["json"]["version"].startswith("1.0.1-")
     assert wait_for(web, "/api/health", 200, colour="green")["json"]["status"] == "healthy"

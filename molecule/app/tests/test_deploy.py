@@ -238,6 +238,22 @@ def test_a_broken_release_is_never_switched_in(hosts, loop, deploy, releases, se
     assert [call.path.rsplit("/", 2)[-2] for call in sentry.calls[calls:]] == ["releases"]
 
 
+def test_refused_releases_never_crowd_out_the_good_ones(hosts):
+    # Three refusals on the first batch's host, each marking a newer directory failed: app_releases_kept
+    # (2) still keeps two releases that installed and passed, and no refused one no colour runs.
+    marked = 0
+    for host in hosts.values():
+        listing = host.check_output(f"cd /opt/{APP}/releases && for release in *; do "
+                                    "test -e $release/.chajipoa-failed && echo failed $release || echo good $release; done")
+        releases = [line.split() for line in listing.splitlines()]
+        refused = {release for state, release in releases if state == "failed"}
+        assert refused <= {release_of(host, colour) for colour in ("blue", "green")}, listing
+        if refused:
+            marked += 1
+            assert len([release for state, release in releases if state == "good"]) >= 2, listing
+    assert marked == 1
+
+
 def test_a_failed_release_is_refused_again_and_rollback_will_not_return_to_it(hosts, deploy, releases, run_playbook):
     # The newest failed release: older ones were pruned with their marks (app_releases_kept 2).
     again = deploy(app_source=releases["slow"])
