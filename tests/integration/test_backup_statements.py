@@ -3,9 +3,10 @@ loaded (the postgres role loads it everywhere), so that the nightly dump does no
 statement latency PostgresQueryLatencyHigh watches.
 
 - A dedicated backup login (a backup host dumping the server over the network): the postgres role's
-  own SQL (roles/postgres/vars/main.yml, run by tasks/primary.yml) finds the default
-  postgres_untracked_logins login without the setting, gives it `pg_stat_statements.track = none`
-  and finds nothing left to do afterwards (a second run changes nothing).
+  own SQL and expressions (roles/postgres/vars/main.yml, run by tasks/primary.yml: the shared probe's
+  part that lists the logins with the setting, and the pending logins it leaves) find the default
+  postgres_untracked_logins login without the setting, give it `pg_stat_statements.track = none`
+  and find nothing left to do afterwards (a second run changes nothing).
 - The backup program's run as that login, and as the superuser (the backup on the primary itself,
   which opts its own sessions out), adds no statement to pg_stat_statements, while the same row
   count from another login is counted: tracking works, the backup is left out.
@@ -32,9 +33,13 @@ def role_sql(name: str) -> str:
 
 
 def pending(server: PostgresServer) -> list[str]:
-    """The logins of the role's default postgres_untracked_logins that still lack the setting."""
-    logins = rendering.render("postgres", "{{ postgres_untracked_logins }}", rendering.role_variables("postgres"))
-    return [row[0] for row in server.execute(role_sql("_postgres_untracked_pending_sql"), params={"logins": ",".join(logins)})]
+    """The logins of the role's default postgres_untracked_logins that still lack the setting, as the
+    role decides it from what its shared probe reads."""
+    [(untracked,)] = server.execute("SELECT " + role_sql("_postgres_probe_untracked"))
+    probe = {"query_result": [{"state": {"roles": {row[0]: {} for row in server.execute("SELECT rolname FROM pg_roles")},
+                                         "untracked": untracked}}]}
+    variables = {**rendering.role_variables("postgres"), "__postgres_probe_shared": probe}
+    return rendering.render("postgres", "{{ _postgres_untracked_pending }}", variables)
 
 
 @pytest.fixture(scope="module")

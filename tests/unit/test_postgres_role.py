@@ -331,3 +331,18 @@ def test_refuses_on_any_doubt(control, files, expected):
     found = doubts(control, files, stderr='pg_controldata: error: could not open file "global/pg_control"')
     for text in expected:
         assert any(text in doubt for doubt in found), (text, found)
+
+
+@pytest.mark.parametrize(("roles", "untracked", "users", "pending"), [
+    # A login the server has without the setting gets it; one that has it is left alone.
+    (["postgres", "chajipoa_backup"], [], [], ["chajipoa_backup"]),
+    (["postgres", "chajipoa_backup"], ["chajipoa_backup"], [], []),
+    # Not there yet (the backup role makes it later in the first run): nothing to alter this run.
+    (["postgres"], [], [], []),
+    # Made by this run's Logins task, which comes before; dropped by it, nothing to alter.
+    (["postgres"], [], [{"name": "chajipoa_backup", "password": "p"}], ["chajipoa_backup"]),
+    (["postgres", "chajipoa_backup"], [], [{"name": "chajipoa_backup", "state": "absent"}], []),
+])
+def test_the_untracked_logins_pending_come_from_the_shared_probe(roles, untracked, users, pending):
+    probe = {"query_result": [{"state": {"roles": dict.fromkeys(roles, {}), "untracked": untracked}}]}
+    assert render("{{ _postgres_untracked_pending }}", __postgres_probe_shared=probe, postgres_users=users) == pending
