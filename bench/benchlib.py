@@ -114,11 +114,14 @@ def baseline_checkout(revision: str) -> Path:
 
 def calls_per_host(calls: dict, other_run: dict | None = None) -> str:
     """"db1 24 (25), db2 20": the module calls each host ran, for a write-up; in brackets, where it
-    differs, the count of `other_run`."""
+    differs, the count of `other_run`. A host neither run called (a play the tags left out) is not named."""
+    def theirs(host: str, count: int) -> int:
+        return (other_run or {}).get(host, {}).get("calls", count)
+
     def other(host: str, count: int) -> str:
-        theirs = (other_run or {}).get(host, {}).get("calls", count)
-        return f" ({theirs})" if theirs != count else ""
-    return ", ".join(f"{host} {counts['calls']}{other(host, counts['calls'])}" for host, counts in sorted(calls.items()))
+        return f" ({theirs(host, count)})" if theirs(host, count) != count else ""
+    return ", ".join(f"{host} {counts['calls']}{other(host, counts['calls'])}" for host, counts in sorted(calls.items())
+                     if counts["calls"] or theirs(host, counts["calls"]))
 
 
 def record(section: str, text: str) -> None:

@@ -54,3 +54,9 @@ def test_record_without_its_section_stops_and_names_it(tmp_path, monkeypatch, ca
         benchlib.record("missing", "figures")
     assert doc.read_text() == "no markers here\n"
     assert "figures" in capsys.readouterr().out
+
+
+def test_calls_per_host_names_each_host_a_run_called_and_the_other_runs_count_where_it_differs():
+    calls = {"db1": {"calls": 24}, "db2": {"calls": 20}, "edge1": {"calls": 0}, "mon1": {"calls": 0}}
+    assert benchlib.calls_per_host(calls) == "db1 24, db2 20"
+    assert benchlib.calls_per_host(calls, {"db1": {"calls": 25}, "mon1": {"calls": 3}}) == "db1 24 (25), db2 20, mon1 0 (3)"
