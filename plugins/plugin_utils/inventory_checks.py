@@ -78,6 +78,11 @@ def plain(value: Any) -> Any:
     return value
 
 
+def _filled(value: Any) -> bool:
+    """Set to something: a string of more than blanks, or a non-empty list or mapping."""
+    return bool(value.strip()) if isinstance(value, str) else bool(value)
+
+
 class Hidden:
     """Stands for a value a message must not show: ACL rules may hold a password, a key file is one."""
 
@@ -782,7 +787,7 @@ class HostCheck:
             else:
                 concerned = bool(self.roles & {role for role, entries in self.specs.items()
                                                if set(names) & set(entries.get("main", {}))})
-            if not concerned or any(self.value(name) for name in names):
+            if not concerned or any(_filled(self.value(name)) for name in names):
                 continue
             outside = f"outside development (env_name {show(env_name)})"
             if len(names) == 1:

@@ -31,7 +31,7 @@ SECRETS = {
 GROUPS = {"postgres": ["db1"], "postgres_replica": ["db2"], "redis": ["cache1", "cache2"], "mongodb": ["mongo1"], "app": ["app1"],
           "edge": ["edge1"], "backup": ["backup1"]}
 HOSTS = {
-    "db1": {"private_address": "10.20.2.11"},
+    "db1": {"private_address": "10.20.2.11", "backup_s3_bucket": "chajipoa-production-backups"},
     "db2": {"private_address": "10.20.2.12"},
     "cache1": {"private_address": "10.20.3.11"},
     "cache2": {"private_address": "10.20.3.12", "redis_replica_of": "cache1"},
@@ -42,7 +42,8 @@ HOSTS = {
     "edge1": {"private_address": "10.20.0.11", "edge_tls_cert_file": "/inv/files/edge/fullchain.pem",
               "edge_tls_key_file": "/inv/files/edge/privkey.pem", "edge_tls_ca_file": "/inv/files/edge/chain.pem"},
     # Dumps a managed server (RDS) over the network.
-    "backup1": {"private_address": "10.20.6.11", "backup_postgres_host": "chajipoa.c9x.af-south-1.rds.amazonaws.com"},
+    "backup1": {"private_address": "10.20.6.11", "backup_postgres_host": "chajipoa.c9x.af-south-1.rds.amazonaws.com",
+                "backup_s3_bucket": "chajipoa-production-backups"},
 }
 
 
@@ -280,6 +281,21 @@ def test_certificate_files_are_required_unless_self_signed(host, count):
 
 def test_ssh_sources_may_be_empty_in_development():
     assert faults("app1", env_name="development", app1={"common_ssh_sources": []}) == []
+
+
+LOCAL_ONLY = {"backup_s3_bucket": "", "backup_offsite_opt_out_reason": " "}
+
+
+@pytest.mark.parametrize("host", ["db1", "backup1"])
+def test_backups_without_an_off_site_copy_or_a_reason_fail_outside_development_only(host):
+    assert faults(host, **{host: LOCAL_ONLY}) == [
+        f"Cannot configure {host}: none of backup_s3_bucket, backup_offsite_opt_out_reason is set; outside development "
+        "(env_name 'production') one of them must give the bucket of the off-site copies, or one line saying why "
+        "there is none"]
+    assert faults(host, env_name="development", **{host: LOCAL_ONLY}) == []
+    assert faults(host, **{host: {**LOCAL_ONLY, "backup_offsite_opt_out_reason": "the DR site's replica serves restores"}}) == []
+    # The hosts without the backup role are not asked.
+    assert faults("cache1", cache1=LOCAL_ONLY) == []
 
 
 def test_a_plaintext_vault_fails_outside_development_only(tmp_path):
