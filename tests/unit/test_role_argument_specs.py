@@ -109,6 +109,7 @@ def _reachable_text(role: str, entry: str) -> str:
 def test_every_entry_point_validates_the_inputs_it_reads(role, entry):
     """An input read through any entry point (directly or through the role's vars) is in that entry point's
     spec, so a wrong type or a misspelt choice stops `tasks_from: <entry>` as it stops main."""
+    assert (ROOT / "roles" / role / "tasks" / f"{entry}.yml").exists(), f"entry point {entry} has no tasks/{entry}.yml"
     specs = load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
     inputs = set(_variables(role)).union(*(spec.get("options") or {} for spec in specs.values()))
     role_vars = _variables(role, "vars")
