@@ -94,9 +94,9 @@ def nothing_installed() -> None:
 
 
 @pytest.fixture
-def release_server() -> Iterator[tuple[str, bytes]]:
-    """The stand-in release (see above), served on the Docker bridge's address of this machine
-    (where the container reaches it): its URL and its bytes."""
+def release_server(lab_host) -> Iterator[tuple[str, bytes]]:
+    """The stand-in release (see above), served on this machine's address on the container's network
+    (its default gateway): its URL and its bytes."""
     tarball = io.BytesIO()
     with tarfile.open(fileobj=tarball, mode="w:gz") as archive:
         # The shell stays the unit's main process, so its command line is the unit's.
@@ -116,7 +116,10 @@ def release_server() -> Iterator[tuple[str, bytes]]:
         def log_message(self, *args):
             pass
 
-    gateway = docker("network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
+    # The container's own view: a bridge network's IPAM configuration may leave its gateway out (a
+    # new machine's docker.io 20.10 does), and a server bound to "" would answer on every address.
+    gateway = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}", CONTAINER).stdout.strip()
+    assert gateway, f"{CONTAINER} has no gateway on its network"
     server = http.server.ThreadingHTTPServer((gateway, 0), Release)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
