@@ -33,8 +33,9 @@ description:
   - Where a role of the host does not sign its own certificate (a switch of O(rules.tls_files) false
     in the inventory, or unset outside development), that switch's file variables must be non-empty.
   - Outside development (C(env_name)), at least one variable of each entry of
-    O(rules.required_outside_development) must be set and non-empty, and every C(vault.yml) under the inventories' C(group_vars) and C(host_vars)
-    must be encrypted (read raw, as Ansible's own lookups would decrypt it).
+    O(rules.required_outside_development) must be set and non-empty, and every C(vault.yml) under
+    the inventories' C(group_vars) and C(host_vars) must be encrypted (read raw, as Ansible's own
+    lookups would decrypt it).
   - A variable whose value cannot be known yet (a template over facts, an unset C(vault_) variable)
     is left to the roles' preflights and to P(chajipoa.platform.missing_secrets#filter).
 positional: hostvars, groups, rules, roles_dir, inventory_sources

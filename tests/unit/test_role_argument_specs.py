@@ -10,6 +10,11 @@ from tests.conftest import ROOT, load_yaml, role_options
 ROLES = sorted(path.parent.parent.name for path in ROOT.glob("roles/*/meta/argument_specs.yml"))
 
 
+def _specs(role: str) -> dict:
+    """The role's entry points, from its meta/argument_specs.yml."""
+    return load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
+
+
 def _variables(role: str, kind: str = "defaults") -> dict:
     path = ROOT / "roles" / role / kind / "main.yml"
     return (load_yaml(path) or {}) if path.exists() else {}
@@ -53,7 +58,7 @@ def test_every_option_has_a_type_and_description(role):
             assert spec.get("description"), f"{prefix}{name} has no description"
             walk(spec.get("options") or {}, f"{prefix}{name}.")
 
-    for entry_point in load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"].values():
+    for entry_point in _specs(role).values():
         walk(entry_point.get("options") or {})
 
 
@@ -84,9 +89,7 @@ def test_every_default_commented(role):
 
 
 WORD = re.compile(r"\b[a-z_][a-z0-9_]*\b")
-ENTRY_POINTS = [(role, entry) for role in ROLES
-                for entry in load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
-                if entry != "main"]
+ENTRY_POINTS = [(role, entry) for role in ROLES for entry in _specs(role) if entry != "main"]
 
 
 def _reachable_text(role: str, entry: str) -> str:
@@ -110,7 +113,7 @@ def test_every_entry_point_validates_the_inputs_it_reads(role, entry):
     """An input read through any entry point (directly or through the role's vars) is in that entry point's
     spec, so a wrong type or a misspelt choice stops `tasks_from: <entry>` as it stops main."""
     assert (ROOT / "roles" / role / "tasks" / f"{entry}.yml").exists(), f"entry point {entry} has no tasks/{entry}.yml"
-    specs = load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
+    specs = _specs(role)
     inputs = set(_variables(role)).union(*(spec.get("options") or {} for spec in specs.values()))
     role_vars = _variables(role, "vars")
     pending, read = WORD.findall(_reachable_text(role, entry)), set()
