@@ -32,6 +32,8 @@ description:
     than its longest); the roles' plain defaults stand in for what the inventory leaves out.
   - Where a role of the host does not sign its own certificate (a switch of O(rules.tls_files) false
     in the inventory, or unset outside development), that switch's file variables must be non-empty.
+  - On the hosts of each entry of O(rules.required_in_groups), at least one of its variables must be set and
+    non-empty, in every environment.
   - Outside development (C(env_name)), at least one variable of each entry of
     O(rules.required_outside_development) must be set and non-empty, and every C(vault.yml) under
     the inventories' C(group_vars) and C(host_vars) must be encrypted (read raw, as Ansible's own
@@ -92,6 +94,12 @@ options:
           - What must be set outside development, each entry C(any_of) (variables, one of which must be
             non-empty), C(means) (what they give, for the message) and optionally C(groups) (the hosts
             concerned; without it, the hosts of the roles whose main entry point takes the variables).
+        type: list
+        elements: dict
+      required_in_groups:
+        description:
+          - What the hosts of some groups must set in every environment, each entry C(any_of) and C(means) as
+            above, C(groups) (the hosts concerned) and optionally C(except_groups) (hosts of these are not).
         type: list
         elements: dict
       tls_files:

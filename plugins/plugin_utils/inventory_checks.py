@@ -313,9 +313,14 @@ class Rules:
         self.environments = list(rules.get("environments") or [])
         self.multiline = set(rules.get("multiline") or [])
         self.required_outside_development = list(rules.get("required_outside_development") or [])
-        for requirement in self.required_outside_development:
-            if not isinstance(requirement, Mapping) or not requirement.get("any_of") or not requirement.get("means"):
-                raise RuleError("each entry of required_outside_development needs any_of (variables) and means (words)")
+        self.required_in_groups = list(rules.get("required_in_groups") or [])
+        for key, requirements in (("required_outside_development", self.required_outside_development),
+                                  ("required_in_groups", self.required_in_groups)):
+            for requirement in requirements:
+                if not isinstance(requirement, Mapping) or not requirement.get("any_of") or not requirement.get("means"):
+                    raise RuleError(f"each entry of {key} needs any_of (variables) and means (words)")
+        if not all(requirement.get("groups") for requirement in self.required_in_groups):
+            raise RuleError("each entry of required_in_groups needs groups (the hosts concerned)")
         self.tls_files: Mapping[str, list[str]] = rules.get("tls_files") or {}
         if not isinstance(self.tls_files, Mapping) or not all(isinstance(names, list) for names in self.tls_files.values()):
             raise RuleError("tls_files maps each <role>_tls_self_signed switch to a list of variables")
@@ -774,26 +779,40 @@ class HostCheck:
                 self.fault(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} empty or unset; with {switch} "
                            f"false ({why}) the role copies its certificate, key and CA from these files on the controller")
 
+    def check_required(self, requirement: Mapping[str, Any], where: str) -> None:
+        """One variable of the requirement's any_of must be non-empty on the hosts it concerns: those of
+        its groups but none of its except_groups, or without groups the hosts of the roles whose main
+        entry point takes the variables."""
+        names = list(requirement["any_of"])
+        if "groups" in requirement:
+            concerned = (bool(set(requirement["groups"]) & set(self.group_names))
+                         and not set(requirement.get("except_groups") or []) & set(self.group_names))
+        else:
+            concerned = bool(self.roles & {role for role, entries in self.specs.items()
+                                           if set(names) & set(entries.get("main", {}))})
+        if not concerned or any(_filled(self.value(name)) for name in names):
+            return
+        if len(names) == 1:
+            self.fault(f"{names[0]} is empty or unset; {where} it must give {requirement['means']}")
+        else:
+            self.fault(f"none of {', '.join(names)} is set; {where} one of them must give {requirement['means']}")
+
+    @staticmethod
+    def _group_words(requirement: Mapping[str, Any]) -> str:
+        groups = " or ".join(requirement["groups"])
+        excepted = " or ".join(requirement.get("except_groups") or [])
+        return f"on a host of group {groups}" + (f" (and not of {excepted})" if excepted else "")
+
     def check_environment(self) -> None:
         env_name = self.value("env_name")
         if self.rules.environments and env_name not in self.rules.environments:
             self.fault(f"env_name {show(env_name)} is not one of {', '.join(self.rules.environments)}")
+        for requirement in self.rules.required_in_groups:
+            self.check_required(requirement, self._group_words(requirement))
         if env_name == "development":
             return
         for requirement in self.rules.required_outside_development:
-            names = list(requirement["any_of"])
-            if "groups" in requirement:
-                concerned = bool(set(requirement["groups"]) & set(self.group_names))
-            else:
-                concerned = bool(self.roles & {role for role, entries in self.specs.items()
-                                               if set(names) & set(entries.get("main", {}))})
-            if not concerned or any(_filled(self.value(name)) for name in names):
-                continue
-            outside = f"outside development (env_name {show(env_name)})"
-            if len(names) == 1:
-                self.fault(f"{names[0]} is empty or unset; {outside} it must give {requirement['means']}")
-            else:
-                self.fault(f"none of {', '.join(names)} is set; {outside} one of them must give {requirement['means']}")
+            self.check_required(requirement, f"outside development (env_name {show(env_name)})")
         # The example vault production ships with (docs/secrets.md) marks every value so: a run that
         # would put one on a server stops here instead.
         for name in sorted(set(self.secrets) - self.unused_secrets):

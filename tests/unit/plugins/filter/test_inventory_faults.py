@@ -298,6 +298,27 @@ def test_backups_without_an_off_site_copy_or_a_reason_fail_outside_development_o
     assert faults("cache1", cache1=LOCAL_ONLY) == []
 
 
+DRILL = {**GROUPS, "backup_drill": ["drill1"]}
+
+
+@pytest.mark.parametrize("env_name", ["production", "development"])
+def test_a_drill_host_without_the_bucket_it_restores_from_fails_in_every_environment(env_name):
+    """A drill host (playbooks/databases.yml: group backup_drill, not postgres) has no backups of its own:
+    it restores the primary's copies from S3, so an opt-out reason does not stand in for the bucket, and
+    development's drill host needs one too."""
+    drill1 = {"private_address": "10.20.6.21", **LOCAL_ONLY, "backup_offsite_opt_out_reason": "no bucket"}
+    assert faults("drill1", env_name=env_name, groups=DRILL, drill1=drill1) == [
+        "Cannot configure drill1: backup_s3_bucket is empty or unset; on a host of group backup_drill (and not of "
+        "postgres) it must give the bucket the primary uploads its copies to, which the drills restore from "
+        "(playbooks/databases.yml)"]
+    assert faults("drill1", env_name=env_name, groups=DRILL,
+                  drill1={**drill1, "backup_s3_bucket": "chajipoa-production-backups"}) == []
+    # The primary drills its own copies: it is asked only what every backup host is.
+    on_primary = {**GROUPS, "backup_drill": ["db1"]}
+    assert faults("db1", env_name=env_name, groups=on_primary, db1={"backup_s3_bucket": "",
+                                                                     "backup_offsite_opt_out_reason": "replica"}) == []
+
+
 def test_a_plaintext_vault_fails_outside_development_only(tmp_path):
     (tmp_path / "group_vars/all").mkdir(parents=True)
     (tmp_path / "group_vars/all/vault.yml").write_text("vault_x: plain\n")
@@ -329,6 +350,8 @@ def test_a_value_not_known_before_facts_is_left_to_the_preflights():
         ({**RULES, "patterns": {**RULES["patterns"], "bad": {"pattern": "("}}}, "pattern bad needs the keys"),
         ({**RULES, "patterns": {**RULES["patterns"], "bad": {"pattern": "(", "means": "x"}}}, "pattern bad does not compile"),
         ("rules", "the rules must be a mapping"),
+        ({**RULES, "required_outside_development": [{"any_of": ["x"]}]}, "each entry of required_outside_development needs any_of"),
+        ({**RULES, "required_in_groups": [{"any_of": ["x"], "means": "y"}]}, "each entry of required_in_groups needs groups"),
     ],
 )
 def test_bad_rules_are_refused(rules, message):
