@@ -8,8 +8,9 @@ from ansible_collections.chajipoa.platform.plugins.filter.postgres_pending impor
 from ansible_collections.chajipoa.platform.plugins.filter.scram_verifier import scram_verifier
 
 FILTERS = FilterModule().filters()
-roles_pending, databases_pending, extensions_pending = (
-    FILTERS["postgres_roles_pending"], FILTERS["postgres_databases_pending"], FILTERS["postgres_extensions_pending"])
+roles_pending = FILTERS["postgres_roles_pending"]
+databases_pending = FILTERS["postgres_databases_pending"]
+extensions_pending = FILTERS["postgres_extensions_pending"]
 
 
 def server_role(name, password=None, **flags):
