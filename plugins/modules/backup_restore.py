@@ -366,18 +366,29 @@ class Restore:
             self.step("write", started, tables=len(tables))
 
     def swap(self, admin, staging: str, existing: tuple | None) -> None:
-        if existing:
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            aside = f"{self.database[:40]}_before_{stamp}"
-            live = sql.Identifier(self.database)
-            # No new sessions while the old database is renamed; those it had are ended.
-            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(live))
+        live = sql.Identifier(self.database)
+        restored_into_place = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(staging), live)
+        if not existing:
+            admin.execute(restored_into_place)
+            return
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        aside = f"{self.database[:40]}_before_{stamp}"
+        # No new sessions while the old database is renamed; those it had are ended. Something
+        # ending them cannot take away (a prepared transaction, a session slow to exit) makes the
+        # rename fail: then the old database takes connections again, as it did before.
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(live))
+        try:
             admin.execute("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
                           " WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()", (self.database,))
-            admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(live, sql.Identifier(aside)))
-            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(aside)))
-            self.result["replaced_database"] = aside
-        admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(staging), sql.Identifier(self.database)))
+            # One transaction: the name is never without a database, and a failure renames nothing.
+            with admin.transaction():
+                admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(live, sql.Identifier(aside)))
+                admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(aside)))
+                admin.execute(restored_into_place)
+        except BaseException:
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(live))
+            raise
+        self.result["replaced_database"] = aside
 
     def run(self) -> dict:
         self.authenticate_and_verify()
@@ -396,9 +407,8 @@ class Restore:
                     self.check_as_owner(staging)
                     self.swap(admin, staging, existing)
                 except BaseException:
-                    # Once the live database is renamed aside, the restored one is all there is: kept.
-                    if not self.result["replaced_database"]:
-                        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(staging)))
+                    # The swap renames all or nothing: a staged copy still under its name was not swapped in.
+                    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(staging)))
                     raise
         return {**self.result, "name": self.manifest["name"], "database": self.database, "owner": self.params["owner"],
                 "seconds": round(time.perf_counter() - self.started, 3), "steps": self.steps}

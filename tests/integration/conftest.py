@@ -43,7 +43,9 @@ AWS_DUMMY_ENV = {
 def pg_server():
     """A running PostgresServer (tests/pgserver.py): .host, .port, .user, .password, .conninfo(),
     .env(), .connect(), .execute(), .create_database(), .drop_database(); removed after the session."""
-    server = PostgresServer()
+    # Prepared transactions: the one hold on a database that ending its sessions cannot take away
+    # (test_verification_faults makes a restore's swap fail with one).
+    server = PostgresServer(settings={"max_prepared_transactions": "4"})
     try:
         server.start()
     except PostgresNotInstalled as exc:

@@ -457,6 +457,43 @@ def test_code_in_the_dump_restored_by_backup_restore_runs_as_the_owner_and_nothi
         marker.unlink(missing_ok=True)
 
 
+def test_a_swap_the_server_refuses_leaves_the_live_database_taking_connections(make_config, database, pg_server,
+                                                                              restorable):
+    """The swap stops new sessions to the live database and ends those it has before renaming it
+    aside; a prepared transaction on it cannot be ended, so the rename fails. The restore fails
+    naming it, and the live database is as it was: connections allowed, its data there, no second
+    copy beside it. Once the transaction is gone, the same restore replaces it."""
+    pg_server.execute("CREATE TABLE restored AS SELECT 'from the backup' AS note", database)
+    params = {**restorable(backup(make_config(database))[1]), "replace": True}
+    target = params["database"]
+    pg_server.create_database(target)
+    with pg_server.connect(target, autocommit=False) as live:
+        live.execute("CREATE TABLE kept (note text)")
+        live.execute("INSERT INTO kept VALUES ('before')")
+        live.commit()
+        live.execute("INSERT INTO kept VALUES ('in doubt')")
+        live.execute("PREPARE TRANSACTION 'held_by_a_coordinator'")
+    try:
+        refused = run_module(params, module="backup_restore")
+        assert refused.get("failed"), refused
+        assert "prepared transaction" in refused["msg"], refused["msg"]
+        assert pg_server.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", params=(target,)) == [(True,)]
+        assert pg_server.execute("SELECT note FROM kept", target) == [("before",)]
+        assert databases_named(pg_server, target) == [target]
+    finally:
+        # Where the swap left connections off, the transaction could not be ended otherwise.
+        pg_server.execute(f'ALTER DATABASE "{target}" ALLOW_CONNECTIONS true')
+        pg_server.execute("ROLLBACK PREPARED 'held_by_a_coordinator'", target)
+    replaced = run_module(params, module="backup_restore")
+    assert replaced.get("changed") and not replaced.get("failed"), replaced
+    aside = replaced["restore"]["replaced_database"]
+    try:
+        assert pg_server.execute("SELECT note FROM kept", aside) == [("before",)]
+        assert pg_server.execute("SELECT note FROM restored", target) == [("from the backup",)]
+    finally:
+        pg_server.drop_database(aside)
+
+
 # --- the modules' time limit -----------------------------------------------------------------------
 
 # A restore of this dump takes about 5 s whatever the machine: each row's CHECK sleeps 5 ms (not
