@@ -85,6 +85,15 @@ backups:
          manifest: /var/backups/chajipoa/postgresql/chajipoa/chajipoa-20261123T020000Z-daily.manifest.json,
          verification: {mode: quick, passed: true, checked_at: "2026-11-23T02:01:10Z"},
          signature: valid, signature_message: ""}
+missing:
+  description:
+    - Each C(<kind>/<database>) the configuration backs up (of O(kind) and O(database), where given) that
+      the listing has no backup of, after the filters (O(verified_only) too). Empty when O(name) is given.
+    - A verification or a drill that finds one of these has nothing to check, which is a failure, not a pass.
+  returned: always
+  type: list
+  elements: str
+  sample: [postgresql/reports]
 files:
   description: The backup files of every listed backup, newest first within each database.
   returned: always
@@ -95,7 +104,7 @@ files:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import backup_manifest
-from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import DEFAULT_CONFIG, Config
+from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import DEFAULT_CONFIG, Config, targets
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_state import LockTimeout, RunLock
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_store import LocalStore
 
@@ -136,6 +145,13 @@ def listing(config: Config, params: dict) -> dict[str, list[dict]]:
     return found
 
 
+def missing(config: Config, params: dict, found: dict[str, list[dict]]) -> list[str]:
+    if params["name"]:
+        return []
+    return [f"{kind}/{database}" for kind, database in targets(config, params["kind"])
+            if params["database"] in (None, database) and f"{kind}/{database}" not in found]
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
@@ -147,9 +163,10 @@ def main() -> None:
         # The program's lock: a listing never sees a run's half-done pruning.
         with RunLock(config.lock_path, timeout, "backup_info module"):
             backups = listing(config, params)
+            absent = missing(config, params, backups)
     except (ValueError, KeyError, OSError, LockTimeout) as error:
         module.fail_json(msg=f"Cannot list backups: {error}")
-    module.exit_json(changed=False, backups=backups,
+    module.exit_json(changed=False, backups=backups, missing=absent,
                      files=[backup["file"] for entries in backups.values() for backup in entries])
 
 

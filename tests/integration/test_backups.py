@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import getpass
 import hashlib
 import json
 import os
@@ -919,3 +920,46 @@ def test_a_backup_that_failed_verification_or_lost_its_signature_is_not_sent_off
     assert len(uploaded) == 1 and not uploaded & {failed_verification["name"], altered["name"]}
     assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
     assert len(list(directory.glob("*.manifest.json"))) == 3, "a failed run prunes nothing"
+
+
+VERIFY_ENTRY_POINT = """
+- name: The backup role's verify entry point (playbooks/verify-backups.yml), on this machine
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    chajipoa.platform.backup_info: {config: "{{ config }}"}
+    chajipoa.platform.backup_verify: {config: "{{ config }}"}
+  tasks:
+    - name: Verify the newest backups
+      ansible.builtin.include_role:
+        name: chajipoa.platform.backup
+        tasks_from: verify
+"""
+
+
+def run_verify_entry_point(config_file: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    playbook = tmp_path / "verify-entry-point.yml"
+    playbook.write_text(VERIFY_ENTRY_POINT)
+    # The role verifies as backup_user: here the test's own user, through su, which root needs no password for.
+    return subprocess.run(["ansible-playbook", str(playbook), "-e", f"config={config_file}", "-e", f"backup_user={getpass.getuser()}",
+                           "-e", "ansible_become_method=su", "-e", f"backup_manifest_key={MANIFEST_KEY}",
+                           "-e", f"ansible_python_interpreter={sys.executable}"],
+                          cwd=ROOT, env=dict(os.environ, ANSIBLE_NOCOLOR="1"), capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def test_verification_of_a_database_without_backups_fails_naming_it(make_config, rental_db, pg_server, tmp_path):
+    """verify-backups.yml on a host whose backups of one database stopped (or were removed): nothing
+    to verify is a failure, not a pass. The other database's backup verifies."""
+    pg_server.create_database("rental_unbacked")
+    try:
+        config = make_config(rental_db["database"], "rental_unbacked")
+        backup(config)
+        result = run_verify_entry_point(write_config(config, tmp_path), tmp_path)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output
+        assert "no backup of postgresql/rental_unbacked on the host" in output, output
+        assert f"no backup of postgresql/{rental_db['database']} on" not in output, output
+        assert f"{rental_db['database']}-" in output and "passed" in output, output
+    finally:
+        pg_server.drop_database("rental_unbacked")

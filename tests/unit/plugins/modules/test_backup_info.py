@@ -75,3 +75,29 @@ def test_filters(root, overrides, expected):
 
 def test_without_a_key_no_signature_is_claimed(root):
     assert all("signature" not in b for bs in listing(root, manifest_key=None).values() for b in bs)
+
+
+CONFIGURED = {"postgresql": {"databases": ["chajipoa", "reports"]}, "redis": {"enabled": True, "name": "redis-cache1"},
+              "mongodb": {"enabled": True, "name": "mongodb-rs0"}}
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({}, ["postgresql/reports", "mongodb/mongodb-rs0"]),
+    # A database with backups, none of which passed its last verification, has none to give.
+    ({"verified_only": True}, ["postgresql/reports", "mongodb/mongodb-rs0"]),
+    ({"verified_only": True, "latest": 1, "database": "chajipoa"}, []),
+    ({"kind": "redis"}, []),
+    ({"kind": "postgresql"}, ["postgresql/reports"]),
+    ({"database": "reports"}, ["postgresql/reports"]),
+    # One backup asked for by name: the other databases are not missing it.
+    ({"name": "chajipoa-20261122T020000Z-daily"}, []),
+])
+def test_missing_names_what_the_configuration_backs_up_and_the_listing_lacks(root, overrides, expected):
+    config = Config({"backup_dir": str(root), **CONFIGURED})
+    asked = params(**overrides)
+    assert backup_info.missing(config, asked, backup_info.listing(config, asked)) == expected
+
+
+def test_a_drill_hosts_verification_of_an_empty_bucket_finds_every_database_missing(tmp_path):
+    config = Config({"backup_dir": str(tmp_path), "drill_only": True, "postgresql": {"databases": ["chajipoa"]}})
+    assert backup_info.missing(config, params(), {}) == ["postgresql/chajipoa"]
