@@ -457,8 +457,7 @@ def test_code_in_the_dump_restored_by_backup_restore_runs_as_the_owner_and_nothi
         marker.unlink(missing_ok=True)
 
 
-def test_a_swap_the_server_refuses_leaves_the_live_database_taking_connections(make_config, database, pg_server,
-                                                                              restorable):
+def test_a_swap_the_server_refuses_leaves_the_live_database_taking_connections(make_config, database, pg_server, restorable):
     """The swap stops new sessions to the live database and ends those it has before renaming it
     aside; a prepared transaction on it cannot be ended, so the rename fails. The restore fails
     naming it, and the live database is as it was: connections allowed, its data there, no second

@@ -315,8 +315,8 @@ def test_a_drill_host_without_the_bucket_it_restores_from_fails_in_every_environ
                   drill1={**drill1, "backup_s3_bucket": "chajipoa-production-backups"}) == []
     # The primary drills its own copies: it is asked only what every backup host is.
     on_primary = {**GROUPS, "backup_drill": ["db1"]}
-    assert faults("db1", env_name=env_name, groups=on_primary, db1={"backup_s3_bucket": "",
-                                                                     "backup_offsite_opt_out_reason": "replica"}) == []
+    primary_without_bucket = {"backup_s3_bucket": "", "backup_offsite_opt_out_reason": "replica"}
+    assert faults("db1", env_name=env_name, groups=on_primary, db1=primary_without_bucket) == []
 
 
 def test_a_plaintext_vault_fails_outside_development_only(tmp_path):
