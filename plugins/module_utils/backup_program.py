@@ -15,7 +15,8 @@ run      one backup per PostgreSQL database (pg_dump -Fc; row counts and the sch
          the environment's key (CHAJIPOA_BACKUP_MANIFEST_KEY), each backup verified in quick mode,
          uploaded to S3, then local and S3 copies pruned by the retention policy, never below
          retention.verified_minimum verified backups. A failed step removes only its own partial
-         files and the run exits non-zero, before pruning.
+         files and the run exits non-zero, before pruning; an older backup refused for upload (it
+         must never go off-site) fails the run only after pruning, which removes it in its turn.
 verify   quick, deep or thorough verification of the newest local backups (the timers), or with
          --from s3 of the newest copies in S3, fetched one at a time (a drill host's weekly
          verification); a backup that cannot be verified (an unreadable manifest, a verification
@@ -152,11 +153,11 @@ def verify_one(config: Config, backup_path: Path, mode: str, manifest_key: str) 
 # --- the store steps of a run -------------------------------------------------------------------
 
 def upload_missing(local: LocalStore, s3: S3Store, kind: str, database: str, manifest_key: str,
-                   allow_unsigned: bool) -> list[str]:
+                   allow_unsigned: bool) -> tuple[list[str], list[str]]:
     """Upload every local backup S3 lacks, oldest first: the new one, and any a failed run left
-    behind. One that must not go off-site (unreadable, failed its verification, a manifest whose
-    signature does not match or, unless allowed, is missing) fails the step by name, after the
-    others are uploaded."""
+    behind. Returns the uploaded names and the refusals: a backup that must not go off-site
+    (unreadable, failed its verification, a manifest whose signature does not match or, unless
+    allowed, is missing), named with its cause, is never uploaded."""
     remote = {backup["name"] for backup in s3.list(kind, database)}
     uploaded, refused = [], []
     for backup in reversed(local.list(kind, database)):
@@ -174,9 +175,7 @@ def upload_missing(local: LocalStore, s3: S3Store, kind: str, database: str, man
             continue
         s3.put(kind, database, manifest, Path(backup["manifest"]).parent)
         uploaded.append(backup["name"])
-    if refused:
-        raise BackupFailed(f"Cannot upload {len(refused)} backup(s) to s3://{s3.bucket}: {'; '.join(refused)}")
-    return uploaded
+    return uploaded, refused
 
 
 def s3_verified(local_backups: list[dict]) -> Callable[[dict], bool]:
@@ -259,16 +258,24 @@ def command_run(config: Config, args) -> int:
                 manifest, report = take_backup(config, kind, database, args.reason)
                 state.verification(kind, database, report)
                 log(f"{kind} {database}: {manifest['name']} ({manifest['bytes']} bytes) taken and verified")
+                refused = []
                 if s3:
-                    for name in upload_missing(local, s3, kind, database, key, config.allow_unsigned):
+                    uploaded, refused = upload_missing(local, s3, kind, database, key, config.allow_unsigned)
+                    for name in uploaded:
                         log(f"{kind} {database}: uploaded {name} to s3://{s3.bucket}")
                 state.backup(kind, database, True, manifest, time.perf_counter() - started)
                 # Pruning only after this backup is safely in place (and in S3): a failed run deletes nothing.
+                # A refused older backup does not stop it: it can never be uploaded, so it would stop
+                # pruning every night until the disk filled. The policy prunes it like any other.
                 for name in prune(local, kind, database, config.verified_minimum):
                     log(f"{kind} {database}: pruned local {name}")
                 if s3:
                     for name in prune(s3, kind, database, config.verified_minimum, s3_verified(local.list(kind, database))):
                         log(f"{kind} {database}: pruned s3 {name}")
+                if refused:
+                    # The new backup is taken and off-site (its last success stands), but the run fails
+                    # (BackupFailed) while a backup the policy keeps cannot go off-site.
+                    raise BackupFailed(f"Cannot upload {len(refused)} backup(s) to s3://{s3.bucket}: {'; '.join(refused)}")
                 state.save()
             except Exception as error:  # noqa: BLE001 - every failure must reach the metrics and the exit code
                 failures += 1

@@ -899,27 +899,55 @@ def test_with_object_lock_nothing_is_deleted_and_every_object_is_locked(make_con
         assert head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=23)
 
 
-def test_a_backup_that_failed_verification_or_lost_its_signature_is_not_sent_off_site(make_config, rental_db, moto_s3,
-                                                                                      s3_bucket, aws_env, tmp_path):
-    failed_verification, _failed_path = backup(make_config("rental"), reason="pre-deploy")
-    altered, _altered_path = backup(make_config("rental"), reason="manual")
+def refuse_upload(directory: Path, name: str, fault: str) -> str:
+    """Make a local backup one that must not go off-site, the way each fault happens; returns the cause
+    the refusal names."""
+    manifest = directory / (name + ".manifest.json")
+    if fault == "failed verification":
+        record = directory / (name + ".verify.json")
+        record.write_text(json.dumps(dict(json.loads(record.read_text()), passed=False,
+                                          failed=["restore: pg_restore logged errors"])))
+        return "its last verification failed: restore: pg_restore logged errors"
+    if fault == "altered manifest":
+        manifest.write_text(json.dumps(dict(json.loads(manifest.read_text()), host="elsewhere")))
+        return f"Cannot trust backup {name}"
+    if fault == "unsigned manifest":
+        manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "signature"}))
+        return f"Cannot trust backup {name}"
+    manifest.write_text(manifest.read_text()[:40])
+    return "Cannot read"
+
+
+REFUSALS = ["failed verification", "altered manifest", "unsigned manifest", "unreadable manifest"]
+
+
+@pytest.mark.parametrize("fault", REFUSALS)
+def test_a_backup_that_must_not_go_off_site_is_refused_but_does_not_stop_pruning(make_config, rental_db, moto_s3,
+                                                                                 s3_bucket, aws_env, tmp_path, fault,
+                                                                                 monkeypatch):
+    """The refused backup is never uploaded and the run says so by name and fails; the new backup
+    still counts as taken, and retention still prunes, the refused backup included once the policy
+    no longer keeps it, so that one bad backup cannot stop pruning night after night."""
+    yesterday = backup_manifest.utc_now() - dt.timedelta(days=1)
+    with monkeypatch.context() as patch:
+        patch.setattr(backup_manifest, "utc_now", lambda: yesterday)
+        refused, _path = backup(make_config("rental"), reason="pre-deploy")
     directory = tmp_path / "backups/postgresql/rental"
-    record = directory / (failed_verification["name"] + ".verify.json")
-    record.write_text(json.dumps(dict(json.loads(record.read_text()), passed=False, failed=["restore: pg_restore logged errors"])))
-    manifest = directory / (altered["name"] + ".manifest.json")
-    manifest.write_text(json.dumps(dict(json.loads(manifest.read_text()), host="elsewhere")))
-    config = make_config("rental", s3=s3_section(moto_s3, s3_bucket))
+    cause = refuse_upload(directory, refused["name"], fault)
+    config = make_config("rental", s3=s3_section(moto_s3, s3_bucket),
+                         retention={"local": NOTHING, "s3": {}, "verified_minimum": 1})
     result = run_program(write_config(config, tmp_path), "run")
     assert result.returncode == 1
-    # Two backups of the same second are listed by name, so the refusals' order is not the test's.
-    assert f"Cannot upload 2 backup(s) to s3://{s3_bucket}: " in result.stderr
-    assert f"{failed_verification['name']} (its last verification failed: restore: pg_restore logged errors)" in result.stderr
-    assert f"{altered['name']} (Cannot trust backup {altered['name']}" in result.stderr
+    assert f"Cannot upload 1 backup(s) to s3://{s3_bucket}: {refused['name']} ({cause}" in result.stderr
     uploaded = {item["Key"].rsplit("/", 1)[1].split(".")[0] for item in
                 moto_s3.client().list_objects_v2(Bucket=s3_bucket)["Contents"]}
-    assert len(uploaded) == 1 and not uploaded & {failed_verification["name"], altered["name"]}
+    assert len(uploaded) == 1 and refused["name"] not in uploaded
     assert gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_run_success") == "0"
-    assert len(list(directory.glob("*.manifest.json"))) == 3, "a failed run prunes nothing"
+    assert float(gauge(tmp_path / "metrics.prom", "chajipoa_backup_last_success_timestamp_seconds")) > time.time() - 300
+    assert f"pruned local {refused['name']}" in result.stderr
+    assert [path.name.split(".")[0] for path in directory.glob("*.manifest.json")] == list(uploaded)
+    result = run_program(write_config(config, tmp_path), "run", "--reason", "manual")
+    assert result.returncode == 0, result.stderr
 
 
 VERIFY_ENTRY_POINT = """
