@@ -125,7 +125,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.chajipoa.platform.plugins.module_utils.gfs_retention import plan
+from ansible_collections.chajipoa.platform.plugins.module_utils.gfs_retention import complete_policy, plan
 
 
 def gfs_retention(backups: list[dict], policy: dict | None = None) -> dict:
@@ -135,6 +135,14 @@ def gfs_retention(backups: list[dict], policy: dict | None = None) -> dict:
         raise AnsibleFilterError(f"gfs_retention: {error}") from error
 
 
+def gfs_retention_policy(policy: dict, tier: str) -> dict:
+    """Documented in gfs_retention_policy.yml beside this file."""
+    try:
+        return complete_policy(policy, tier)
+    except ValueError as error:
+        raise AnsibleFilterError(f"gfs_retention_policy: {error}") from error
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"gfs_retention": gfs_retention}
+        return {"gfs_retention": gfs_retention, "gfs_retention_policy": gfs_retention_policy}

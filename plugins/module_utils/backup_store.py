@@ -282,7 +282,7 @@ def prune(store: LocalStore | S3Store, kind: str, database: str, verified_minimu
     backups that passed verification: the newest verified ones the policy would delete are kept."""
     if not store.deletes:
         return []
-    decision = retention_plan(store.list(kind, database), store.policy)
+    decision = retention_plan(store.list(kind, database), store.policy, tier=store.label)
     missing = verified_minimum - sum(1 for backup in decision["keep"] if verified(backup))
     deleted = []
     for backup in decision["delete"]:

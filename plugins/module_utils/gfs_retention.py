@@ -24,6 +24,15 @@ DEFAULT_POLICY = {
     "pre_deploy_keep": 5,
 }
 
+# The backup role's two tiers: local copies are for fast restores, S3 keeps the guide's policy.
+# Ansible replaces a dict rather than merge it, so a policy that names only some keys takes the
+# others from its own tier (complete_policy): local copies must not fall back to the S3 policy.
+# roles/backup/defaults/main.yml documents the same values (a unit test compares them).
+TIER_POLICIES = {
+    "local": {"daily_days": 7, "weekly_days": 0, "monthly_days": 0, "pre_deploy_keep": 2},
+    "s3": DEFAULT_POLICY,
+}
+
 REQUIRED_KEYS = ("name", "time", "reason")
 
 
@@ -49,7 +58,7 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().removesuffix("+00:00") + "Z"
 
 
-def _check_policy(policy: Any) -> dict[str, Any]:
+def _check_policy(policy: Any, tier: str | None = None) -> dict[str, Any]:
     if not isinstance(policy, Mapping):
         raise ValueError(f"policy: expected a dict, got {type(policy).__name__} {policy!r}")
     unknown = sorted((str(key) for key in policy if key not in DEFAULT_POLICY and key != "now"))
@@ -58,7 +67,7 @@ def _check_policy(policy: Any) -> dict[str, Any]:
             f"policy: unknown key(s) {', '.join(map(repr, unknown))}; "
             f"known keys: {', '.join(sorted([*DEFAULT_POLICY, 'now']))}"
         )
-    checked: dict[str, Any] = dict(DEFAULT_POLICY)
+    checked: dict[str, Any] = dict(TIER_POLICIES[tier] if tier else DEFAULT_POLICY)
     for key in DEFAULT_POLICY:
         if key not in policy:
             continue
@@ -111,14 +120,24 @@ def _newest_per_period(
     return {name for moment, name in newest.values() if max(now - moment, timedelta(0)) < window}
 
 
-def plan(backups: list[dict], policy: dict, now: datetime | None = None) -> dict:
+def complete_policy(policy: Any, tier: str) -> dict[str, int]:
+    """policy checked, with the keys it leaves out taken from tier's policy (TIER_POLICIES)."""
+    if tier not in TIER_POLICIES:
+        raise ValueError(f"tier: expected one of {', '.join(TIER_POLICIES)}, got {tier!r}")
+    return _check_policy(policy, tier)
+
+
+def plan(backups: list[dict], policy: dict, now: datetime | None = None, tier: str | None = None) -> dict:
     """Split backups into those a GFS policy keeps and those it deletes.
+
+    Keys the policy leaves out take tier's values (TIER_POLICIES) or, without a tier, the guide's
+    DEFAULT_POLICY.
 
     Returns {"keep": [...], "delete": [...]}, both newest first; each entry is a copy of its input
     dict with time in UTC ('...Z'), and kept entries carry 'rules', the reasons to keep them.
     Raises ValueError naming the bad input.
     """
-    checked_policy = _check_policy(policy)
+    checked_policy = complete_policy(policy, tier) if tier else _check_policy(policy)
     entries = _check_backups(backups)
     # policy.now is checked even when the argument overrides it: a bad policy fails everywhere.
     policy_now = parse_time(policy["now"], "policy.now") if "now" in policy else None

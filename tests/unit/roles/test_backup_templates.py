@@ -11,7 +11,7 @@ import pytest
 
 import json
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_program, backup_sources
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_program, backup_sources, gfs_retention
 from tests.unit.roles import rendering
 
 
@@ -108,3 +108,23 @@ def test_every_derived_variable_renders_without_a_bucket():
         render("{{ %s }}" % name, [], backup_s3_bucket="")
     assert render("{{ _backup_s3_iam_policy }}", [], backup_s3_bucket="") == {}
     assert render("{{ _backup_s3_iam_policy }}", [], backup_s3_bucket="chajipoa-backups")["Statement"]
+
+
+@pytest.mark.parametrize("tier, given, expected", [
+    ("local", {"daily_days": 3}, {"daily_days": 3, "weekly_days": 0, "monthly_days": 0, "pre_deploy_keep": 2}),
+    ("s3", {"pre_deploy_keep": 9}, {"daily_days": 30, "weekly_days": 90, "monthly_days": 365, "pre_deploy_keep": 9}),
+])
+def test_a_partial_retention_policy_is_completed_from_its_own_tiers_defaults(tier, given, expected):
+    """Ansible replaces a dict rather than merge it: an operator's {daily_days: 3} for the local
+    copies keeps the local tier's other values, not the guide's long S3 policy."""
+    config = program_config([], **{f"backup_retention_{tier}": given})
+    assert config.retention[tier] == expected
+    assert int(render("{{ _backup_s3_expire_days }}", [], **{f"backup_retention_{tier}": given})) == max(
+        (expected if tier == "s3" else rendering.role_variables("backup")["backup_retention_s3"]).get(key) for key in
+        ("daily_days", "weekly_days", "monthly_days"))
+
+
+def test_the_retention_defaults_are_the_programs_tier_defaults():
+    """The role documents in its defaults the values the program completes a partial policy with."""
+    variables = rendering.role_variables("backup")
+    assert {tier: variables[f"backup_retention_{tier}"] for tier in gfs_retention.TIER_POLICIES} == gfs_retention.TIER_POLICIES

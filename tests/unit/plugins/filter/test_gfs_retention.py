@@ -10,12 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.chajipoa.platform.plugins.filter.gfs_retention import FilterModule
-from ansible_collections.chajipoa.platform.plugins.module_utils.gfs_retention import RULES, plan
+from ansible_collections.chajipoa.platform.plugins.module_utils.gfs_retention import DEFAULT_POLICY, RULES, plan
 
 UTC = timezone.utc
 EAT = timezone(timedelta(hours=3))
 
 gfs_retention = FilterModule().filters()["gfs_retention"]
+gfs_retention_policy = FilterModule().filters()["gfs_retention_policy"]
 
 
 def names(entries: list[dict]) -> list[str]:
@@ -214,6 +215,28 @@ def test_filter_defaults_the_policy():
     backups = nightly(date(2026, 11, 22), 2)
     assert gfs_retention(backups) == plan(backups, {})
     assert gfs_retention(backups, {"now": "2026-11-23T00:00:00Z"})["delete"] == []
+
+
+@pytest.mark.parametrize(("policy", "tier", "expected"), [
+    ({"daily_days": 3}, "local", {"daily_days": 3, "weekly_days": 0, "monthly_days": 0, "pre_deploy_keep": 2}),
+    ({}, "s3", DEFAULT_POLICY),
+    ({"monthly_days": 730}, "s3", {**DEFAULT_POLICY, "monthly_days": 730}),
+])
+def test_policy_filter_completes_a_partial_policy_from_its_tier(policy, tier, expected):
+    assert gfs_retention_policy(policy, tier) == expected
+    backups = nightly(LAST, 400)
+    assert plan(backups, policy, now=JUST_AFTER_LAST, tier=tier) == plan(backups, expected, now=JUST_AFTER_LAST)
+
+
+@pytest.mark.parametrize(("policy", "tier", "message"), [
+    ({}, "remote", "tier: expected one of local, s3, got 'remote'"),
+    ({"daily_days": -1}, "local", "policy.daily_days: expected an integer >= 0, got -1"),
+    ({"weekly": 1}, "s3", "policy: unknown key(s) 'weekly'"),
+])
+def test_policy_filter_refuses_bad_input(policy, tier, message):
+    with pytest.raises(AnsibleFilterError, match="^gfs_retention_policy: ") as error:
+        gfs_retention_policy(policy, tier)
+    assert message in str(error.value)
 
 
 GOOD = {"name": "a", "time": "2026-11-22T02:00:00Z", "reason": "daily"}

@@ -10,6 +10,7 @@ servers in tests/integration/test_backups.py and molecule/backup.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ import pytest
 import yaml
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import (
-    backup_config, backup_manifest, backup_program, backup_sources, backup_state, backup_store)
+    backup_config, backup_manifest, backup_program, backup_sources, backup_state, backup_store, gfs_retention)
 from tests import mongo_archives
 from tests.conftest import ROOT
 from tests.exposition import samples_by_name
@@ -518,3 +519,31 @@ def test_fetch_from_local_copies_refuses_a_manifest_whose_signature_does_not_mat
     assert json.loads(out) == [str(destination / "mongodb" / MONGO_DB / good["file"])]
     assert sorted(p.name for p in (destination / "mongodb" / MONGO_DB).iterdir()) == sorted(
         [good["file"], good["name"] + ".manifest.json"])
+
+
+class StandInStore:
+    """A store's listing and deletions, for prune's decision alone."""
+
+    def __init__(self, label: str, policy: dict, backups: list[dict]):
+        self.label, self.policy, self.backups, self.deletes, self.deleted = label, policy, backups, True, []
+
+    def list(self, kind, database):
+        return self.backups
+
+    def delete(self, kind, database, backup):
+        self.deleted.append(backup["name"])
+
+
+@pytest.mark.parametrize("tier, complete", [
+    ("local", {"daily_days": 7, "weekly_days": 0, "monthly_days": 0, "pre_deploy_keep": 2}),
+    ("s3", {"daily_days": 30, "weekly_days": 90, "monthly_days": 365, "pre_deploy_keep": 5}),
+])
+def test_pruning_completes_a_partial_policy_from_its_tiers_defaults(tier, complete):
+    """A configuration with only daily_days: the other keys come from the tier's defaults (local:
+    no weeklies or monthlies), not from the guide's S3 policy for every tier."""
+    now = dt.datetime.now(dt.timezone.utc)
+    backups = [{"name": f"db-{age}", "reason": "daily", "verification": {"passed": True},
+                "time": backup_manifest.iso(now - dt.timedelta(days=age, minutes=1))} for age in range(400)]
+    store = StandInStore(tier, {"daily_days": complete["daily_days"]}, backups)
+    backup_store.prune(store, "postgresql", "db", 2)
+    assert store.deleted == [backup["name"] for backup in gfs_retention.plan(backups, complete, now)["delete"]]
