@@ -965,13 +965,14 @@ VERIFY_ENTRY_POINT = """
 """
 
 
-def run_verify_entry_point(config_file: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    playbook = tmp_path / "verify-entry-point.yml"
-    playbook.write_text(VERIFY_ENTRY_POINT)
-    # The role verifies as backup_user: here the test's own user, through su, which root needs no password for.
+def run_entry_point(play: str, config_file: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    """A play that includes one of the backup role's entry points, run on this machine."""
+    playbook = tmp_path / "entry-point.yml"
+    playbook.write_text(play)
+    # The role works as backup_user: here the test's own user, through su, which root needs no password for.
     return subprocess.run(["ansible-playbook", str(playbook), "-e", f"config={config_file}", "-e", f"backup_user={getpass.getuser()}",
                            "-e", "ansible_become_method=su", "-e", f"backup_manifest_key={MANIFEST_KEY}",
-                           "-e", f"ansible_python_interpreter={sys.executable}"],
+                           "-e", f"ansible_python_interpreter={sys.executable}", *extra],
                           cwd=ROOT, env=dict(os.environ, ANSIBLE_NOCOLOR="1"), capture_output=True, text=True, timeout=300,
                           check=False)
 
@@ -983,7 +984,7 @@ def test_verification_of_a_database_without_backups_fails_naming_it(make_config,
     try:
         config = make_config(rental_db["database"], "rental_unbacked")
         backup(config)
-        result = run_verify_entry_point(write_config(config, tmp_path), tmp_path)
+        result = run_entry_point(VERIFY_ENTRY_POINT, write_config(config, tmp_path), tmp_path)
         output = result.stdout + result.stderr
         assert result.returncode != 0, output
         assert "no backup of postgresql/rental_unbacked on the host" in output, output

@@ -26,7 +26,7 @@ from ansible_collections.chajipoa.platform.plugins.module_utils import backup_ch
 # pylint: disable-next=unused-import  # make_config, scratch_dir, fault_db, good_backup: fixtures pytest finds by name
 from tests.integration.test_backups import (  # noqa: F401 - the fixtures among them are used by name
     MANIFEST_KEY, backup, check, damaged_copy, failed, fault_db, good_backup, make_config, pair_with_manifest, pg_dump,
-    run_module, scratch_dir, verify, write_config)
+    run_entry_point, run_module, scratch_dir, verify, write_config)
 
 KEY = "test-manifest-key"
 
@@ -627,3 +627,59 @@ def test_an_extension_the_host_lacks_fails_the_restore_naming_it(good_backup, sc
     report = verify(path, "thorough", scratch_dir)
     assert failed(report) == ["restore"]
     assert "cannot create extension postgis 3.3.2 in schema public" in report.failure_message()
+
+
+RESTORE_ENTRY_POINT = """
+- name: The backup role's restore entry point (playbooks/restore.yml), on this machine
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    chajipoa.platform.backup_info: {config: "{{ config }}"}
+    chajipoa.platform.backup_restore:
+      config: "{{ config }}"
+      login_user: "{{ login_user }}"
+      login_unix_socket: "{{ login_unix_socket }}"
+      pg_bindir: "{{ pg_bindir }}"
+  tasks:
+    - name: Restore the backup named
+      ansible.builtin.include_role:
+        name: chajipoa.platform.backup
+        tasks_from: restore
+"""
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_a_named_backup_whose_last_verification_failed_is_restored_only_if_the_operator_says_so(
+        make_config, database, pg_server, restorable, tmp_path, allowed):
+    """restore.yml -e restore_backup=<name>: a backup whose recorded (here thorough) verification
+    failed is refused before anything changes, naming the failed check and the switch; with the
+    switch the operator takes it knowingly, and it is restored."""
+    params = restorable(backup(make_config(database))[1])
+    dump = Path(params["path"])
+    name = dump.name.removesuffix(backup_manifest.DUMP_SUFFIX["postgresql"])
+    directory = dump.parent / "postgresql" / params["database"]
+    directory.mkdir(parents=True)
+    for path in (dump, backup_manifest.manifest_path(dump)):
+        path.rename(directory / path.name)
+    (directory / f"{name}.verify.json").write_text(json.dumps({
+        "mode": "thorough", "passed": False, "checked_at": "2026-12-06T03:00:00Z",
+        "failed": ["rows: public.rentals holds 2 rows, the manifest 3"]}))
+    variables = tmp_path / "restore-vars.json"
+    variables.write_text(json.dumps({
+        "backup_restore_backup": name, "backup_restore_database": params["database"], "backup_restore_owner": params["owner"],
+        "postgres_app_password": params["owner_password"], "postgres_port": params["port"],
+        "login_user": params["login_user"], "login_unix_socket": params["login_unix_socket"], "pg_bindir": params["pg_bindir"],
+        "backup_restore_allow_failed_verification": allowed}))
+    result = run_entry_point(RESTORE_ENTRY_POINT, Path(params["config"]), tmp_path, "-e", f"@{variables}")
+    output = result.stdout + result.stderr
+    if allowed:
+        assert result.returncode == 0, output
+        assert databases_named(pg_server, params["database"]) == [params["database"]]
+        assert f"Restored {name}" in output and "its last verification (thorough" in output, output
+    else:
+        assert result.returncode != 0, output
+        assert f"Cannot restore backup {name}" in output, output
+        assert ("its last verification (thorough, 2026-12-06T03:00:00Z) failed: "
+                "rows: public.rentals holds 2 rows, the manifest 3") in output, output
+        assert "restore_allow_failed_verification=true" in output, output
+        assert databases_named(pg_server, params["database"]) == []
