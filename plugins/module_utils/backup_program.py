@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, pg_archive
+from ansible_collections.chajipoa.platform.plugins.module_utils import backup_checks, backup_manifest, elasticache_snapshots, pg_archive
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import (
     DEFAULT_CONFIG, KINDS, BackupFailed, Config, load_env_file, log, targets)
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_sources import DUMPERS
@@ -99,11 +99,25 @@ def take_backup(config: Config, kind: str, database: str, reason: str) -> tuple[
         if not report.passed:
             raise BackupFailed(report.failure_message())
         local.put(kind, database, manifest, partial)
+        if kind == "elasticache":
+            # The stored backup records the snapshot now; its pruning deletes it.
+            elasticache_snapshots.unclaimed_path(directory, name).unlink()
         report.backup_path, report.manifest_path = directory / filename, backup_manifest.manifest_path(directory / filename)
         record_verification(report)
         return manifest, report
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+        if kind == "elasticache":
+            release_unclaimed(kind, database, directory)
+
+
+def release_unclaimed(kind: str, database: str, directory: Path) -> None:
+    """Delete the snapshots asked for that no stored backup records (this run's, or a killed run's)."""
+    deleted, failed = elasticache_snapshots.release_unclaimed(directory)
+    for name in deleted:
+        log(f"{kind} {database}: deleted ElastiCache snapshot {name}, which no stored backup records")
+    for message in failed:
+        log(f"{kind} {database}: {message}")
 
 
 def read_dump(name: str, path: Path, tables: list[dict]) -> pg_archive.Archive:
@@ -226,9 +240,12 @@ def recording(config: Config) -> Iterator[State]:
 
 def remove_leftovers(config: Config) -> None:
     """What runs killed mid-way left: partial backups (a MongoDB one may hold a password file),
-    half-written files, throwaway clusters and the staging databases of restores. The caller holds the lock."""
+    half-written files, throwaway clusters, the staging databases of restores and ElastiCache
+    snapshots no stored backup records. The caller holds the lock."""
     for path in LocalStore(config).remove_leftovers() + remove_state_leftovers(config) + remove_stale_scratch(config):
         log(f"removed {path}, left by a run that did not finish")
+    for directory in config.backup_dir.glob("elasticache/*"):
+        release_unclaimed("elasticache", directory.name, directory)
     # A drill host has no server of its own for backup_restore to have staged a restore in.
     if config.postgresql.get("databases") and not config.drill_only:
         target = config.pg_target()

@@ -13,8 +13,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, elasticache_snapshots, mongo_archive,
-                                                                        pg_catalogue)
+from ansible_collections.chajipoa.platform.plugins.module_utils import (backup_checks, backup_manifest, elasticache_snapshots,
+                                                                        mongo_archive, pg_catalogue)
 from ansible_collections.chajipoa.platform.plugins.module_utils.backup_config import BackupFailed, Config
 
 _TABLES = """
@@ -163,6 +163,10 @@ def snapshot_elasticache(config: Config, database: str, path: Path) -> dict:
     group = settings["replication_group_id"]
     name = path.name[: -len(elasticache_snapshots.DESCRIPTOR_SUFFIX)]
     started = time.perf_counter()
+    # take_backup removes the record once the backup is stored, and deletes the snapshot otherwise.
+    backup_manifest.atomic_write(
+        elasticache_snapshots.unclaimed_path(config.directory("elasticache", database), name),
+        json.dumps({"snapshot_name": name, "region": settings["region"], "endpoint_url": settings.get("endpoint_url") or ""}))
     try:
         elasticache = elasticache_snapshots.client(settings["region"], settings.get("endpoint_url"))
         snapshot = elasticache_snapshots.take(elasticache, group, name, float(settings.get("timeout_seconds", 3600)),

@@ -4,14 +4,22 @@
 its disk, so the backup program asks the service for a snapshot through its API instead of pulling
 an RDB. The backup's file is the snapshot's descriptor (what was asked for and what the service
 answered); the snapshot itself stays in ElastiCache until its backup is pruned from the host that
-took it. Used by the program's dumper, its quick check and its local store.
+took it, and one whose backup was never stored is deleted (UNCLAIMED_SUFFIX). Used by the program's
+dumper, its quick check, its local store and its clean-up of what failed and killed runs left.
 """
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 # JSON, named like the other kinds' files (<name><suffix>, the manifest <name>.manifest.json beside it).
 DESCRIPTOR_SUFFIX = ".snapshot"
+# A snapshot asked for but not (yet) recorded by a stored backup: written in the backup directory
+# before the snapshot is asked for and removed once its backup is stored, so that a run that
+# fails, or is killed, before then leaves a record from which it, or the next run, deletes the
+# snapshot, rather than one in ElastiCache that nothing prunes.
+UNCLAIMED_SUFFIX = ".snapshot-unclaimed"
 # The descriptor's fields that must still match what the service says at every verification.
 _IDENTITY = ("snapshot_name", "arn", "replication_group_id")
 
@@ -91,3 +99,25 @@ def release(recorded: dict) -> None:
         elasticache.delete_snapshot(SnapshotName=recorded["snapshot_name"])
     except elasticache.exceptions.SnapshotNotFoundFault:
         pass
+
+
+def unclaimed_path(directory: Path, snapshot_name: str) -> Path:
+    return directory / (snapshot_name + UNCLAIMED_SUFFIX)
+
+
+def release_unclaimed(directory: Path) -> tuple[list[str], list[str]]:
+    """Delete the snapshots the unclaimed records in directory name, each record after its
+    snapshot; returns the names deleted and, for each that could not be (AWS deletes no snapshot
+    while it is being created), why, its record kept for the next run. The caller holds the lock."""
+    deleted, failed = [], []
+    for path in sorted(directory.glob(f"*{UNCLAIMED_SUFFIX}")):
+        name = path.name[: -len(UNCLAIMED_SUFFIX)]
+        try:
+            release(json.loads(path.read_text(encoding="utf-8")))
+        except Exception as error:  # noqa: BLE001 - the API's errors all keep the record for the next run
+            failed.append(f"Cannot delete ElastiCache snapshot {name}, which no stored backup records "
+                          f"(the next run tries again): {type(error).__name__}: {error}")
+            continue
+        path.unlink()
+        deleted.append(name)
+    return deleted, failed
