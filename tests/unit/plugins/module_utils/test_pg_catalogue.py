@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from ansible_collections.chajipoa.platform.plugins.module_utils import pg_catalogue
+from ansible_collections.chajipoa.platform.plugins.modules import backup_verify
+from tests.conftest import ROOT, load_yaml
 
 
 def catalogue(*objects: tuple[str, str, str]) -> dict:
@@ -117,3 +120,13 @@ def test_kinds_newer_than_the_source_catalogue_are_not_compared():
     assert pg_catalogue.compare(old, restored) == []
     assert [(d["kind"], d["change"]) for d in pg_catalogue.compare(SOURCE | {"version": 2}, restored)] == [
         ("policy", "extra"), ("row security", "extra")]
+
+
+def test_the_backup_role_and_the_verify_module_offer_every_kind_to_ignore():
+    """backup_verify_ignore_kinds reaches the module, whose choices are KINDS: a kind missing from
+    the role's spec (row security, policy) could not be left out from the inventory."""
+    specs = load_yaml(ROOT / "roles/backup/meta/argument_specs.yml")["argument_specs"]
+    offered = [entry["options"]["backup_verify_ignore_kinds"]["choices"] for entry in specs.values()
+               if "backup_verify_ignore_kinds" in entry["options"]]
+    documented = yaml.safe_load(backup_verify.DOCUMENTATION)["options"]["ignore_kinds"]["choices"]
+    assert offered and all(choices == list(pg_catalogue.KINDS) for choices in offered + [documented])
