@@ -155,7 +155,7 @@ def disk_full(*_args):
     ("not stored: a full disk", ("put", disk_full), "No space left on device"),
 ])
 def test_a_snapshot_whose_backup_is_not_stored_is_deleted(config_file, elasticache, replication_group, tmp_path,
-                                                         monkeypatch, capsys, fault, patch, message):
+                                                          monkeypatch, capsys, fault, patch, message):
     """A snapshot the run asked for but could not keep as a backup is deleted by that run: left
     behind, it would stay in ElastiCache (and on the bill) recorded by nothing that prunes."""
     target, stand_in = patch
@@ -171,7 +171,7 @@ def test_a_snapshot_whose_backup_is_not_stored_is_deleted(config_file, elasticac
 
 
 def test_a_snapshot_a_killed_run_left_unclaimed_is_deleted_by_the_next_run(config_file, elasticache, replication_group,
-                                                                          tmp_path, monkeypatch, capsys):
+                                                                           tmp_path, monkeypatch, capsys):
     """Killed while it waited (SIGKILL, power loss) or refused the deletion (AWS deletes no snapshot
     while it is being created): the record of the unclaimed snapshot stays, and the next run deletes it."""
     def refused(_recorded):
