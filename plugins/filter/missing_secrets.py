@@ -24,9 +24,12 @@ options:
         one of these groups.
       - A dict may also carry C(needed_if), a list of variable paths such as
         C(app_market.payment_gateway); the first whose variable the host defines decides, and the
-        secret is checked only when the value there is set and not blank (a provider's credentials,
-        where the inventory names the provider). A variable there that cannot be rendered keeps the
-        secret checked.
+        secret is checked only when the value there is set, not blank and not the boolean false (a
+        provider's credentials, where the inventory names the provider; a role's secret, where its
+        switch is on). Where the host defines none of the paths, the dict's C(default) decides (a
+        boolean, false when absent, standing for the role's default of its switch). A variable there that cannot
+        be rendered keeps the secret checked. A name may have several dicts (other groups, other
+        conditions); any one that applies makes it checked.
     type: list
     elements: raw
     required: true

@@ -127,7 +127,7 @@ def secret_problem(value: Any) -> str | None:
     return None
 
 
-Condition = Callable[[list], bool]
+Condition = Callable[[list, bool], bool]
 
 
 def condition(get: Getter, defines: Callable[[str], bool]) -> Condition:
@@ -135,10 +135,12 @@ def condition(get: Getter, defines: Callable[[str], bool]) -> Condition:
 
     The first path whose variable the host defines decides, as a role default such as
     app_market: "{{ platform_market | default({}) }}" reads it: the secret is needed when the value
-    there is set and not blank. A variable that cannot be rendered keeps the secret needed, so that
-    a broken provider setting is reported rather than taken for "no provider".
+    there is set, not blank and not the boolean false (a switch turned off). Where the host defines
+    none of them, the entry's default decides: the role's own default for its switch. A variable
+    that cannot be rendered keeps the secret needed, so that a broken provider setting is reported
+    rather than taken for "no provider".
     """
-    def holds(paths: list) -> bool:
+    def holds(paths: list, default: bool) -> bool:
         for path in paths:
             root, *keys = path.split(".")
             if not defines(root):
@@ -149,14 +151,17 @@ def condition(get: Getter, defines: Callable[[str], bool]) -> Condition:
                 return True
             for key in keys:
                 value = value.get(key) if isinstance(value, Mapping) else None
+            if isinstance(value, bool):
+                return value
             return value is not None and str(value).strip() != ""
-        return False
+        return default
     return holds
 
 
 def catalogue_names(catalogue: Iterable[Any], groups: Iterable[str] | None = None,
                     holds: Condition | None = None) -> list[str]:
-    """The names of a secrets catalogue (names, or mappings with name, groups and needed_if) a host needs.
+    """The names of a secrets catalogue (names, or mappings with name, groups, needed_if and default) a
+    host needs. A name may have several entries (other groups, other conditions): any one decides.
 
     Without groups every entry's groups match; without holds every needed_if is taken to hold.
     """
@@ -164,16 +169,19 @@ def catalogue_names(catalogue: Iterable[Any], groups: Iterable[str] | None = Non
     names = []
     for entry in catalogue:
         if isinstance(entry, str):
-            name, needed_by, needed_if = entry, None, None
+            name, needed_by, needed_if, default = entry, None, None, False
         elif isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
             name, needed_by, needed_if = entry["name"], entry.get("groups"), entry.get("needed_if")
+            default = entry.get("default", False)
         else:
             raise RuleError(f"a catalogue entry must be a secret's name or a mapping with a name, got {kind(entry)}")
         if needed_if is not None and not (isinstance(needed_if, list) and all(isinstance(path, str) for path in needed_if)):
             raise RuleError(f"{name}: needed_if must be a list of variable paths, got {kind(needed_if)}")
+        if not isinstance(default, bool):
+            raise RuleError(f"{name}: default must be a boolean, got {kind(default)}")
         if needed_by is not None and wanted is not None and not wanted & set(needed_by):
             continue
-        if needed_if is not None and holds is not None and not holds(needed_if):
+        if needed_if is not None and holds is not None and not holds(needed_if, default):
             continue
         if name not in names:
             names.append(name)

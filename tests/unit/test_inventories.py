@@ -12,9 +12,12 @@ import pytest
 from tests.conftest import EXAMPLE_VAULT_PASSWORD_FILE, ROOT, load_yaml
 
 CATALOGUE = load_yaml(ROOT / "roles/validate_inventory/vars/main.yml")
-SECRETS = [entry["name"] for entry in CATALOGUE["_validate_inventory_secrets"]]
-# A provider's credentials (needed_if) only where the inventory names the provider: development names none.
-UNCONDITIONAL = [entry["name"] for entry in CATALOGUE["_validate_inventory_secrets"] if "needed_if" not in entry]
+# A secret has an entry per condition under which it is needed: its name once, where it first appears.
+SECRETS = list(dict.fromkeys(entry["name"] for entry in CATALOGUE["_validate_inventory_secrets"]))
+# A provider's credentials (needed_if) only where the inventory names the provider: development names
+# none. What a role's switch needs while it is on by default (default: true) development runs too.
+UNCONDITIONAL = list(dict.fromkeys(entry["name"] for entry in CATALOGUE["_validate_inventory_secrets"]
+                                   if "needed_if" not in entry or entry.get("default")))
 KNOWN_GROUPS = set(CATALOGUE["_validate_inventory_group_roles"])
 INVENTORIES = ["development", "staging", "production", "tanzania"]
 

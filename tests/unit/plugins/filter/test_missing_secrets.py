@@ -5,6 +5,7 @@ import pytest
 from ansible.errors import AnsibleFilterError, AnsibleUndefinedVariable
 
 from ansible_collections.chajipoa.platform.plugins.filter.missing_secrets import FilterModule
+from tests.conftest import ROOT, load_yaml
 
 missing_secrets = FilterModule().filters()["missing_secrets"]
 
@@ -120,3 +121,33 @@ def test_a_template_over_an_absent_vault_variable_counts_as_missing():
 def test_bad_input_is_refused(secrets, variables, groups):
     with pytest.raises(AnsibleFilterError, match="missing_secrets:"):
         missing_secrets(secrets, variables, groups)
+
+
+# The real catalogue's conditional secrets of the monitoring and backup roles: needed where the role
+# uses them, so that a run stops in the gate rather than on the host half-way through.
+REAL_CATALOGUE = load_yaml(ROOT / "roles/validate_inventory/vars/main.yml")["_validate_inventory_secrets"]
+
+
+@pytest.mark.parametrize(
+    ("groups", "variables", "secret", "needed"),
+    [
+        # The monitoring role installs Grafana unless monitoring_grafana is false (its default is true).
+        (["monitoring"], {}, "monitoring_grafana_admin_password", True),
+        (["monitoring"], {"monitoring_grafana": True}, "monitoring_grafana_admin_password", True),
+        (["monitoring"], {"monitoring_grafana": False}, "monitoring_grafana_admin_password", False),
+        (["app"], {}, "monitoring_grafana_admin_password", False),
+        # Alertmanager logs in to the SMTP smarthost where a login is named.
+        (["monitoring"], {"monitoring_smtp_auth_username": "apikey"}, "monitoring_smtp_password", True),
+        (["monitoring"], {"monitoring_smtp_auth_username": ""}, "monitoring_smtp_password", False),
+        (["monitoring"], {}, "monitoring_smtp_password", False),
+        # mongodump runs on the backup hosts whose MongoDB backups are on (DocumentDB in production).
+        (["backup"], {"backup_mongodb_enabled": True}, "mongodb_backup_password", True),
+        (["postgres"], {"backup_mongodb_enabled": True}, "mongodb_backup_password", True),
+        (["backup"], {"backup_mongodb_enabled": False}, "mongodb_backup_password", False),
+        (["backup"], {}, "mongodb_backup_password", False),
+        (["mongodb"], {}, "mongodb_backup_password", True),
+    ],
+)
+def test_the_catalogue_needs_a_roles_conditional_secret_where_the_role_uses_it(groups, variables, secret, needed):
+    assert (secret in missing_secrets(REAL_CATALOGUE, variables, groups)) is needed
+    assert secret not in missing_secrets(REAL_CATALOGUE, {**variables, secret: "s3cr3t"}, groups)
