@@ -49,11 +49,15 @@ ALERTS = {
     "db3 postgres latency": alert("PostgresQueryLatencyHigh", "db3", "postgres", "warning", datname="chajipoa"),
     "db3 / disk": alert("DiskSpaceLow", "db3", "node", "warning", mountpoint="/"),
     "db4 postgres latency": alert("PostgresQueryLatencyHigh", "db4", "postgres", "warning", datname="chajipoa"),
+    # PgBouncer down under its own exporter down (app1) is that job's inhibition; alone (app2), it pages.
+    "app1 pgbouncer exporter down": alert("InstanceDown", "app1", "pgbouncer", "critical"),
+    "app1 pgbouncer down": alert("PgBouncerDown", "app1", "pgbouncer", "critical"),
+    "app2 pgbouncer down": alert("PgBouncerDown", "app2", "pgbouncer", "critical"),
 }
 # Each suppressed alert and the one alert that inhibits it; the others stay active (db3's disk: another
 # job on that host; db4's latency: the same job on another host).
 INHIBITED_BY = {"db1 redis down": "db1 node down", "db2 /srv disk": "db2 /srv storage",
-                "db3 postgres latency": "db3 postgres down"}
+                "db3 postgres latency": "db3 postgres down", "app1 pgbouncer down": "app1 pgbouncer exporter down"}
 ACTIVE = [name for name in ALERTS if name not in INHIBITED_BY]
 
 

@@ -69,6 +69,8 @@ OVERRIDES: dict[str, Any] = {
     "monitoring_backup_max_age_hours": 30,
     "monitoring_backup_run_max_minutes": 400,
     "monitoring_backup_verify_max_age_days": 3,
+    "monitoring_backup_groups": ["dumps"],
+    "monitoring_backup_absent_for": "3h",
     "monitoring_certificate_min_days": 30,
 }
 SETTINGS = {"defaults": {}, "overridden": OVERRIDES}
@@ -164,6 +166,10 @@ def histogram(instance: str, quantile: float, milliseconds: float, steps: int) -
 
 def database_groups(variables: dict) -> str:
     return "," + variables["monitoring_database_groups"][0] + ","
+
+
+def backup_groups(variables: dict) -> str:
+    return "," + variables["monitoring_backup_groups"][0] + ","
 
 
 def mongodb_view(instance: str, state: int = 1) -> str:
@@ -286,6 +292,9 @@ CASES: dict[str, Case] = {
         "monitoring_pgbouncer_waiting_clients",
         lambda i, t, s, v: [(f'pgbouncer_pools_client_waiting_connections{{job="pgbouncer", instance="{i}", '
                              f'database="chajipoa", user="chajipoa"}}', gauge(t + s))]),
+    # PgBouncer's exporter answers (its own target is up) but cannot reach PgBouncer.
+    "PgBouncerDown": Case(None, lambda i, t, s, v: [(f'pgbouncer_up{{job="pgbouncer", instance="{i}"}}', gauge(1 - s))],
+                          hold="monitoring_instance_down_for"),
     "RedisDown": Case(None, lambda i, t, s, v: [(f'redis_up{{job="redis", instance="{i}"}}', gauge(1 - s))],
                       hold="monitoring_instance_down_for"),
     # 100 MiB of maxmemory, t MiB used; one byte more is a step.
@@ -362,6 +371,16 @@ CASES: dict[str, Case] = {
                              f'database="chajipoa", mode="{mode}"}}', clock(-age))
                             for mode, age in (("thorough", t * 86400 + s), ("quick", 3 * t * 86400))],
         drop=("mode",)),
+    # A host of the backup groups whose node exporter serves no backup metric at all: its backups never
+    # ran (timer missing, program never installed). Healthy, it has them; a host outside the groups
+    # (quiet) has none and is fine.
+    "BackupMetricsAbsent": Case(
+        None,
+        lambda i, t, s, v: [(f'up{{{node(i, backup_groups(v))}}}', gauge(1))] + (
+            [] if s else [(f'chajipoa_backup_first_attempt_timestamp_seconds{{{node(i, backup_groups(v))}, kind="postgres", '
+                           f'database="chajipoa"}}', gauge(0))]),
+        hold="monitoring_backup_absent_for",
+        quiet=lambda t, v: [(f'up{{{node("web1")}}}', gauge(1))]),
     # A textfile the node exporter cannot read or parse (the backup program's, debsums').
     "NodeTextfileScrapeError": Case(None, lambda i, t, s, v: [(f'node_textfile_scrape_error{{{node(i)}}}', gauge(s))]),
     # The common role's debsums metric: any changed file is past it.
@@ -569,6 +588,30 @@ def test_backups_that_never_succeeded_are_too_old_after_the_max_age_from_their_f
         {"eval_time": f"{too_old - 1}m", "alertname": "BackupTooOld", "exp_alerts": []},
         {"eval_time": f"{too_old}m", "alertname": "BackupTooOld", "exp_alerts": firing},
     ]}]
+    result = run("promtool", "test", "rules", promtool_spec(tmp_path, write_documents(tmp_path, promtool_rules(settings)), tests))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_backups_never_verified_are_too_old_after_the_max_age_from_their_first_attempt(tmp_path, setting):
+    """A database with no verification recorded at all (no chajipoa_backup_verify_* series) counts from
+    its first backup attempt, as BackupTooOld does: one first tried a second more than
+    monitoring_backup_verify_max_age_days ago fires after the `for`, one tried exactly then never."""
+    settings = SETTINGS[setting]
+    variables = monitoring.variables(**settings)
+    days, hold = variables["monitoring_backup_verify_max_age_days"], minutes(variables["monitoring_alert_for"])
+    labels = {"job": "node", "instance": "", "groups": ",postgres,", "kind": "postgres", "database": "chajipoa"}
+    tests = []
+    for instance, age, expected in (("past", days * 86400 + 1, True), ("at", days * 86400, False)):
+        own = {**labels, "instance": instance}
+        series = ",".join(f'{key}="{value}"' for key, value in own.items())
+        tests.append({"name": f"never verified {instance} ({setting})", "interval": "1m", "input_series": [
+            {"series": f"chajipoa_backup_first_attempt_timestamp_seconds{{{series}}}", "values": clock(-age).format(n=hold + 2)},
+            {"series": f"chajipoa_backup_last_success_timestamp_seconds{{{series}}}", "values": clock(0).format(n=hold + 2)}],
+            "alert_rule_test": [
+                {"eval_time": f"{hold - 1}m", "alertname": "BackupVerificationTooOld", "exp_alerts": []},
+                {"eval_time": f"{hold + 1}m", "alertname": "BackupVerificationTooOld",
+                 "exp_alerts": [{"exp_labels": {**own, "severity": "warning"}}] if expected else []}]})
     result = run("promtool", "test", "rules", promtool_spec(tmp_path, write_documents(tmp_path, promtool_rules(settings)), tests))
     assert result.returncode == 0, result.stdout + result.stderr
 
