@@ -16,10 +16,13 @@ description:
     roles that have an argument specification), every catalogued secret and every variable in
     O(rules.formats); a newline or other control character anywhere inside the value (strings,
     keys and items, recursively); the format O(rules.formats) gives the variable (ports, counts,
-    addresses and networks, identifiers by pattern, pg_hba entries, Redis ACL rules); a
+    addresses and networks, identifiers by pattern, pg_hba entries, Redis ACL rules; a string where
+    the format has C(items) or C(fields), C(keys), C(values) is refused, not skipped); a
     prefixed variable that no role and no secret knows (with the closest known name).
   - The values of the roles the host receives (by O(rules.group_roles)) against those roles' argument
-    specifications, reporting only the errors.
+    specifications, reporting only the errors; a string where a specification (or suboption) has type
+    C(list) or C(dict) is refused, which the specification's own check would split and accept.
+  - A secret the host needs that begins or ends with whitespace (except the O(rules.multiline) ones).
   - Topology (one host in group C(postgres), standbys need it, C(redis_replica_of) names a primary
     of group C(redis), MongoDB members 1, 3, 5 or 7), C(private_address) shared with another host,
     administrators without SSH keys or a root SSH login the C(common) role would lock out, S3 settings

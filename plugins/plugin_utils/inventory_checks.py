@@ -383,8 +383,14 @@ class Rules:
         if isinstance(spec, str):
             problem = self.checks[spec](value)
             return [(path, HIDDEN if spec in _HIDDEN_FORMATS else value, problem)] if problem else []
+        # A string where a list or mapping belongs is refused, not skipped: the argument specifications
+        # split "a, b" into a list for their check only, and the role receives the string.
+        if "items" in spec and not isinstance(value, list):
+            return [(path, value, f"is {kind(value)}, not a list")]
+        if {"fields", "keys", "values"} & set(spec) and not isinstance(value, Mapping):
+            return [(path, value, f"is {kind(value)}, not a mapping")]
         found: list[tuple[str, Any, str]] = []
-        if "items" in spec and isinstance(value, list):
+        if "items" in spec:
             for index, item in enumerate(value):
                 found += self.check(f"{path}[{index}]", item, spec["items"])
         if isinstance(value, Mapping):
@@ -470,6 +476,28 @@ def known_variables(specs: Mapping[str, Mapping[str, Mapping]], secrets: Iterabl
 def closest(name: str, known: Iterable[str]) -> str | None:
     matches = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def shape_problems(options: Mapping[str, Mapping], values: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any, str]]:
+    """(path, value, problem) for each string the specification types as a list or a dict, in the values
+    and their suboptions. ArgumentSpecValidator accepts such a string by splitting it ("a,b", "k=v"),
+    but only in its own copy: the role would receive the string and iterate over its characters."""
+    for name, option in options.items():
+        if name not in values:
+            continue
+        value, wanted, path = values[name], option.get("type"), f"{prefix}{name}"
+        if wanted in ("list", "dict") and isinstance(value, str):
+            yield path, value, f"is a string, not a {'list' if wanted == 'list' else 'mapping'}"
+            continue
+        suboptions = option.get("options")
+        if not suboptions:
+            continue
+        if wanted == "list" and isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    yield from shape_problems(suboptions, item, f"{path}[{index}].")
+        elif isinstance(value, Mapping):
+            yield from shape_problems(suboptions, value, f"{path}.")
 
 
 def argument_errors(options: Mapping[str, Mapping], values: Mapping[str, Any]) -> list[str]:
@@ -558,7 +586,10 @@ class HostCheck:
         self.faults: list[str] = []
 
     def fault(self, text: str) -> None:
-        self.faults.append(f"Cannot configure {self.host}: {text}")
+        # The formats and the argument specifications may find the same string where a list belongs.
+        line = f"Cannot configure {self.host}: {text}"
+        if line not in self.faults:
+            self.faults.append(line)
 
     def value(self, name: str, default: Any = None) -> Any:
         try:
@@ -575,6 +606,7 @@ class HostCheck:
         self.check_argument_specs()
         self.check_topology()
         self.check_environment()
+        self.check_secret_padding()
         self.check_tls_files()
         return self.faults
 
@@ -612,6 +644,9 @@ class HostCheck:
                         values[name] = self.get(name)
                     except KeyError:
                         continue
+            for path, value, problem in shape_problems(options, values):
+                shown = "(secret)" if path in self.hidden else show(value)
+                self.fault(f"{path} {shown} {problem}")
             for error in argument_errors(options, values):
                 self.fault(f"{error} (role {role}'s argument specification)")
 
@@ -764,6 +799,17 @@ class HostCheck:
                            "travels in clear text")
         if self.effective("monitoring_email_to") and self.effective("monitoring_smtp_require_tls") is False:
             self.fault("monitoring_smtp_require_tls is false; outside development alert mails travel over STARTTLS")
+
+    def check_secret_padding(self) -> None:
+        """A secret is used whole by the roles (modules, templates) but stripped by what reads it back from an
+        env file (the backup program's line.strip()): a manifest key the vault ends with a space or a YAML |
+        block's line break would sign with one key and verify with another. Blank ones are missing_secrets'."""
+        for name in sorted(set(self.secrets) - self.unused_secrets - self.rules.multiline):
+            value = self.value(name)
+            if isinstance(value, str) and value.strip() and value != value.strip():
+                self.fault(f"{name} (secret) begins or ends with whitespace (a space, tab or line break), which a "
+                           "program reading it from an env file strips while the roles pass it whole: remove it in the "
+                           "vault (a YAML | block ends with a line break; use a quoted string)")
 
     def check_tls_files(self) -> None:
         """A role that does not sign its own certificate copies it from the controller: the files must be

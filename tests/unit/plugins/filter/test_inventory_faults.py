@@ -126,6 +126,13 @@ def test_a_sound_inventory_has_no_faults(host):
         ("db1", "postgres_untracked_logins", ["chajipoa backup"], "postgres_untracked_logins[0] 'chajipoa backup'"),
         ("mongo1", "mongodb_keyfile", "short", "mongodb_keyfile (secret) is not 6 to 1024 base64 characters"),
         ("db1", "env_name", "prod-uction", "env_name 'prod-uction' is not one of development, staging, production"),
+        # A string where a list belongs: the argument specification would split it at commas for its
+        # check only, and the role would receive the string (one character per item in a template).
+        ("app1", "common_ssh_sources", "0.0.0.0/0 ; evil", "common_ssh_sources '0.0.0.0/0 ; evil' is a string, not a list"),
+        ("app1", "common_ssh_allow_groups", "deploy,admins", "common_ssh_allow_groups 'deploy,admins' is a string, not a list"),
+        ("app1", "common_firewall_inbound", [{"name": "web", "ports": "443"}], "common_firewall_inbound[0].ports '443' is a string, not a list"),
+        ("app1", "app_environment_extra", "A=1", "app_environment_extra 'A=1' is a string, not a mapping"),
+        ("backup1", "backup_verify_ignore_kinds", "redis", "backup_verify_ignore_kinds 'redis' is a string, not a list"),
     ],
 )
 def test_a_value_in_the_wrong_format_is_named_with_its_host(host, variable, value, expected):
@@ -423,18 +430,26 @@ MON1 = {"private_address": "10.20.5.11", **RECEIVERS}
 
 def test_a_monitoring_host_without_a_receiver_fails_outside_development_only():
     [found] = faults("mon1", groups=MONITORING, mon1={**MON1, **NO_RECEIVER})
-    assert found == ("Cannot configure mon1: none of monitoring_email_to, monitoring_slack_webhook_url, "
-                     "monitoring_sms_webhook_url is set; outside development (env_name 'production') one of them must "
-                     "give a receiver for the alerts, which otherwise reach nobody (docs/monitoring.md, \"Alertmanager\")")
+    assert found.startswith("Cannot configure mon1: none of monitoring_email_to, monitoring_slack_webhook_url is set; "
+                            "outside development (env_name 'production') one of them must give a receiver for every alert")
     assert faults("mon1", env_name="development", groups=MONITORING, mon1={**MON1, **NO_RECEIVER}) == []
     # The other hosts run the monitoring role's exporters, but send no alerts.
     assert faults("app1", groups=MONITORING, mon1=MON1, app1=NO_RECEIVER) == []
 
 
-@pytest.mark.parametrize("receiver", ["monitoring_email_to", "monitoring_slack_webhook_url", "monitoring_sms_webhook_url"])
-def test_any_one_receiver_is_enough(receiver):
+@pytest.mark.parametrize("receiver", ["monitoring_email_to", "monitoring_slack_webhook_url"])
+def test_email_or_slack_alone_is_enough(receiver):
     others = {name: empty for name, empty in NO_RECEIVER.items() if name != receiver}
     assert faults("mon1", groups=MONITORING, mon1={**MON1, **others}) == []
+
+
+def test_an_sms_webhook_alone_is_refused_outside_development():
+    """SMS pages for critical alerts only: with no email or Slack receiver, every warning reaches nobody."""
+    sms_only = {**MON1, **NO_RECEIVER, "monitoring_sms_webhook_url": RECEIVERS["monitoring_sms_webhook_url"]}
+    [found] = faults("mon1", groups=MONITORING, mon1=sms_only)
+    assert found.startswith("Cannot configure mon1: none of monitoring_email_to, monitoring_slack_webhook_url is set")
+    assert "warnings" in found and "Zq9hidden" not in found
+    assert faults("mon1", env_name="development", groups=MONITORING, mon1=sms_only) == []
 
 
 def test_clear_text_receivers_are_for_development_only():
@@ -566,3 +581,51 @@ def test_a_signing_secret_needs_the_32_characters_the_api_requires(name):
     assert faults("app1", app1={name: "s" * 32}) == []
     assert faults("app1", app1={name: "s" * 31}) == [
         f"Cannot configure app1: {name} (secret) is not a signing secret of at least 32 characters"]
+
+
+@pytest.mark.parametrize("value", ["ops@chajipoa.co.tz", "ops@chajipoa.co.tz, dev@chajipoa.co.tz"])
+def test_a_receiver_list_given_as_a_string_is_refused(value):
+    found = faults("mon1", groups=MONITORING, mon1={**MON1, "monitoring_email_to": value})
+    assert any(fault.startswith("Cannot configure mon1: monitoring_email_to ") and "is a string, not a list" in fault for fault in found), found
+
+
+@pytest.mark.parametrize("value", [" padded-secret-0123456789", "padded-secret-0123456789 ", "padded-secret-0123456789\t",
+                                   "padded-secret-0123456789\n"])
+@pytest.mark.parametrize(("host", "name"), [("db1", "backup_manifest_key"), ("backup1", "backup_manifest_key"),
+                                            ("app1", "app_jwt_secret"), ("cache1", "redis_app_password")])
+def test_a_secret_with_surrounding_whitespace_is_named(host, name, value):
+    """The backup program and env-file readers strip what the roles pass on whole: the two sides disagree."""
+    value = value.replace("padded-secret", "padded-secret" + "0" * 16)
+    found = faults(host, **{host: {name: value}})
+    assert f"Cannot configure {host}: {name} (secret) begins or ends with whitespace" in "\n".join(found), found
+    assert not [fault for fault in found if "padded-secret" in fault]
+
+
+def test_the_mongodb_keyfile_may_end_with_a_line_break():
+    # mongod strips whitespace from its key file, and openssl rand -base64 ends its output with one.
+    assert faults("mongo1", mongo1={"mongodb_keyfile": "c2VjcmV0LWtleWZpbGUtY29udGVudHM=\n"}) == []
+
+
+@pytest.mark.parametrize(("variable", "entry", "expected"), [
+    # Written into the exporter's DSN (key=value words): a space would add settings of its own.
+    ("monitoring_managed_postgres", {"name": "rds", "address": "rds.example.com sslmode=disable", "port": 5432},
+     "monitoring_managed_postgres[0].address 'rds.example.com sslmode=disable' is not a host name or address"),
+    ("monitoring_managed_redis", {"name": "cache", "address": "redis://x@cache", "port": 6379},
+     "monitoring_managed_redis[0].address 'redis://x@cache' is not a host name or address"),
+    ("monitoring_managed_mongodb", {"name": "docdb", "address": "docdb.example.com/?tls=false", "port": 27017},
+     "monitoring_managed_mongodb[0].address 'docdb.example.com/?tls=false' is not a host name or address"),
+    ("monitoring_managed_postgres", {"name": "rds", "address": "rds.example.com", "port": 0},
+     "monitoring_managed_postgres[0].port 0 is out of range for a port"),
+    ("monitoring_managed_postgres", {"name": "RDS Primary", "address": "rds.example.com", "port": 5432},
+     "monitoring_managed_postgres[0].name 'RDS Primary' is not a host name label"),
+])
+def test_a_managed_server_is_an_address_a_port_and_a_name(variable, entry, expected):
+    found = faults("mon1", groups=MONITORING, mon1={**MON1, variable: [entry]})
+    assert any(fault.startswith(f"Cannot configure mon1: {expected}") for fault in found), found
+
+
+def test_the_managed_servers_production_names_pass():
+    managed = {"monitoring_managed_postgres": [{"name": "rds-primary", "address": "chajipoa.c9x.af-south-1.rds.amazonaws.com", "port": 5432},
+                                               {"name": "rds-replica-1", "address": "10.20.11.40", "port": "5432"}],
+               "monitoring_managed_mongodb": [{"name": "documentdb", "address": "docdb.af-south-1.docdb.amazonaws.com", "port": 27017}]}
+    assert faults("mon1", groups=MONITORING, mon1={**MON1, **managed}) == []
