@@ -35,6 +35,8 @@ description:
     than its longest); the roles' plain defaults stand in for what the inventory leaves out.
   - Where a role of the host does not sign its own certificate (a switch of O(rules.tls_files) false
     in the inventory, or unset outside development), that switch's file variables must be non-empty.
+  - Each variable of O(rules.controller_files) that a role of the host takes and the inventory sets
+    non-empty must name a file that exists on the controller.
   - On the hosts of each entry of O(rules.required_in_groups), at least one of its variables must be set and
     non-empty, in every environment.
   - Outside development (C(env_name)), at least one variable of each entry of
@@ -111,6 +113,10 @@ options:
             key, CA), required on the hosts of that role when the switch is false; unset, the switch is true
             in development only, as the roles' defaults have it.
         type: dict
+      controller_files:
+        description: Variables naming files a role copies from the controller (certificates, keys, CA bundles).
+        type: list
+        elements: str
   roles_dir:
     description: The directory of the roles whose argument specifications and prefixes apply.
     type: path

@@ -329,6 +329,7 @@ class Rules:
                     raise RuleError(f"each entry of {key} needs any_of (variables) and means (words)")
         if not all(requirement.get("groups") for requirement in self.required_in_groups):
             raise RuleError("each entry of required_in_groups needs groups (the hosts concerned)")
+        self.controller_files = list(rules.get("controller_files") or [])
         self.tls_files: Mapping[str, list[str]] = rules.get("tls_files") or {}
         if not isinstance(self.tls_files, Mapping) or not all(isinstance(names, list) for names in self.tls_files.values()):
             raise RuleError("tls_files maps each <role>_tls_self_signed switch to a list of variables")
@@ -608,6 +609,7 @@ class HostCheck:
         self.check_environment()
         self.check_secret_padding()
         self.check_tls_files()
+        self.check_controller_files()
         return self.faults
 
     def check_variables(self) -> None:
@@ -832,6 +834,16 @@ class HostCheck:
             if not self_signed and missing:
                 self.fault(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} empty or unset; with {switch} "
                            f"false ({why}) the role copies its certificate, key and CA from these files on the controller")
+
+    def check_controller_files(self) -> None:
+        """A file a role of the host copies from the controller must be there: the role's preflight would
+        otherwise stop the deploy on the host, after the tiers before it had changed."""
+        inputs = {name for role in self.roles for name in self.specs.get(role, {}).get("main", {})}
+        for name in self.rules.controller_files:
+            path = self.value(name) if name in inputs else None
+            if isinstance(path, str) and path.strip() and not Path(path).is_file():
+                self.fault(f"{name} names {path!r}, which is not a file on the controller; the role copies it "
+                           "from there (put it beside the inventory, as its comment says)")
 
     def check_required(self, requirement: Mapping[str, Any], where: str) -> None:
         """One variable of the requirement's any_of must be non-empty on the hosts it concerns: those of

@@ -18,6 +18,22 @@ from tests.conftest import ROOT, load_yaml, run_playbook
 CATALOGUE = load_yaml(ROOT / "roles/validate_inventory/vars/main.yml")
 FAULTS = load_yaml(ROOT / "tests/inventories/faults.yml")
 BASES = {"development": "inventories/development", "production": "inventories/production"}
+# The files production's inventory names on the controller (certificates, keys, CA bundles), which the
+# repository does not hold: the operator puts them beside the inventory (inventory_dir/files).
+PRODUCTION_APP_HOSTS = list(load_yaml(ROOT / "inventories/production/hosts.yml")["all"]["children"]["app"]["hosts"])
+PRODUCTION_FILES = ["rds-global-bundle.pem", "amazon-root-ca-1.pem", "edge/fullchain.pem", "edge/privkey.pem", "edge/chain.pem",
+                    "pki/ca.crt", *(f"pki/{host}-pgbouncer.{suffix}" for host in PRODUCTION_APP_HOSTS for suffix in ("crt", "key"))]
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory) -> Path:
+    """inventories/production as an operator has it once the files it names are beside it."""
+    copy = tmp_path_factory.mktemp("base") / "production"
+    shutil.copytree(ROOT / "inventories/production", copy, symlinks=True)
+    for name in PRODUCTION_FILES:
+        (copy / "files" / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / "files" / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    return copy
 
 
 def make_inventory(tmp_path: Path, env_name: str, groups: dict, host_vars: dict | None = None, secrets: dict | None = None) -> Path:
@@ -77,11 +93,11 @@ def assert_stopped_in_validation(result: subprocess.CompletedProcess, *expected:
 
 
 @pytest.mark.parametrize("case", FAULTS, ids=[case["id"] for case in FAULTS])
-def test_broken_inventory_stopped_before_any_host(tmp_path, case):
+def test_broken_inventory_stopped_before_any_host(tmp_path, production, case):
     inventories: list[Path | str] = list(case.get("inventories") or [])
     extra = []
     if case["base"] != "none":
-        inventories.insert(0, BASES[case["base"]])
+        inventories.insert(0, production if case["base"] == "production" else BASES[case["base"]])
     if case["base"] == "production":
         extra = ["-e", f"@{vault_file(tmp_path, case.get('vault'))}"]
     if any(key in case for key in ("host_vars", "hosts", "group_vars", "files")):
@@ -100,16 +116,23 @@ def test_development_inventory_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_production_with_every_secret_passes(tmp_path):
-    result = run_playbook("validate-inventory.yml", "inventories/production", extra=["-e", f"@{vault_file(tmp_path)}"])
+def test_production_with_every_secret_passes(tmp_path, production):
+    result = run_playbook("validate-inventory.yml", production, extra=["-e", f"@{vault_file(tmp_path)}"])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_tanzania_on_production_with_every_secret_passes(tmp_path):
-    result = run_playbook(
-        "validate-inventory.yml", "inventories/production", "inventories/tanzania", extra=["-e", f"@{vault_file(tmp_path)}"]
-    )
+def test_tanzania_on_production_with_every_secret_passes(tmp_path, production):
+    result = run_playbook("validate-inventory.yml", production, "inventories/tanzania", extra=["-e", f"@{vault_file(tmp_path)}"])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_without_the_files_it_names_is_stopped_naming_each(tmp_path):
+    """As the repository has it: no certificate, key or CA bundle beside the inventory. Each role's
+    preflight would stop the deploy on its host, after the tiers before it had changed."""
+    result = run_site("inventories/production", extra=["-e", f"@{vault_file(tmp_path)}"])
+    for host, name in (("edge1", "edge_tls_cert_file"), ("app1", "pgbouncer_tls_key_file"), ("app2", "app_redis_ca_file"),
+                       ("backup1", "backup_postgres_ca_file"), ("mon1", "monitoring_managed_postgres_ca_file")):
+        assert_stopped_in_validation(result, f"{host}.prod.chajipoa.internal", name, "which is not a file on the controller")
 
 
 def test_unknown_environment_named(tmp_path):

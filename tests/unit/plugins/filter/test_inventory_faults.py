@@ -2,7 +2,11 @@
 specifications; plain dicts stand in for hostvars and groups."""
 from __future__ import annotations
 
+import atexit
 import copy
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
@@ -30,6 +34,11 @@ SECRETS = {
 }
 GROUPS = {"postgres": ["db1"], "postgres_replica": ["db2"], "redis": ["cache1", "cache2"], "mongodb": ["mongo1"], "app": ["app1"],
           "edge": ["edge1"], "backup": ["backup1"]}
+# The certificate files the sound inventory names, on the controller: made here for the whole session
+# (other modules check their roles' inputs through faults() too).
+CONTROLLER = Path(tempfile.mkdtemp(prefix="chajipoa-controller-"))
+atexit.register(shutil.rmtree, CONTROLLER, True)
+FILES = CONTROLLER / "files"
 HOSTS = {
     "db1": {"private_address": "10.20.2.11", "backup_s3_bucket": "chajipoa-production-backups"},
     "db2": {"private_address": "10.20.2.12"},
@@ -37,14 +46,20 @@ HOSTS = {
     "cache2": {"private_address": "10.20.3.12", "redis_replica_of": "cache1"},
     "mongo1": {"private_address": "10.20.4.11"},
     # Outside development the certificates come from the controller (<role>_tls_self_signed false).
-    "app1": {"private_address": "10.20.1.11", "pgbouncer_tls_cert_file": "/inv/files/pki/app1-pgbouncer.crt",
-             "pgbouncer_tls_key_file": "/inv/files/pki/app1-pgbouncer.key", "pgbouncer_tls_ca_file": "/inv/files/rds.pem"},
-    "edge1": {"private_address": "10.20.0.11", "edge_tls_cert_file": "/inv/files/edge/fullchain.pem",
-              "edge_tls_key_file": "/inv/files/edge/privkey.pem", "edge_tls_ca_file": "/inv/files/edge/chain.pem"},
+    "app1": {"private_address": "10.20.1.11", "pgbouncer_tls_cert_file": f"{FILES}/pki/app1-pgbouncer.crt",
+             "pgbouncer_tls_key_file": f"{FILES}/pki/app1-pgbouncer.key", "pgbouncer_tls_ca_file": f"{FILES}/rds.pem"},
+    "edge1": {"private_address": "10.20.0.11", "edge_tls_cert_file": f"{FILES}/edge/fullchain.pem",
+              "edge_tls_key_file": f"{FILES}/edge/privkey.pem", "edge_tls_ca_file": f"{FILES}/edge/chain.pem"},
     # Dumps a managed server (RDS) over the network.
     "backup1": {"private_address": "10.20.6.11", "backup_postgres_host": "chajipoa.c9x.af-south-1.rds.amazonaws.com",
                 "backup_s3_bucket": "chajipoa-production-backups"},
 }
+
+for _own in HOSTS.values():
+    for _name, _path in _own.items():
+        if _name.endswith("_file"):
+            Path(_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(_path).write_text("-----BEGIN CERTIFICATE-----\n")
 
 
 def inventory(env_name="production", **changes) -> tuple[dict, dict]:
@@ -629,3 +644,13 @@ def test_the_managed_servers_production_names_pass():
                                                {"name": "rds-replica-1", "address": "10.20.11.40", "port": "5432"}],
                "monitoring_managed_mongodb": [{"name": "documentdb", "address": "docdb.af-south-1.docdb.amazonaws.com", "port": 27017}]}
     assert faults("mon1", groups=MONITORING, mon1={**MON1, **managed}) == []
+
+
+@pytest.mark.parametrize(("host", "name"), [("edge1", "edge_tls_key_file"), ("app1", "pgbouncer_tls_ca_file"),
+                                            ("backup1", "backup_postgres_ca_file"), ("app1", "app_redis_ca_file")])
+def test_a_file_copied_from_the_controller_must_be_there(host, name, tmp_path):
+    absent = str(tmp_path / "files" / "absent.pem")
+    found = faults(host, **{host: {name: absent}})
+    assert f"Cannot configure {host}: {name} names {absent!r}, which is not a file on the controller" in "\n".join(found), found
+    # Named on a host whose roles do not take it, it is not the gate's to judge.
+    assert not [fault for fault in faults("cache1", cache1={name: absent}) if "not a file on the controller" in fault]
