@@ -57,8 +57,8 @@ NOT_HERE = {
         ("mongodb_up", "mongodb_rs_members_health", "mongodb_rs_members_optimeDate", "mongodb_ss_connections"),
         "Percona's mongodb_exporter (a GitHub release) against a MongoDB server: neither can be fetched on these "
         "machines (docs/monitoring.md, \"MongoDB's exporter\": the names as its source builds them)"),
-    "pgbouncer_pools_client_waiting_connections": ("PyPI's prometheus-pgbouncer-exporter on the app hosts: molecule app's "
-                                                   "test_monitoring reads it from Prometheus"),
+    **dict.fromkeys(("pgbouncer_pools_client_waiting_connections", "pgbouncer_up"),
+                    "PyPI's prometheus-pgbouncer-exporter on the app hosts: molecule app's test_monitoring reads it from Prometheus"),
 }
 # Which exporter serves a name, by its prefix.
 EXPORTERS = {"node": ("node_", "chajipoa_backup_"), "postgres": ("pg_", "chajipoa_pg_"), "redis": ("redis_",),

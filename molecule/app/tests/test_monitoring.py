@@ -132,6 +132,8 @@ def test_the_api_is_scraped_on_each_hosts_live_colour(urls, lab_host):
 def test_pgbouncer_pools_and_nginx_connections_are_exported(urls):
     pools = query(urls, 'pgbouncer_pools_client_waiting_connections{job="pgbouncer", database="chajipoa"}')
     assert {s["metric"]["instance"] for s in pools} == set(APPS)
+    # PgBouncerDown's series: each exporter reaches its PgBouncer.
+    assert {s["metric"]["instance"] for s in query(urls, 'pgbouncer_up{job="pgbouncer"} == 1')} == set(APPS)
     assert [s["metric"]["instance"] for s in query(urls, 'nginx_up{job="nginx"} == 1')] == [EDGE]
 
 
