@@ -6,7 +6,8 @@
 # python3-psycopg2 (the health gate's postgres probe under Debian's python3); Prometheus's promtool,
 # Alertmanager and its amtool, the exporters and PgBouncer the monitoring tests run on loopback
 # (tests/integration/test_monitoring_rules.py, test_monitoring_inhibition.py, test_monitoring_exporters.py), and
-# Chromium, which renders the monitoring console page (tests/integration/test_monitoring_console.py).
+# Chromium, which renders the monitoring console page (tests/integration/test_monitoring_console.py);
+# Debian's nginx, which runs the edge role's configuration on loopback (tests/integration/test_edge_nginx.py).
 # No service is left running or enabled. Safe to rerun; silent when everything is already there, so
 # `make` output stays quiet on a prepared machine.
 set -euo pipefail
@@ -74,6 +75,12 @@ if ! command -v chromium >/dev/null; then
     packages+=(chromium)
 fi
 
+# The edge's nginx, the package the edge role installs; the tests run it in a mount namespace of
+# their own, never as the package's service.
+if ! command -v nginx >/dev/null; then
+    packages+=(nginx)
+fi
+
 # Any Node.js from 18 on will do (the API's engines field); a machine without one gets Debian's 18.
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if ((node_major < 18)); then
@@ -97,8 +104,8 @@ if ((${#packages[@]})); then
     apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
     echo "test packages installed from Debian's archive in $SECONDS s: ${packages[*]}"
     # Not started at boot either (update-rc.d disables the systemd unit too where systemd runs): the
-    # Redis server and every monitoring package's service, each named as its package.
-    for service in redis-server "${monitoring_tools[@]}"; do
+    # Redis server, nginx and every monitoring package's service, each named as its package.
+    for service in redis-server nginx "${monitoring_tools[@]}"; do
         if [[ " ${packages[*]} " == *" $service "* ]]; then
             update-rc.d "$service" disable >/dev/null 2>&1
         fi
