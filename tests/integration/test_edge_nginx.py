@@ -290,3 +290,39 @@ def test_the_status_socket_proxies_only_to_the_servers_it_has(edge, apps):
     assert edge.status(f"/servers/127.0.0.1:{free_port()}/api/health")[0] == 404
     status, body = edge.status(f"/servers/{apps[0].address}/api/health")
     assert (status, json.loads(body)) == (200, {"status": "healthy"})
+
+
+# --- Rate limits ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [
+    "/api/auth/login",
+    "/api/AUTH/login",             # Express routes paths whatever their case
+    "/API/Auth/LOGIN",
+    "/api/auth/login/",            # and with a trailing slash
+    "//api/auth/login",
+    "/api//auth/login",
+    "/api/auth/%6Cogin",           # percent-encoded letters
+    "/api/auth/%4Cogin",           # ... of the other case
+    "/api/auth/REGISTER",
+    "/api/Payments/initiate",
+])
+def test_a_limited_route_is_limited_however_it_is_spelt(edge, apps, path):
+    address = client()
+    received = sum(len(app.requests) for app in apps)
+    statuses = [edge.request(path, address, method="POST") for _ in range(RATE_BURST + 3)]
+    # The first request and the burst pass, then 429s, and none of those reach the app.
+    assert statuses[:RATE_BURST + 1] == [200] * (RATE_BURST + 1), statuses
+    assert statuses[RATE_BURST + 1:] == [429, 429], statuses
+    assert sum(len(app.requests) for app in apps) == received + RATE_BURST + 1
+
+
+def test_the_spellings_of_a_route_share_its_limit(edge):
+    address = client()
+    statuses = [edge.request(path, address, method="POST") for path in ("/api/auth/login", "/api/AUTH/login", "/Api/auth/Login")]
+    assert statuses == [200, 200, 200]
+    assert edge.request("/API/AUTH/LOGIN", address, method="POST") == 429
+
+
+def test_an_unlisted_route_is_not_limited(edge):
+    address = client()
+    assert [edge.request("/api/market", address) for _ in range(RATE_BURST + 3)] == [200] * (RATE_BURST + 3)
