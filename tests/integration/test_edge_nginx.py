@@ -326,3 +326,34 @@ def test_the_spellings_of_a_route_share_its_limit(edge):
 def test_an_unlisted_route_is_not_limited(edge):
     address = client()
     assert [edge.request("/api/market", address) for _ in range(RATE_BURST + 3)] == [200] * (RATE_BURST + 3)
+
+
+# --- Maintenance ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def maintenance(edge):
+    edge.flag.touch()
+    yield
+    edge.flag.unlink()
+
+
+@pytest.mark.parametrize("path", [
+    "/api/rentals/1",
+    "/api/rentals/x%2F..%2F..%2Fhealth",   # nginx decodes and resolves it to /api/health, the app does not
+    "/api/rentals/x/../../health",
+    "/api/rentals/%2e%2e/../health",
+    "//api/health",
+    "/api//health",
+    "/api/health/",
+    "/API/health",
+    "/api/%68ealth",
+    "/api/health%2F",
+    "/",
+])
+def test_during_maintenance_only_api_health_as_the_app_sees_it_gets_through(edge, apps, maintenance, path):
+    for app in apps:
+        app.requests.clear()
+    assert edge.request(path, client()) == 503
+    assert [request for app in apps for request in app.requests] == []
+    assert edge.request("/api/health?from=operators", client()) == 200
+    assert [request for app in apps for request in app.requests] == [("GET", "/api/health?from=operators")]
