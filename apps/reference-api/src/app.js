@@ -47,10 +47,9 @@ function createApp({ config, pool, redis, mongodb, isShuttingDown = () => false 
   app.use(metrics.middleware);
 
   app.get('/api/health', async (req, res) => {
-    const { healthy, body } = await health();
+    const { healthy, body, errors } = await health();
     if (!healthy) {
-      const down = Object.entries(body.checks).filter(([, c]) => c.status === 'down').map(([name]) => name);
-      log.warn('unhealthy', { request_id: req.id, down });
+      log.warn('unhealthy', { request_id: req.id, down: Object.keys(errors), errors });
     }
     res.status(healthy ? 200 : 503).json(body);
   });

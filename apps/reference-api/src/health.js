@@ -1,5 +1,7 @@
 'use strict';
-// The guide's health endpoint, per dependency: status, latency and, when down, why.
+// The guide's health endpoint, per dependency: status and latency. Why one is down goes to the
+// server's log only (errors): the answer is public through the edge, and a driver's message names
+// the addresses and ports behind the app.
 
 function withTimeout(promise, ms) {
   let timer;
@@ -18,7 +20,7 @@ async function probe(fn, timeoutMs) {
     return {
       status: 'down',
       latency_ms: Number(process.hrtime.bigint() - started) / 1e6,
-      error: err.message || err.code || String(err),
+      reason: err.message || err.code || String(err),
     };
   }
 }
@@ -35,10 +37,18 @@ function createHealth({ config, pool, redis, mongodb }) {
   return async function health() {
     const names = Object.keys(checks);
     const results = await Promise.all(names.map((name) => probe(checks[name], config.healthTimeoutMs)));
-    const report = Object.fromEntries(names.map((name, i) => [name, results[i]]));
+    const report = {};
+    const errors = {};
+    names.forEach((name, i) => {
+      const { reason, ...check } = results[i];
+      report[name] = check;
+      if (reason) errors[name] = reason;
+    });
     const healthy = results.every((r) => r.status === 'up');
+    // errors: for the server's log, never the answer.
     return {
       healthy,
+      errors,
       body: {
         status: healthy ? 'healthy' : 'unhealthy',
         timestamp: new Date().toISOString(),

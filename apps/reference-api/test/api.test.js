@@ -2,7 +2,7 @@
 // The endpoints against the real PostgreSQL and Redis the environment names.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { request, startApp, pgClient, RENTAL } = require('./helpers');
+const { request, startApp, spawnServer, until, pgClient, RENTAL } = require('./helpers');
 
 let app;
 test.before(async () => { app = await startApp({ MOBILE_MONEY_PROVIDERS: 'mpesa,tigopesa,airtelmoney,halopesa' }); });
@@ -126,19 +126,38 @@ test('an unknown path is a JSON 404', async () => {
   assert.deepEqual(res.json, { error: 'not found' });
 });
 
-test('with MONGODB_URL set, health reports MongoDB, and 503 when it does not answer', async () => {
+test('with MONGODB_URL set, health reports MongoDB, and 503 when it does not answer: why in the log, not the answer', async () => {
   // Nothing listens on port 1 of loopback: a MongoDB that is down.
-  const withMongo = await startApp({ MONGODB_URL: 'mongodb://127.0.0.1:1/?directConnection=true', HEALTH_TIMEOUT_MS: '500' });
+  const server = spawnServer({ MONGODB_URL: 'mongodb://127.0.0.1:1/?directConnection=true', HEALTH_TIMEOUT_MS: '500' });
   try {
-    const res = await request(withMongo.base, 'GET', '/api/health');
+    const base = await server.listening;
+    let res;
+    // The server answers before its Redis client has connected: until then Redis is down too.
+    await until('Redis to be up', async () => {
+      res = await request(base, 'GET', '/api/health', { headers: { 'X-Request-Id': 'health-mongodb-down' } });
+      return res.json.checks.redis.status === 'up';
+    });
     assert.equal(res.status, 503, res.text);
     assert.equal(res.json.status, 'unhealthy');
-    assert.equal(res.json.checks.mongodb.status, 'down');
-    assert.ok(res.json.checks.mongodb.error);
     assert.equal(res.json.checks.postgres.status, 'up');
     assert.equal(res.json.checks.redis.status, 'up');
+    // The answer is public (the edge serves /api/health to anyone): down, never the driver's error
+    // with the addresses and ports behind the app.
+    assert.deepEqual(Object.keys(res.json.checks.mongodb).sort(), ['latency_ms', 'status']);
+    assert.equal(res.json.checks.mongodb.status, 'down');
+    assert.doesNotMatch(res.text, /127\.0\.0\.1|ECONNREFUSED|timed out|no answer/i);
+    // Operators read it in the server's log, with the request's id (the last answer's warning).
+    const warned = () => server.lines.map((line) => JSON.parse(line))
+      .filter((entry) => entry.msg === 'unhealthy' && entry.request_id === 'health-mongodb-down' && !entry.down.includes('redis'))
+      .pop();
+    await until('the warning in the log', warned);
+    const warning = warned();
+    assert.deepEqual(warning.down, ['mongodb']);
+    assert.equal(typeof warning.errors.mongodb, 'string');
+    assert.ok(warning.errors.mongodb.length > 0);
   } finally {
-    await withMongo.close();
+    server.child.kill('SIGTERM');
+    await server.exited;
   }
 });
 

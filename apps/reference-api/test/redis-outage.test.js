@@ -20,8 +20,7 @@ for (const action of ['stop', 'kill']) {
       assert.equal(down.status, 503, down.text);
       assert.equal(down.json.status, 'unhealthy');
       assert.equal(down.json.checks.redis.status, 'down');
-      assert.equal(typeof down.json.checks.redis.error, 'string');
-      assert.ok(down.json.checks.redis.error.length > 0);
+      assert.deepEqual(Object.keys(down.json.checks.redis).sort(), ['latency_ms', 'status'], 'why stays in the log');
       assert.equal(down.json.checks.postgres.status, 'up');
       assert.ok(down.json.checks.redis.latency_ms < 1500, 'a down Redis is reported, not waited for');
 
