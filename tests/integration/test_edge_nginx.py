@@ -309,7 +309,7 @@ def test_the_status_socket_proxies_only_to_the_servers_it_has(edge, apps):
 def test_a_limited_route_is_limited_however_it_is_spelt(edge, apps, path):
     address = client()
     received = sum(len(app.requests) for app in apps)
-    statuses = [edge.request(path, address, method="POST") for _ in range(RATE_BURST + 3)]
+    statuses = [edge.request(path, address, method="POST") for _attempt in range(RATE_BURST + 3)]
     # The first request and the burst pass, then 429s, and none of those reach the app.
     assert statuses[:RATE_BURST + 1] == [200] * (RATE_BURST + 1), statuses
     assert statuses[RATE_BURST + 1:] == [429, 429], statuses
@@ -325,7 +325,7 @@ def test_the_spellings_of_a_route_share_its_limit(edge):
 
 def test_an_unlisted_route_is_not_limited(edge):
     address = client()
-    assert [edge.request("/api/market", address) for _ in range(RATE_BURST + 3)] == [200] * (RATE_BURST + 3)
+    assert [edge.request("/api/market", address) for _attempt in range(RATE_BURST + 3)] == [200] * (RATE_BURST + 3)
 
 
 # --- Maintenance ----------------------------------------------------------------------------------

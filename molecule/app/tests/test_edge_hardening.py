@@ -28,7 +28,7 @@ def test_the_status_socket_asks_each_live_server_alone(edge, lab_host, lab_addre
 @pytest.mark.parametrize("path", ["/api/AUTH/register", "/API/Payments/initiate"])
 def test_a_limited_route_in_another_case_is_limited(get, settings, path):  # pylint: disable=redefined-outer-name
     # The edge's rate-limit test may have spent this client's allowance on another route, not these.
-    statuses = [get(path, method="POST", body="{}").status for _ in range(settings["burst"] + 2)]
+    statuses = [get(path, method="POST", body="{}").status for _attempt in range(settings["burst"] + 2)]
     assert 429 not in statuses[:settings["burst"] + 1] and statuses[-1] == 429, statuses
     # Drained again for the next spelling.
     time.sleep((settings["burst"] + 2) * rate(settings))
