@@ -25,6 +25,7 @@ from jinja2.exceptions import UndefinedError
 
 from ansible.errors import AnsibleUndefinedVariable
 from ansible.module_utils.parsing.convert_bool import boolean
+from ansible_collections.chajipoa.platform.plugins.module_utils.gfs_retention import TIER_POLICIES
 
 Getter = Callable[[str], Any]
 # The gate runs on every site.yml: libyaml reads the roles' specifications several times faster.
@@ -741,6 +742,8 @@ class HostCheck:
         retention = self.effective("backup_retention_s3")
         if not isinstance(retention, Mapping):
             return
+        # Keys the inventory leaves out take the S3 tier's defaults, as the role completes them.
+        retention = {**TIER_POLICIES["s3"], **retention}
         periods = {key: _whole_number(retention.get(key)) for key in ("daily_days", "weekly_days", "monthly_days")}
         kept = [days for days in periods.values() if days is not None and days > 0]
         # Values that are not numbers are the formats' and argument specifications' to report.

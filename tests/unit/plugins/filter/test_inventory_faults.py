@@ -525,6 +525,11 @@ BUCKET = {"aws_platform_backup_object_lock": True, "aws_platform_backup_object_l
     ({"aws_platform_backup_object_lock_days": 60, "backup_s3_object_lock": False},
      "aws_platform_backup_object_lock_days (60) is more than the shortest period of backup_retention_s3 (30 days) "
      "and backup_s3_object_lock is false"),
+    # A partial retention: the role completes it from the S3 tier's defaults (monthly 365), and so must the check.
+    ({"backup_retention_s3": {"daily_days": 30}, "aws_platform_backup_expire_days": 90},
+     "aws_platform_backup_expire_days (90) is less than the longest period of backup_retention_s3 (365 days)"),
+    ({"backup_retention_s3": {"monthly_days": 300}, "aws_platform_backup_object_lock_days": 14},
+     "aws_platform_backup_object_lock_days (14) is less than the shortest period of backup_retention_s3 (30 days)"),
 ])
 def test_backup_bucket_days_that_do_not_fit_the_retention_name_both(changes, expected):
     found = faults("backup1", backup1={**BUCKET, **changes})
