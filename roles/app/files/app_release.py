@@ -43,7 +43,8 @@ def directory_files(root: Path) -> Iterator[tuple[str, bytes, bool]]:
 def tarball_files(source: Path) -> Iterator[tuple[str, bytes, bool]]:
     with tarfile.open(source, "r:*") as archive:
         members = [member for member in archive.getmembers() if member.isfile()]
-        names = [member.name.lstrip("./") for member in members]
+        # tar's ./ prefix and an absolute name's / go; the leading dot of a dotfile (.npmrc) stays.
+        names = [member.name.removeprefix("./").lstrip("/") for member in members]
         # npm pack puts everything under one directory (package/); strip a single top directory.
         tops = {name.split("/", 1)[0] for name in names}
         strip = len(tops) == 1 and all("/" in name for name in names)

@@ -216,6 +216,24 @@ def test_npm_pack_tarball_is_the_same_release_as_its_directory(tmp_path):
         assert f"{built['version']}/npm-shrinkwrap.json" in archive.getnames()
 
 
+def test_a_tarball_keeps_its_top_level_dotfiles(tmp_path):
+    """tar's ./ prefix is taken off the names, not the leading dot of a dotfile (./.npmrc is .npmrc,
+    the npm configuration npm ci reads), at the top of the tarball and under one top directory."""
+    source = make_app(tmp_path / "a")
+    (source / ".npmrc").write_text("engine-strict=true\n")
+    built = {}
+    for layout, prefix in (("flat", "./"), ("packed", "./package/")):
+        tarball = tmp_path / f"{layout}.tgz"
+        with tarfile.open(tarball, "w:gz") as archive:
+            for name in (".npmrc", "package.json", "package-lock.json", "index.js"):
+                archive.add(source / name, arcname=f"{prefix}{name}")
+        built[layout] = app_release.build(tarball, tmp_path / layout)
+        with tarfile.open(built[layout]["archive"]) as archive:
+            names = archive.getnames()
+        assert f"{built[layout]['version']}/.npmrc" in names and f"{built[layout]['version']}/npmrc" not in names, names
+    assert built["flat"]["version"] == built["packed"]["version"] == app_release.build(source, tmp_path / "dir")["version"]
+
+
 def test_a_source_without_lockfile_is_refused(tmp_path):
     source = make_app(tmp_path / "a")
     (source / "package-lock.json").unlink()
