@@ -16,6 +16,7 @@ from tests.unit.roles import inventory_play, rendering
 
 PLAY = Path(__file__).with_name("app_environment.yml")
 PGBOUNCER_PLAY = Path(__file__).with_name("pgbouncer_config.yml")
+MIGRATION_PLAY = Path(__file__).with_name("app_migration.yml")
 
 spec = importlib.util.spec_from_file_location("app_release", ROOT / "roles/app/files/app_release.py")
 app_release = importlib.util.module_from_spec(spec)
@@ -165,6 +166,15 @@ def test_no_migration_runs_unless_a_command_is_configured(command, migration, ex
         if all(rendering.render("app", f"{{{{ ({condition}) | bool }}}}", variables) for condition in conditions):
             running.append(task["name"])
     assert running == expected
+
+
+@pytest.mark.parametrize("inventories", [("production",), ("production", "tanzania")])
+def test_production_app_hosts_migrate_each_release(inventories):
+    """The reference API production deploys creates its tables in its migrations: without the
+    command every release would start on a database without them."""
+    commands = inventory_play.last_task_messages(MIGRATION_PLAY, *inventories)
+    assert set(commands) == {"app1.prod.chajipoa.internal", "app2.prod.chajipoa.internal"}
+    assert set(commands.values()) == {"npm run migrate"}
 
 
 # --- The release builder -----------------------------------------------------------------------
