@@ -12,8 +12,10 @@ description:
   - Gives, for each app host of the input, the address the edge reaches it at (by the same rule as
     M(chajipoa.platform.peer_addresses)) and the port of the colour that should take its traffic.
   - The colour is the one O(colours) names for the host (a deploy switching a batch, a rollback),
-    else the host's C(app_live_colour) fact (the app role's C(live) entry point sets it), else
-    C(blue), the colour a fresh host serves.
+    else the host's C(app_live_colour) fact (the app role's C(live) entry point sets it, blue on a
+    host that never had a live colour, and playbooks/tasks/live-colours.yml reads it on every app host).
+  - Fails naming the host whose colour is neither given nor read, rather than guess one, which
+    could send its traffic to a stopped colour or to the previous release.
   - The port is the host's C(app_ports[colour]); where the inventory leaves C(app_ports) unset, the
     app role's default (blue 3001, green 3002), which role defaults cannot show through hostvars.
   - Fails naming the host on a colour that is not blue or green, a port that is not 1-65535, or a
@@ -89,7 +91,10 @@ def app_upstreams(hosts: Any, hostvars: Mapping, colours: Mapping | None = None)
         raise AnsibleFilterError(f"Cannot switch {', '.join(map(str, strangers))}: not among the app hosts {', '.join(hosts)}")
     servers = []
     for host, address in zip(hosts, addresses):
-        colour = colours.get(host) or _variable(hostvars[host], "app_live_colour", "blue")
+        colour = colours.get(host) or _variable(hostvars[host], "app_live_colour", None)
+        if colour is None:
+            raise AnsibleFilterError(f"Cannot route to {host}: its live colour was not read (app_live_colour; "
+                                     "the app role's entry point live, playbooks/tasks/live-colours.yml)")
         if colour not in COLOURS:
             raise AnsibleFilterError(f"Cannot route to {host}: colour {colour!r} is not one of {', '.join(COLOURS)}")
         ports = _variable(hostvars[host], "app_ports", DEFAULT_PORTS)

@@ -47,14 +47,27 @@ def entry_point_tasks(role: str, entry_point: str) -> list[str]:
     ("tag", "play", "role", "entry_point"),
     [
         ("monitoring", "Exporters", "monitoring", "exporters"),
-        ("monitoring", "The live colour of each app host", "app", "live"),
-        ("edge", "The live colour of each app host", "app", "live"),
     ],
 )
 def test_a_tiers_tag_reaches_the_entry_points_it_calls(tag, play, role, entry_point):
     listed = listed_tasks(tag)[play]
     missing = [name for name in entry_point_tasks(role, entry_point) if name not in listed]
     assert missing == [], f"--tags {tag} skips these tasks of {role}'s {entry_point}: {missing}"
+
+
+@pytest.mark.parametrize(("tags", "play"), [
+    ("edge", "Edge"),
+    ("edge_configure", "Edge"),
+    ("monitoring", "Prometheus, Alertmanager and the probes"),
+    ("monitoring_configure", "Prometheus, Alertmanager and the probes"),
+])
+def test_every_app_hosts_live_colour_is_read_whatever_the_tags(tags, play):
+    """The upstreams and scrape targets name every app host's live colour: the delegated read
+    (playbooks/tasks/live-colours.yml) runs under any tag, its included tasks too (apply: tags)."""
+    listed = listed_tasks(tags)[play]
+    assert "Facts of the peers outside this run" in listed and "Read the live colour of every app host" in listed, listed
+    [read] = [task for task in load_yaml(ROOT / "playbooks/tasks/live-colours.yml") if "ansible.builtin.include_role" in task]
+    assert read["ansible.builtin.include_role"]["apply"]["tags"] == ["always"]
 
 
 def test_the_exporters_stop_on_a_host_outside_the_node_groups_whatever_the_tags():

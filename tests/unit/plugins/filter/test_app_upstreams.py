@@ -10,13 +10,14 @@ app_upstreams = FilterModule().filters()["app_upstreams"]
 
 HOSTVARS = {
     "app1": {"private_address": "172.30.80.14", "app_live_colour": "green"},
-    "app2": {"private_address": "172.30.80.15", "app_ports": {"blue": 4001, "green": 4002}},
+    "app2": {"private_address": "172.30.80.15", "app_live_colour": "blue", "app_ports": {"blue": 4001, "green": 4002}},
     "app3": {"private_address": "fd00::16", "app_live_colour": "purple"},
     "app4": {"private_address": "172.30.80.17", "app_ports": {"blue": 4001}},
+    "app5": {"private_address": "172.30.80.18"},
 }
 
 
-def test_each_host_on_its_live_colour_blue_when_unknown_with_the_role_default_ports():
+def test_each_host_on_its_live_colour_with_the_role_default_ports():
     assert app_upstreams(["app1", "app2"], HOSTVARS) == [
         {"name": "app1", "address": "172.30.80.14", "port": 3002},
         {"name": "app2", "address": "172.30.80.15", "port": 4001},
@@ -38,6 +39,8 @@ def test_colours_given_override_the_live_colour_for_those_hosts_only():
         (["app4"], {"app4": "green"}, r"Cannot route to app4: app_ports has no port 1-65535 for green"),
         (["app1"], {"app2": "green"}, r"Cannot switch app2: not among the app hosts app1"),
         (["app9"], {}, r"app9: it is not an inventory host"),
+        # Never read (outside a run's --limit or --tags): refused, not taken for blue.
+        (["app1", "app5"], {}, r"Cannot route to app5: its live colour was not read"),
         (["app1"], ["app1"], r"app_upstreams: colours must map host names to colours"),
     ],
 )
