@@ -65,7 +65,9 @@ def test_development_secrets_are_generated_outside_git():
 
 def test_overlay_names_its_base_and_bases_name_none():
     overlay = load_yaml(ROOT / "inventories/tanzania/group_vars/all/overlay.yml")
-    assert overlay == {"inventory_overlay_of": "production"}
+    assert overlay == {"inventory_overlay_of": "production", "inventory_layer": "tanzania"}
+    # The base names itself too, so that given after the overlay it shows in the layer that won.
+    assert load_yaml(ROOT / "inventories/production/group_vars/all/environment.yml")["inventory_layer"] == "production"
     assert (ROOT / "inventories" / overlay["inventory_overlay_of"] / "hosts.yml").is_file()
     for base in ["development", "staging", "production"]:
         for path in (ROOT / "inventories" / base / "group_vars").glob("**/*.yml"):
