@@ -10,26 +10,18 @@ blue on purpose: blue is what a guessed colour would be)."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 # test_deploy.py's helpers; importing it puts the project's shared test helpers on the import path.
-from test_deploy import APP, EDGE, SKIP_VALIDATION, colours_of, failures, live, release_of
-from testinfra.utils.ansible_runner import AnsibleRunner
+# hosts is test_deploy's fixture (every app host's testinfra connection), found here by name.
+from test_deploy import APP, APPS, EDGE, SKIP_VALIDATION, colours_of, failures, hosts, live, release_of  # noqa: F401
+from test_edge import SOCKET
 
 from tests.releases import make_release
 
-RUNNER = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-APPS = RUNNER.get_hosts("app")
 PORTS = {"blue": 3001, "green": 3002}
-SOCKET = "/run/chajipoa-edge/status.sock"
 
 pytestmark = pytest.mark.journal(f"{APP}@blue.service", f"{APP}@green.service", "nginx.service")
-
-
-@pytest.fixture(scope="module")
-def hosts(lab_host):
-    return {name: lab_host(name) for name in APPS}
 
 
 @pytest.fixture(scope="module")
