@@ -14,7 +14,8 @@ import json
 import pytest
 # test_deploy.py's helpers; importing it puts the project's shared test helpers on the import path.
 # hosts is test_deploy's fixture (every app host's testinfra connection), found here by name.
-from test_deploy import APP, APPS, EDGE, SKIP_VALIDATION, colours_of, failures, hosts, live, release_of  # noqa: F401
+# sentry is its Sentry stand-in, a new one for this module.
+from test_deploy import APP, APPS, EDGE, SENTRY_TOKEN, SKIP_VALIDATION, colours_of, failures, hosts, live, release_of, sentry  # noqa: F401
 from test_edge import SOCKET
 
 from tests.releases import make_release
@@ -33,9 +34,12 @@ def releases(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def deploy(run_playbook):
+def deploy(run_playbook, sentry):
+    sentry_vars = {"deploy_sentry_token": SENTRY_TOKEN, "deploy_sentry_url": sentry.url, "deploy_sentry_org": "chajipoa",
+                   "deploy_sentry_projects": ["api"]}
+
     def run(source, *extra: str):
-        return run_playbook("playbooks/deploy.yml", *SKIP_VALIDATION, "-e", json.dumps({"app_source": str(source)}),
+        return run_playbook("playbooks/deploy.yml", *SKIP_VALIDATION, "-e", json.dumps({"app_source": str(source), **sentry_vars}),
                             "-e", "deploy_backup=false", *extra)
     return run
 
@@ -81,9 +85,10 @@ def test_the_edge_converged_alone_keeps_each_app_host_on_its_live_colour(first_d
 
 
 def test_a_deploy_run_again_leaves_the_hosts_serving_the_release_and_their_rollback_colour_alone(
-        first_deployed, hosts, deploy, releases):
+        first_deployed, hosts, deploy, releases, sentry):
     before = {name: colours_of(host) for name, host in hosts.items()}
     failed_before = {name: marks(host) for name, host in hosts.items()}
+    calls = len(sentry.calls)
     again = deploy(releases["first"])
     assert again.returncode == 0, failures(again) or again.stdout[-3000:]
     # Links, environments, units and their processes as they were: the idle colour still holds the
@@ -92,10 +97,12 @@ def test_a_deploy_run_again_leaves_the_hosts_serving_the_release_and_their_rollb
     assert {name: marks(host) for name, host in hosts.items()} == failed_before
     for name, host in hosts.items():
         assert f"{name} serves release {release_of(host, live(host))} already" in again.stdout
+    # Nothing was deployed, so Sentry is told of no release and no deploy.
+    assert sentry.calls[calls:] == []
 
 
 def test_a_deploy_limited_to_one_host_keeps_the_others_on_their_live_colour_and_its_rerun_finishes_the_rest(
-        first_deployed, hosts, deploy, releases, upstream):
+        first_deployed, hosts, deploy, releases, upstream, sentry):
     done, rest = APPS[-1], APPS[0]
     serving = {name: (live(host), release_of(host, live(host))) for name, host in hosts.items()}
     limited = deploy(releases["second"], "--limit", done)
@@ -107,6 +114,7 @@ def test_a_deploy_limited_to_one_host_keeps_the_others_on_their_live_colour_and_
     # The run again, without the limit: the host done is left alone (its previous release warm on
     # the other colour), the rest is deployed.
     done_colours = colours_of(hosts[done])
+    calls = len(sentry.calls)
     rest_run = deploy(releases["second"])
     assert rest_run.returncode == 0, failures(rest_run) or rest_run.stdout[-3000:]
     assert colours_of(hosts[done]) == done_colours
@@ -114,6 +122,8 @@ def test_a_deploy_limited_to_one_host_keeps_the_others_on_their_live_colour_and_
     assert release_of(hosts[rest], live(hosts[rest])) == release_of(hosts[done], live(hosts[done]))
     proxied, expected = upstream()
     assert proxied == expected
+    # The rest was deployed by the rerun: Sentry records that deploy.
+    assert [call.path.rsplit("/", 2)[-2] for call in sentry.calls[calls:]] == ["releases", "deploys"]
 
 
 def test_a_converge_keeps_the_release_each_live_colour_runs(hosts, run_playbook):
