@@ -3,7 +3,7 @@ that read them check them: `promtool check config` on prometheus.yml with the re
 rule_files points (the whole check, not the role's --syntax-only at converge), `amtool check-config`
 on alertmanager.yml and the blackbox exporter's own check on blackbox.yml. The lab converges one
 shape; these are the others an operator's inventory may have: a second monitoring host, IPv6
-addresses, managed servers, API targets and extra probe URLs, receivers."""
+addresses, managed servers, API targets and extra probe URLs, receivers, the CAs outside development."""
 from __future__ import annotations
 
 import subprocess
@@ -40,6 +40,19 @@ SHAPES = {
         "monitoring_email_to": ["ops@example.co.tz"], "monitoring_smtp_smarthost": "smtp.example.co.tz:587",
         "monitoring_smtp_from": "alerts@example.co.tz", "monitoring_slack_webhook_url": "https://hooks.example/T0/B0",
         "monitoring_sms_webhook_url": "https://sms.example/send",
+    },
+    # Outside development: the data tier's exporters verify with an internal CA, the probes with a CA
+    # of their own, or (without one) the system's trust store, which a blackbox ca_file would replace.
+    "outside development, a probe CA and a data tier's CA": {
+        **inventory({"mon1": "10.0.0.5", "cache1": "10.0.0.9", "edge1": "10.0.0.8"},
+                    {"monitoring": ["mon1"], "redis": ["cache1"], "edge": ["edge1"]}),
+        "monitoring_tls_self_signed": False, "monitoring_tls_ca_file": "files/pki/ca.crt",
+        "monitoring_probe_ca_file": "files/edge/chain.pem", "monitoring_slack_webhook_url": "https://hooks.example/T0/B0",
+    },
+    "outside development, a public edge certificate": {
+        **inventory({"mon1": "10.0.0.5", "edge1": "10.0.0.8"}, {"monitoring": ["mon1"], "edge": ["edge1"]}),
+        "monitoring_tls_self_signed": False, "monitoring_tls_ca_file": "files/pki/ca.crt",
+        "monitoring_slack_webhook_url": "https://hooks.example/T0/B0",
     },
 }
 

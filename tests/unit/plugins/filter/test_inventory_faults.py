@@ -659,3 +659,15 @@ def test_a_file_copied_from_the_controller_must_be_there(host, name, tmp_path):
     assert f"Cannot configure {host}: {name} names {absent!r}, which is not a file on the controller" in "\n".join(found), found
     # Named on a host whose roles do not take it, it is not the gate's to judge.
     assert not [fault for fault in faults("cache1", cache1={name: absent}) if "not a file on the controller" in fault]
+
+
+@pytest.mark.parametrize("name", ["monitoring_probe_ca_file", "monitoring_tls_ca_file"])
+def test_the_monitoring_cas_copied_from_the_controller_must_be_there(name, tmp_path):
+    """The probes' CA and the data tier's: the monitoring role copies each from the controller."""
+    absent = str(tmp_path / "files" / "absent.pem")
+    found = faults("mon1", groups=MONITORING, mon1={**MON1, name: absent})
+    assert f"Cannot configure mon1: {name} names {absent!r}, which is not a file on the controller" in "\n".join(found), found
+    present = tmp_path / "files" / "ca.pem"
+    present.parent.mkdir()
+    present.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert faults("mon1", groups=MONITORING, mon1={**MON1, name: str(present)}) == []
