@@ -4,7 +4,8 @@ The exporters from Debian 12 (lab/test-deps.sh) run on loopback, on free ports, 
 servers: a throwaway PostgreSQL 15 with pg_stat_statements loaded and the role's custom queries, a
 TLS Redis read by an ACL user with the redis role's monitoring rules, the node exporter reading the
 textfile the backup program writes, PgBouncer 1.18. Each is scraped once and the rules' names are
-looked up in what it served; the blackbox exporter probes a TLS server of the test's own. Names no
+looked up in what it served; the blackbox exporter probes a TLS server of the test's own (with the
+role's blackbox.yml too: which CA each probe verifies it with outside development). Names no
 exporter here can serve (MongoDB's among them) are listed in NOT_HERE with the reason.
 """
 from __future__ import annotations
@@ -373,6 +374,40 @@ def test_blackbox_exporter_probe_of_a_tls_server(tmp_path):
     # The test certificate is valid for two days: CertificateExpiringSoon would fire, as it should.
     expiry = float(served["probe_ssl_earliest_cert_expiry"][0].split()[-1])
     assert 1 < (expiry - time.time()) / 86400 <= 2
+
+
+# The edge (the HTTPS server above, its own CA) and the data tier (another CA): outside development,
+# each probe module of the role's blackbox.yml, with the CAs where the role installs them. The
+# system's trust store is Go's SSL_CERT_FILE: the edge's CA stands for a public one (Let's Encrypt).
+PROBE_CASES = {
+    "a public edge certificate, the data tier's CA set": ("", "edge", 1),
+    "the same, the system's store not trusting the edge (the probes do verify)": ("", "data", 0),
+    "a probe CA, the system's store not trusting the edge": ("files/edge/ca.crt", "data", 1),
+}
+
+
+@pytest.mark.parametrize("case", PROBE_CASES)
+def test_the_roles_probes_verify_the_edge_with_the_probe_ca_not_the_data_tiers(tmp_path, case):
+    probe_ca_file, system_store, expected = PROBE_CASES[case]
+    tls_dir, data_dir, edge_dir = tmp_path / "tls", tmp_path / "data", tmp_path / "edge"
+    for directory in (tls_dir, data_dir, edge_dir):
+        directory.mkdir()
+    data_ca = make_tls_files(data_dir)[0]
+    with https_server(edge_dir) as (web_port, edge_ca):
+        shutil.copy(data_ca, tls_dir / "ca.crt")
+        shutil.copy(edge_ca, tls_dir / "probe-ca.crt")
+        config = tmp_path / "blackbox.yml"
+        config.write_text(monitoring.render(
+            Path("etc/prometheus/blackbox.yml.j2"), inventory_hostname="mon1", _monitoring_tls_dir=str(tls_dir),
+            groups={"all": ["mon1", "edge1"], "monitoring": ["mon1"], "edge": ["edge1"]},
+            hostvars={"mon1": {"private_address": "127.0.0.2"}, "edge1": {"private_address": "127.0.0.1", "edge_server_name": "localhost"}},
+            monitoring_tls_self_signed=False, monitoring_tls_ca_file="files/pki/ca.crt", monitoring_probe_ca_file=probe_ca_file))
+        port = free_port()
+        with exporter(["prometheus-blackbox-exporter", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
+                      port, env={"SSL_CERT_FILE": str({"edge": edge_ca, "data": data_ca}[system_store])}, log=tmp_path / "log"):
+            for module in ("edge_edge1", "http_2xx"):
+                served = scrape(port, f"/probe?module={module}&target=https://127.0.0.1:{web_port}/")
+                assert served["probe_success"] == [f"probe_success {expected}"], module
 
 
 # --- PgBouncer ----------------------------------------------------------------------------------
