@@ -3,7 +3,8 @@ exporter") on a host of group mongodb, run for real on a lab container through t
 `exporters` entry point: check mode on a fresh host passes without asking the network and changes
 nothing; a tarball whose checksum is not the one the role holds is refused before anything is
 unpacked; a release that cannot be fetched fails the run naming its URL; a release whose checksum
-matches is unpacked into its directory and started by the role's unit, and a second run changes
+matches is unpacked into its directory and started by the role's unit, with the data tier's CA
+(monitoring_tls_ca_file) and without the probes' (a monitoring host's), and a second run changes
 nothing.
 
 The release served here is a STAND-IN of the test's own, shaped like Percona's tarball: its
@@ -32,6 +33,7 @@ import yaml
 from tests import lab_container
 from tests.conftest import ROOT
 from tests.lab_container import docker
+from tests.redisserver import make_tls_files
 
 CONTAINER = "chajipoa-mongodb-exporter-test-1"
 HOST = "mongo-exporter-1"
@@ -165,8 +167,12 @@ def test_a_release_that_cannot_be_fetched_fails_naming_its_url(lab_host, tmp_pat
 def test_a_release_with_its_checksum_is_unpacked_and_run_by_the_roles_unit_then_left_alone(lab_host, tmp_path, release_server):
     url, body = release_server
     checksum = f"sha256:{hashlib.sha256(body).hexdigest()}"
+    # The data tier's CA on the controller; the probes' is the monitoring hosts' alone.
+    (tmp_path / "pki").mkdir()
+    data_ca = make_tls_files(tmp_path / "pki", "mongodb")[0]
     variables = {"monitoring_mongodb_exporter_url": url,
-                 "monitoring_mongodb_exporter_checksums": {"amd64": checksum, "arm64": checksum}}
+                 "monitoring_mongodb_exporter_checksums": {"amd64": checksum, "arm64": checksum},
+                 "monitoring_tls_ca_file": str(data_ca), "monitoring_probe_ca_file": str(data_ca)}
     first = run(tmp_path, lab_host, **variables)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     binary = f"{RELEASES}/mongodb_exporter-0.53.0.linux-amd64/mongodb_exporter"
@@ -182,7 +188,9 @@ def test_a_release_with_its_checksum_is_unpacked_and_run_by_the_roles_unit_then_
     environment = dict(item.split("=", 1) for item in on_host("cat", f"/proc/{pid}/environ").stdout.split("\0") if item)
     assert environment["MONGODB_PASSWORD"] == PASSWORD
     assert environment["MONGODB_USER"] == "monitoring"
-    assert environment["MONGODB_URI"] == f"mongodb://{lab_host}:27017/admin?tls=true"
+    assert environment["MONGODB_URI"] == f"mongodb://{lab_host}:27017/admin?tls=true&tlsCAFile=/etc/prometheus/tls/ca.crt"
+    assert on_host("cat", "/etc/prometheus/tls/ca.crt").stdout == data_ca.read_text()
+    assert on_host("test", "-e", "/etc/prometheus/tls/probe-ca.crt").returncode != 0
     command = on_host("cat", f"/proc/{pid}/cmdline").stdout.split("\0")[1:-1]
     assert command == [binary, f"--web.listen-address={lab_host}:9216", "--mongodb.direct-connect",
                        "--collector.diagnosticdata", "--collector.replicasetstatus"], command
