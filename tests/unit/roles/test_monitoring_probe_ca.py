@@ -68,7 +68,7 @@ def test_outside_development_the_probes_verify_with_their_own_ca():
     settings = {**PRODUCTION, "monitoring_probe_ca_file": "/inv/files/edge/chain.pem"}
     assert ca_files(blackbox(**settings)) == {"edge_edge1": PROBE_CA, "http_2xx": PROBE_CA}
     assert redis_ca(**settings) == [DATA_CA]
-    # A probe CA alone gives the exporters none: the system's trust store (a managed, public CA).
+    # A probe CA alone gives the exporters none: the system's trust store (a public CA's certificate).
     alone = {**settings, "monitoring_tls_ca_file": ""}
     assert ca_files(blackbox(**alone)) == {"edge_edge1": PROBE_CA, "http_2xx": PROBE_CA}
     assert redis_ca(**alone) == []
