@@ -14,11 +14,15 @@ from tests.conftest import ROOT, run_playbook
 from tests.integration.test_validate_inventory import vault_file
 
 
-def test_restore_in_production_fails_naming_why_and_the_rds_path(tmp_path):
+# An operator limits a run to the hosts they mean; none of these selections holds localhost.
+@pytest.mark.parametrize("limit", [[], ["--limit", "backup"], ["--limit", "app1.prod.chajipoa.internal"]],
+                         ids=["no-limit", "limit-backup", "limit-an-app-host"])
+def test_restore_in_production_fails_naming_why_and_the_rds_path(tmp_path, limit):
     """Production's postgres group is empty (RDS): the restore, which needs the server's local
-    superuser over its Unix socket, must not report success having restored nothing."""
+    superuser over its Unix socket, must not report success having restored nothing, whatever the
+    run is limited to."""
     result = run_playbook("restore.yml", "inventories/production",
-                          extra=["-e", f"@{vault_file(tmp_path)}", "-e", "restore_replace=true"])
+                          extra=["-e", f"@{vault_file(tmp_path)}", "-e", "restore_replace=true", *limit])
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "Cannot restore" in output and "group postgres has no host" in output, output
