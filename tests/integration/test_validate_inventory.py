@@ -105,6 +105,22 @@ def test_broken_inventory_stopped_before_any_host(tmp_path, production, case):
     assert_stopped_in_validation(run_site(*inventories, extra=extra), *case["expect"])
 
 
+# An operator limits site.yml to the hosts they mean, none of which is the controller's localhost
+# where the validation runs: the gate must stop the run all the same, on a fault of the hosts in
+# the limit and on one of hosts outside it.
+LIMITED = [("postgres-port-zero", "db1"), ("postgres-port-zero", "app"), ("ssh-port-above-range", "app1.prod.chajipoa.internal"),
+           ("ssh-port-above-range", "monitoring")]
+
+
+@pytest.mark.parametrize("case_id, limit", LIMITED, ids=[f"{case_id}-limit-{limit}" for case_id, limit in LIMITED])
+def test_broken_inventory_stopped_under_a_limit(tmp_path, production, case_id, limit):
+    [case] = [case for case in FAULTS if case["id"] == case_id]
+    inventories: list[Path | str] = [production if case["base"] == "production" else BASES[case["base"]]]
+    extra = ["-e", f"@{vault_file(tmp_path)}"] if case["base"] == "production" else []
+    inventories.append(write_overlay(tmp_path / "overlay", case))
+    assert_stopped_in_validation(run_site(*inventories, extra=[*extra, "--limit", limit]), *case["expect"])
+
+
 def test_corpus_is_large_and_covers_both_bases():
     assert len(FAULTS) >= 25
     assert {case["base"] for case in FAULTS} >= {"development", "production"}
