@@ -96,8 +96,9 @@ def assert_stopped_in_validation(result: subprocess.CompletedProcess, *expected:
     assert "argument_spec_data" not in output, output
 
 
-@pytest.mark.parametrize("case", FAULTS, ids=[case["id"] for case in FAULTS])
-def test_broken_inventory_stopped_before_any_host(tmp_path, production, case):
+def case_inputs(tmp_path: Path, production: Path, case: dict) -> tuple[list[Path | str], list[str]]:
+    """A corpus case as ansible-playbook takes it: its inventories (base, its own, its overlay) and
+    the extra arguments (production's vault)."""
     inventories: list[Path | str] = list(case.get("inventories") or [])
     extra = []
     if case["base"] != "none":
@@ -106,6 +107,12 @@ def test_broken_inventory_stopped_before_any_host(tmp_path, production, case):
         extra = ["-e", f"@{vault_file(tmp_path, case.get('vault'))}"]
     if any(key in case for key in ("host_vars", "hosts", "group_vars", "files")):
         inventories.append(write_overlay(tmp_path / "overlay", case))
+    return inventories, extra
+
+
+@pytest.mark.parametrize("case", FAULTS, ids=[case["id"] for case in FAULTS])
+def test_broken_inventory_stopped_before_any_host(tmp_path, production, case):
+    inventories, extra = case_inputs(tmp_path, production, case)
     assert_stopped_in_validation(run_playbook("validate-inventory.yml", *inventories, extra=extra), *case["expect"])
 
 
@@ -119,9 +126,7 @@ LIMITED = [("postgres-port-zero", "db1"), ("postgres-port-zero", "app"), ("ssh-p
 @pytest.mark.parametrize("case_id, limit", LIMITED, ids=[f"{case_id}-limit-{limit}" for case_id, limit in LIMITED])
 def test_broken_inventory_stopped_under_a_limit(tmp_path, production, case_id, limit):
     [case] = [case for case in FAULTS if case["id"] == case_id]
-    inventories: list[Path | str] = [production if case["base"] == "production" else BASES[case["base"]]]
-    extra = ["-e", f"@{vault_file(tmp_path)}"] if case["base"] == "production" else []
-    inventories.append(write_overlay(tmp_path / "overlay", case))
+    inventories, extra = case_inputs(tmp_path, production, case)
     assert_stopped_in_validation(run_site(*inventories, extra=[*extra, "--limit", limit]), *case["expect"])
 
 
