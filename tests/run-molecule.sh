@@ -9,6 +9,9 @@
 set -uo pipefail
 
 jobs=${MOLECULE_JOBS:-2}
+# Molecule boxes and wraps its commands' output at the terminal's width, 80 columns in a log, which cut
+# test names and failure messages in two; a log read after the run has room for whole lines.
+export COLUMNS=${COLUMNS:-200}
 logs=${MOLECULE_LOGS:-.cache/molecule-logs}
 mkdir -p "$logs"
 
@@ -36,6 +39,12 @@ rm -f "$logs/.failed"
 printf '%s\n' "$@" | xargs -P "$jobs" -I{} "$0" --one {}
 echo "molecule: $# scenarios in $SECONDS s, $jobs at a time"
 if [[ -s $logs/.failed ]]; then
+    # Repeated last, because a CI report may keep only the end of the output: the failed tests'
+    # names and the failed tasks, each scenario's log above holding the rest.
+    sort "$logs/.failed" | while read -r scenario; do
+        echo "=== $scenario failed at:"
+        sed 's/\x1b\[[0-9;]*m//g' "$logs/$scenario.log" | grep -aE '(FAILED|ERROR) [^ ]*tests/|fatal: \[|failed=[1-9]' | tail -n 20
+    done
     echo "molecule scenarios failed: $(sort "$logs/.failed" | tr '\n' ' ')"
     exit 1
 fi
