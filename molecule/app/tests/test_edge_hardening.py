@@ -12,7 +12,7 @@ import pytest
 
 # test_edge's fixtures, imported to be this module's too.
 from test_edge import SOCKET, live_servers, rate, status
-from test_edge import client, edge, edge_address, get, maintenance, settings  # noqa: F401 pylint: disable=unused-import
+from test_edge import burst, client, edge, edge_address, get, maintenance, settings  # noqa: F401 pylint: disable=unused-import
 
 pytestmark = pytest.mark.journal("nginx.service")
 
@@ -26,9 +26,9 @@ def test_the_status_socket_asks_each_live_server_alone(edge, lab_host, lab_addre
 
 
 @pytest.mark.parametrize("path", ["/api/AUTH/register", "/API/Payments/initiate"])
-def test_a_limited_route_in_another_case_is_limited(get, settings, path):  # pylint: disable=redefined-outer-name
+def test_a_limited_route_in_another_case_is_limited(burst, settings, path):  # pylint: disable=redefined-outer-name
     # The edge's rate-limit test may have spent this client's allowance on another route, not these.
-    statuses = [get(path, method="POST", body="{}").status for _attempt in range(settings["burst"] + 2)]
+    statuses = [answer.status for answer in burst(path, settings["burst"] + 2, method="POST", body="{}")]
     assert 429 not in statuses[:settings["burst"] + 1] and statuses[-1] == 429, statuses
     # Drained again for the next spelling.
     time.sleep((settings["burst"] + 2) * rate(settings))
