@@ -50,10 +50,10 @@ def role_options(role: str) -> dict:
     return load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
 
 
-def run_playbook(playbook: str, *inventories: Path | str, extra: list[str] | None = None) -> subprocess.CompletedProcess:
+def run_playbook(playbook: str, *inventories: Path | str, extra: list[str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     args = ["ansible-playbook", f"playbooks/{playbook}"]
     for inventory in inventories:
         args += ["-i", str(inventory)]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CACHE_PLUGIN="memory",
                ANSIBLE_VAULT_PASSWORD_FILE=str(EXAMPLE_VAULT_PASSWORD_FILE))
-    return subprocess.run(args + (extra or []), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(args + (extra or []), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
