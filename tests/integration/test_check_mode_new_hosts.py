@@ -22,14 +22,14 @@ from tests.conftest import ROOT, run_playbook
 
 PREFIX = "chajipoa-checkmode"
 SUBNET = "172.30.83."
-# Packages and paths that only a real run puts on each host.
+# A package and the paths that only a real run puts on each host.
 UNTOUCHED = {
-    "db1": ["dpkg-query -W -f '${Status}' postgresql-15 | grep -q 'install ok installed'", "test -e /etc/postgresql"],
-    "db2": ["dpkg-query -W -f '${Status}' postgresql-15 | grep -q 'install ok installed'"],
-    "cache1": ["dpkg-query -W -f '${Status}' redis-server | grep -q 'install ok installed'", "test -e /etc/redis"],
-    "app1": ["dpkg-query -W -f '${Status}' pgbouncer | grep -q 'install ok installed'", "test -e /opt/reference-api"],
-    "edge1": ["dpkg-query -W -f '${Status}' nginx | grep -q 'install ok installed'"],
-    "mon1": ["dpkg-query -W -f '${Status}' prometheus | grep -q 'install ok installed'", "test -e /etc/prometheus/rules"],
+    "db1": ("postgresql-15", ["/etc/postgresql"]),
+    "db2": ("postgresql-15", []),
+    "cache1": ("redis-server", ["/etc/redis"]),
+    "app1": ("pgbouncer", ["/opt/reference-api"]),
+    "edge1": ("nginx", []),
+    "mon1": ("prometheus", ["/etc/prometheus/rules"]),
 }
 
 
@@ -62,6 +62,7 @@ def test_site_check_on_new_hosts_passes_reports_changes_and_changes_nothing(new_
     recap = dict(re.findall(r"^(\w+)\s+: ok=\d+\s+changed=(\d+)", checked.stdout, re.MULTILINE))
     assert set(UNTOUCHED) <= set(recap), recap
     assert all(int(recap[host]) > 0 for host in UNTOUCHED), recap
-    for host, probes in UNTOUCHED.items():
+    for host, (package, paths) in UNTOUCHED.items():
+        probes = [f"dpkg-query -W -f '${{Status}}' {package} | grep -q 'install ok installed'", *(f"test -e {path}" for path in paths)]
         for probe in probes:
             assert on_host(host, probe).returncode != 0, f"{host}: {probe} after a check run"
