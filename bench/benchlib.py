@@ -56,6 +56,29 @@ def machine_cpu_seconds() -> float:
     return (sum(fields[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
+# Where Docker accounts its containers' CPU time: cgroup v1 (this machine), v2 with the cgroupfs
+# driver, v2 with the systemd driver (one scope per container).
+_CONTAINER_CPU = (("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage", 1e-9, None),
+                  ("/sys/fs/cgroup/docker/cpu.stat", 1e-6, "usage_usec"),
+                  ("/sys/fs/cgroup/system.slice/docker-*.scope/cpu.stat", 1e-6, "usage_usec"))
+
+
+def containers_cpu_seconds(root: Path = Path("/")) -> float | None:
+    """CPU time the Docker containers running now have spent so far (the lab's hosts: their share of a
+    run's machine CPU, beside the controller's); None where Docker's cgroups are not found. A container
+    made or removed between two readings falls out of their difference: read around runs only."""
+    for pattern, unit, field in _CONTAINER_CPU:
+        paths = sorted(root.glob(pattern.lstrip("/")))
+        if paths:
+            total = 0.0
+            for path in paths:
+                text = path.read_text(encoding="ascii")
+                value = text.split()[0] if field is None else dict(line.split() for line in text.splitlines())[field]
+                total += int(value) * unit
+            return total
+    return None
+
+
 class PlaybookRun(NamedTuple):
     seconds: float
     # Module calls per host, as the chajipoa.platform.module_calls callback counted them:

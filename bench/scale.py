@@ -9,8 +9,9 @@ Mitogen strategy, side by side); the lab is removed before the next count. Writt
 docs/performance.md: the times, the ratio of the no-op times between the largest and the smallest
 fleet (target: at most 3x for 5x the hosts), the task results per host, the controller's CPU time per
 module call (ansible-playbook and its workers, divided by the calls the chajipoa.platform.module_calls
-callback counted on every host), and how many of the machine's cores the controller and the whole
-machine (the lab's containers are on it too) kept busy on average.
+callback counted on every host), the CPU time per host of the controller and of the host itself (its
+container's, from Docker's cgroups), and how many of the machine's cores the controller and the
+whole machine (the lab's containers are on it too) kept busy on average.
 
 The lab's hosts run on the controller's machine, so a run can be no faster than the CPU time it made
 the whole machine spend divided by the machine's cores: each run reports that floor, and the ratio
@@ -34,7 +35,7 @@ import typing
 from pathlib import Path
 
 import yaml
-from benchlib import ROOT, baseline_checkout, machine_cpu_seconds, record, results_log, timed_playbook
+from benchlib import ROOT, baseline_checkout, containers_cpu_seconds, machine_cpu_seconds, record, results_log, timed_playbook
 
 NETWORK = "chajipoa-scale"
 SUBNET = "172.30.90"
@@ -60,6 +61,9 @@ class Run(typing.NamedTuple):
     elapsed: float
     controller_cpu: float
     machine_cpu: float
+    # The lab's containers (the hosts' own work: Mitogen's interpreter, the modules, what they start);
+    # None where Docker's cgroups are not found.
+    hosts_cpu: float | None
     calls: int
     # Every task result on a host, skipped and controller-side ones too: each costs the strategy a worker.
     results: int
@@ -69,10 +73,12 @@ def measured(args: list[str], log, strategy: str, forks: int, expect_noop: bool 
     """One run's wall seconds, CPU seconds of the controller (ansible-playbook and its workers) and of
     the whole machine (controller, the lab's containers, Docker), and module calls and task results
     summed over the hosts."""
-    machine_before = machine_cpu_seconds()
+    machine_before, hosts_before = machine_cpu_seconds(), containers_cpu_seconds()
     run = timed_playbook(args, log, expect_noop=expect_noop, strategy=strategy, checkout=checkout,
                          settings={"ANSIBLE_FORKS": str(forks)})
+    hosts_after = containers_cpu_seconds()
     return Run(run.seconds, run.controller_cpu, machine_cpu_seconds() - machine_before,
+               None if hosts_before is None or hosts_after is None else hosts_after - hosts_before,
                sum(counts["calls"] for counts in run.calls.values()),
                sum(counts["calls"] + counts["controller"] + counts["skipped"] for counts in run.calls.values()))
 
@@ -126,6 +132,7 @@ def main() -> None:
                     cold_column = f"{cold.elapsed:.0f}" if arm == "mitogen" else ""
                     rows.append(f"| {count} | {arm} | {cold_column} | {run.elapsed:.1f} | {run.calls / count:.0f} | "
                                 f"{run.results / count:.0f} | {1000 * run.controller_cpu / run.calls:.0f} | "
+                                f"{run.controller_cpu / count:.2f} / {'?' if run.hosts_cpu is None else f'{run.hosts_cpu / count:.2f}'} | "
                                 f"{run.controller_cpu / run.elapsed:.2f} | {run.machine_cpu / run.elapsed:.2f} | {floor[count, arm]:.1f} |")
                     print(rows[-1])
             finally:
@@ -142,8 +149,9 @@ def main() -> None:
         f"middle one of an even count) reported. Raw output: {Path(log.name).relative_to(ROOT)}.",
         "",
         "| hosts | roles and strategy | cold converge (s) | no-op run (s) | module calls per host | task results per host | "
-        "controller CPU per call (ms) | controller cores busy | machine cores busy | fastest the machine's cores allow (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "controller CPU per call (ms) | CPU per host, controller / the host (s) | controller cores busy | machine cores busy | "
+        "fastest the machine's cores allow (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"No-op time, {largest} hosts against {smallest} (in brackets: the largest fleet's fastest against the smallest's "

@@ -21,6 +21,9 @@ description:
     gains nothing there, and its async jobs are not found by C(async_status).
   - It is C(chajipoa.platform.linear) (workers forked from a frozen heap) under Mitogen's mix-in, and
     lets the kernel place processes on CPUs where Mitogen would pin them.
+  - It gives each action plugin one class with Mitogen's mix-in for the whole run, where Mitogen's
+    own strategy makes a new class every time a task on a host asks for its plugin; kept by the
+    frozen heap, those made every worker slower the longer the run and the larger the fleet.
 requirements:
   - mitogen (requirements.txt pins the version the project tests with)
 notes:
@@ -37,6 +40,7 @@ import functools
 from ansible.collections.list import list_collection_dirs
 from ansible.errors import AnsibleError
 from ansible.playbook.play_context import PlayContext
+from ansible.plugins.loader import get_with_context_result
 from ansible.plugins.strategy import StrategyBase
 
 SHORT_NAMES = {
@@ -62,6 +66,7 @@ def _mitogen_linear() -> type:
     try:
         import ansible_mitogen.affinity  # pylint: disable=import-outside-toplevel
         import ansible_mitogen.loaders  # pylint: disable=import-outside-toplevel
+        import ansible_mitogen.mixins  # pylint: disable=import-outside-toplevel
         import ansible_mitogen.planner  # pylint: disable=import-outside-toplevel
         import ansible_mitogen.strategy  # pylint: disable=import-outside-toplevel
     except ImportError as error:
@@ -86,6 +91,28 @@ def _mitogen_linear() -> type:
         invocation._extra_sys_paths.update(_COLLECTION_DIRS)
 
     setattr(ansible_mitogen.planner, "_load_collections", add_collection_dirs)
+
+    # Mitogen gives every action plugin its mix-in by making a new class each time Ansible asks for
+    # the plugin: in the strategy, once for every task and host. The strategy's frozen heap (see
+    # chajipoa.platform.linear) puts each of those classes, cyclic garbage, in the oldest generation,
+    # which only a full collection clears, so they piled up through a run (some 700 on 30 hosts of
+    # the base system). Every worker then paid for them: its connection's first isinstance() against
+    # the mix-in walked every one of that class's subclasses, more the longer the run, so a host's
+    # tasks cost more the larger the fleet. Made once per plugin class here; a class is all the
+    # loader's callers get, and none of them changes it.
+    adorned = functools.cache(lambda name, klass: type(name, (ansible_mitogen.mixins.ActionModuleMixin, klass), {}))
+
+    def action_get_with_one_class_per_plugin(name, *args, **kwargs):
+        name = "mitogen_fetch" if name == "fetch" else name
+        klass, context = ansible_mitogen.loaders.action_loader__get_with_context(
+            name, class_only=True, collection_list=kwargs.pop("collection_list", None))
+        if not klass:
+            return get_with_context_result(None, context)
+        if kwargs.pop("class_only", False):
+            return get_with_context_result(adorned(str(name), klass), context)
+        return get_with_context_result(adorned(str(name), klass)(*args, **kwargs), context)
+
+    setattr(ansible_mitogen.strategy, "wrap_action_loader__get_with_context", action_get_with_one_class_per_plugin)
 
     # Mitogen pins ansible-playbook, its workers and its connection multiplexer to fixed CPUs. With
     # fewer than four CPUs it keeps one for the multiplexer and pins ansible-playbook and every worker

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import ansible_mitogen
 import pytest
+import yaml
 
 from tests import lab_container
 from tests.conftest import ROOT
@@ -91,6 +92,40 @@ def test_mitogens_own_strategy_leaves_the_collection_named_connection_to_ansible
 def test_the_short_connection_name_is_mitogens_under_either(lab_host, tmp_path):
     first, second = parents(tmp_path, MITOGENS, connection="docker")
     assert first == second
+
+
+# Reports, from ansible-playbook itself at the end of the run, how many classes Mitogen's action mix-in has.
+MIXIN_CLASSES_CALLBACK = """
+import ansible_mitogen.mixins
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "mixin_classes"
+
+    def v2_playbook_on_stats(self, stats):
+        self._display.display(f"mix-in classes {len(ansible_mitogen.mixins.ActionModuleMixin.__subclasses__())} end")
+"""
+
+
+def test_the_strategy_gives_each_action_plugin_one_class_however_many_tasks_run(lab_host, tmp_path):
+    """Mitogen made a class for every task and host (the strategy asks for each task's action plugin
+    on each host), and the frozen heap kept them to the end of the run: every worker's first check
+    against the mix-in walked them all, so a host's tasks cost more the larger the fleet. Here 30
+    tasks of two action plugins, on one host and on the controller, leave a class per plugin."""
+    (tmp_path / "callbacks").mkdir()
+    (tmp_path / "callbacks" / "mixin_classes.py").write_text(MIXIN_CLASSES_CALLBACK)
+    (tmp_path / "hosts.ini").write_text(f"probe1 ansible_host={CONTAINER} ansible_connection=community.docker.docker "
+                                        "ansible_python_interpreter=/usr/bin/python3\n")
+    tasks = [{"name": f"Call {number}", "ansible.builtin.stat": {"path": "/etc/hostname"}} for number in range(15)]
+    tasks += [{"name": f"Judge {number}", "ansible.builtin.assert": {"that": "true", "quiet": True}} for number in range(15)]
+    playbook = yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}], sort_keys=False)
+    output = run_playbook(tmp_path, playbook, str(tmp_path / "hosts.ini"),
+                          {**PROJECTS, "ANSIBLE_CALLBACK_PLUGINS": str(tmp_path / "callbacks"), "ANSIBLE_CALLBACKS_ENABLED": "mixin_classes"})
+    classes = int(output.split("mix-in classes ")[1].split(" end")[0])
+    assert 1 <= classes <= 2, output
 
 
 CPU_PLAYBOOK = r"""

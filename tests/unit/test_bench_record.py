@@ -60,3 +60,16 @@ def test_calls_per_host_names_each_host_a_run_called_and_the_other_runs_count_wh
     calls = {"db1": {"calls": 24}, "db2": {"calls": 20}, "edge1": {"calls": 0}, "mon1": {"calls": 0}}
     assert benchlib.calls_per_host(calls) == "db1 24, db2 20"
     assert benchlib.calls_per_host(calls, {"db1": {"calls": 25}, "mon1": {"calls": 3}}) == "db1 24 (25), db2 20, mon1 0 (3)"
+
+
+def test_containers_cpu_is_read_from_cgroup_v1_or_summed_over_v2_scopes(tmp_path):
+    v1 = tmp_path / "v1" / "sys/fs/cgroup/cpuacct/docker"
+    v1.mkdir(parents=True)
+    (v1 / "cpuacct.usage").write_text("2500000000\n")
+    assert benchlib.containers_cpu_seconds(tmp_path / "v1") == 2.5
+    v2 = tmp_path / "v2" / "sys/fs/cgroup/system.slice"
+    for name, usec in (("docker-a.scope", 1_000_000), ("docker-b.scope", 500_000)):
+        (v2 / name).mkdir(parents=True)
+        (v2 / name / "cpu.stat").write_text(f"usage_usec {usec}\nuser_usec 1\nsystem_usec 2\n")
+    assert benchlib.containers_cpu_seconds(tmp_path / "v2") == 1.5
+    assert benchlib.containers_cpu_seconds(tmp_path / "nothing") is None
