@@ -66,7 +66,9 @@ _CONTAINER_CPU = (("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage", 1e-9, None),
 def containers_cpu_seconds(root: Path = Path("/")) -> float | None:
     """CPU time the Docker containers running now have spent so far (the lab's hosts: their share of a
     run's machine CPU, beside the controller's); None where Docker's cgroups are not found. A container
-    made or removed between two readings falls out of their difference: read around runs only."""
+    made or removed between two readings skews their difference (v1 and v2's cgroupfs driver keep a
+    removed container's time in Docker's parent group, v2's systemd driver drops it with its scope):
+    read around runs that neither make nor remove containers."""
     for pattern, unit, field in _CONTAINER_CPU:
         paths = sorted(root.glob(pattern.lstrip("/")))
         if paths:

@@ -108,9 +108,8 @@ def _mitogen_linear() -> type:
             name, class_only=True, collection_list=kwargs.pop("collection_list", None))
         if not klass:
             return get_with_context_result(None, context)
-        if kwargs.pop("class_only", False):
-            return get_with_context_result(adorned(str(name), klass), context)
-        return get_with_context_result(adorned(str(name), klass)(*args, **kwargs), context)
+        action = adorned(str(name), klass)
+        return get_with_context_result(action if kwargs.pop("class_only", False) else action(*args, **kwargs), context)
 
     setattr(ansible_mitogen.strategy, "wrap_action_loader__get_with_context", action_get_with_one_class_per_plugin)
 
