@@ -19,6 +19,26 @@ def test_host_name_and_hosts_file(host, lab_address):
     ]
 
 
+@pytest.mark.parametrize("renamed", ["kernel", "file", "both"])
+def test_a_host_renamed_by_hand_gets_its_name_back(server, run_playbook, renamed):
+    """The next run puts back the kernel's name and /etc/hostname, whichever was changed by hand, and
+    the run after it changes nothing. Docker bind-mounts /etc/hostname, which systemd-hostnamed
+    cannot replace (EBUSY), as on any host whose /etc/hostname is a mount."""
+    name = server.check_output("cat /etc/hostname")
+    if renamed in ("kernel", "both"):
+        server.run_expect([0], "hostname renamed-by-hand")
+    if renamed in ("file", "both"):
+        server.run_expect([0], "echo renamed-by-hand > /etc/hostname")
+    runs = [run_playbook(SCENARIO / "converge.yml", "--limit", "common-a", "--tags", "common_identity") for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert server.check_output("cat /proc/sys/kernel/hostname") == name
+    assert server.check_output("cat /etc/hostname") == name
+    changed = [task["task"]["name"] for play in json.loads(runs[1].stdout)["plays"] for task in play["tasks"]
+               if task["hosts"].get("common-a", {}).get("changed")]
+    assert changed == []
+
+
 def test_a_limited_run_lists_hosts_outside_the_limit(server, run_playbook, tmp_path):
     """The hosts file lists every inventory host that has a private_address, read once per play: a run
     limited to one host still reads the others' (here one in an extra inventory, never contacted)."""
