@@ -51,6 +51,15 @@ PLAYBOOK = """
         msg: "{{ item }} on {{ echoed.stdout }}"
       loop: [1, 2, 3]
       when: item != 2
+    # One source read three ways (a task's template, a template file, the file with delimiters of its
+    # own), on two hosts: a worker of this strategy loads what the first host's compiled, so a
+    # template read one way must not be taken for another.
+    - name: Templates compiled in one worker and loaded in the next
+      ansible.builtin.debug:
+        msg:
+          - "{{ '\\n' | length }} [% inventory_hostname %]"
+          - "{{ lookup('ansible.builtin.template', 'same_source.j2') }}"
+          - "{{ lookup('ansible.builtin.template', 'same_source.j2', variable_start_string='[%', variable_end_string='%]') }}"
     - name: A failure on one host
       ansible.builtin.fail:
         msg: planned
@@ -78,6 +87,8 @@ def run(work: Path, strategy: str) -> list[tuple[str, str, dict]]:
 def runs(tmp_path_factory) -> dict[str, list]:
     work = tmp_path_factory.mktemp("strategy")
     (work / "site.yml").write_text(PLAYBOOK)
+    (work / "templates").mkdir()
+    (work / "templates" / "same_source.j2").write_text("{{ '\\n' | length }} [% inventory_hostname %]")
     (work / "action_plugins").mkdir()
     (work / "action_plugins" / "gc_state.py").write_text(GC_STATE_ACTION)
     (work / "hosts.ini").write_text("".join(f"{host} ansible_connection=local ansible_python_interpreter={sys.executable}\n"
@@ -93,6 +104,8 @@ def outcome(result: dict) -> tuple:
 def test_the_same_results_in_the_same_order_as_ansibles_linear(runs):
     ours = [(task, host, outcome(result)) for task, host, result in runs["chajipoa.platform.linear"]]
     assert ours == [(task, host, outcome(result)) for task, host, result in runs["ansible.builtin.linear"]]
+    compiled = [result["msg"] for task, _host, result in runs["chajipoa.platform.linear"] if task.startswith("Templates compiled")]
+    assert compiled == [["1 [% inventory_hostname %]", "1 [% inventory_hostname %]", "{{ '\\n' | length }} " + host] for host in ("host_a", "host_b")]
     assert [(task, host) for task, host, _outcome in ours][-1] == ("Only the host left", "host_a")
 
 
