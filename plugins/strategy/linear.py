@@ -34,6 +34,10 @@ description:
     in a no-op run of the base system on 30 hosts. Here a template is compiled once per run, by the first
     worker that needs it, and every other worker loads the compiled code from Ansible's temporary
     directory of the run (C(plugins/plugin_utils/template_cache.py) in the collection).
+  - A task whose condition is false on a host is skipped there by the strategy itself, with the result
+    and callbacks its worker would have given, and no worker is forked for it (a fork cost the
+    controller about as much as a task that runs). Tasks with a loop (each item has the condition) or
+    a delegation, and conditions that warn or fail, still go to a worker, which reports as before.
   - No strategy of Ansible's or of the collections it bundles does this. Mitogen for Ansible's
     strategy C(chajipoa.platform.mitogen_linear) is built on this one.
 notes:
@@ -65,6 +69,9 @@ import gc
 import re
 
 from ansible import constants as C
+from ansible._internal import _display_utils
+from ansible._internal._templating._engine import TemplateEngine
+from ansible.executor.task_result import _RawTaskResult
 from ansible.plugins.loader import connection_loader, filter_loader, test_loader
 from ansible.plugins.strategy.linear import StrategyModule as AnsibleLinear
 from ansible_collections.chajipoa.platform.plugins.plugin_utils import template_cache
@@ -99,12 +106,51 @@ class StrategyModule(AnsibleLinear):
         self._preloaded_connections: set[str] = set()
 
     def _queue_task(self, host, task, task_vars, play_context):
+        if self._skipped_here(host, task, task_vars, play_context):
+            return
         self._preload(task, task_vars, play_context)
         gc.freeze()
         try:
             super()._queue_task(host, task, task_vars, play_context)
         finally:
             gc.unfreeze()
+
+    def _skipped_here(self, host, task, task_vars, play_context) -> bool:
+        """Skips the task on host, as its worker would, when its condition is false, and says so.
+        Only the plain case: no loop (whose items each have the condition), no delegation, and a
+        condition that evaluates without warning or error; every other task goes to a worker, which
+        says what it always said about it."""
+        if not task.when or task.loop_with or task.loop is not None or task.delegate_to is not None:
+            return False
+        # TaskExecutor's variables for the condition: the task's search path (for lookups), then
+        # what the play context adds for the connection (ansible_check_mode among them).
+        variables = dict(task_vars, ansible_search_path=task.get_search_path())
+        if self._loader.get_basedir() not in variables["ansible_search_path"]:
+            variables["ansible_search_path"].append(self._loader.get_basedir())
+        templar = TemplateEngine(loader=self._loader, variables=variables)
+        detail: dict = {}
+        try:
+            with _display_utils.DeferredWarningContext(variables=variables) as warnings:
+                context = play_context.set_task_and_variable_override(task=task, variables=variables, templar=templar)
+                context.post_validate(templar=templar)
+                context.remote_addr = context.remote_addr or host.address
+                context.update_vars(variables)
+                if task._resolve_conditional(task.when, variables, result_context=detail):
+                    return False
+            if warnings.get_warnings() or warnings.get_deprecation_warnings():
+                return False
+        except Exception:  # pylint: disable=broad-exception-caught
+            return False
+        result = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False", **detail}
+        task.update_result_no_log(templar, result)
+        # What a worker sends, by the way the results thread receives it.
+        sent = _RawTaskResult(host=host, task=task, return_data=result, task_fields=task.dump_attrs()).as_wire_task_result()
+        self._queued_task_cache[(host.name, task._uuid)] = {"host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
+        self._tqm.send_callback("v2_runner_on_start", host, task)
+        with self._results_lock:
+            self._results.append(self._convert_wire_task_result_to_raw(sent))
+        self._pending_results += 1
+        return True
 
     def _preload(self, task, task_vars, play_context) -> None:
         connection = task_vars.get("ansible_connection") or play_context.connection

@@ -60,6 +60,32 @@ PLAYBOOK = """
           - "{{ '\\n' | length }} [% inventory_hostname %]"
           - "{{ lookup('ansible.builtin.template', 'same_source.j2') }}"
           - "{{ lookup('ansible.builtin.template', 'same_source.j2', variable_start_string='[%', variable_end_string='%]') }}"
+    # Skipped where the condition is false: by the strategy itself under chajipoa.platform.linear,
+    # which forks no worker for them, exactly as a worker would skip them.
+    - name: A skipped task, registered
+      ansible.builtin.command: "echo never"
+      when: inventory_hostname == 'nobody'
+      register: never_run
+    - name: What was registered
+      ansible.builtin.debug:
+        var: never_run
+    - name: A skipped secret
+      ansible.builtin.debug:
+        msg: hidden
+      when: false
+      no_log: true
+    - name: A skipped include
+      ansible.builtin.include_tasks: absent.yml
+      when: echoed.stdout == 'nobody'
+    - name: A task for check mode only, from the play context's variables
+      ansible.builtin.debug:
+        msg: checking
+      when: ansible_check_mode
+    - name: A condition that cannot be evaluated, left to the worker
+      ansible.builtin.debug:
+        msg: unreachable
+      when: not_defined_anywhere
+      ignore_errors: true
     - name: A failure on one host
       ansible.builtin.fail:
         msg: planned
@@ -70,9 +96,24 @@ PLAYBOOK = """
 """
 
 
-def run(work: Path, strategy: str) -> list[tuple[str, str, dict]]:
+# Counts, in ansible-playbook itself, the processes it starts: its workers.
+COUNT_WORKERS = """
+import atexit, multiprocessing.process, os
+_start, _parent, _started = multiprocessing.process.BaseProcess.start, os.getpid(), []
+def start(self):
+    _started.append(1)
+    return _start(self)
+multiprocessing.process.BaseProcess.start = start
+atexit.register(lambda: os.getpid() == _parent and open(os.environ["WORKERS_STARTED"], "w").write(str(len(_started))))
+"""
+
+
+def run(work: Path, strategy: str) -> tuple[list[tuple[str, str, dict]], int]:
+    """The run's results by task and host, and how many workers it started."""
+    counted = work / f"workers-{strategy}"
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               ANSIBLE_STRATEGY=strategy, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_ACTION_PLUGINS=str(work / "action_plugins"))
+               ANSIBLE_STRATEGY=strategy, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_ACTION_PLUGINS=str(work / "action_plugins"),
+               PYTHONPATH=str(work / "count_workers"), WORKERS_STARTED=str(counted))
     for name in ("ANSIBLE_CONFIG", "ANSIBLE_STRATEGY_PLUGINS", "ANSIBLE_CALLBACKS_ENABLED"):
         env.pop(name, None)
     completed = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(work / "hosts.ini"), str(work / "site.yml")],
@@ -80,7 +121,7 @@ def run(work: Path, strategy: str) -> list[tuple[str, str, dict]]:
     assert completed.returncode == 2, completed.stdout + completed.stderr  # host_b's planned failure
     report = json.loads(completed.stdout)
     return [(task["task"]["name"], host, result) for play in report["plays"] for task in play["tasks"]
-            for host, result in sorted(task["hosts"].items())]
+            for host, result in sorted(task["hosts"].items())], int(counted.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +132,15 @@ def runs(tmp_path_factory) -> dict[str, list]:
     (work / "templates" / "same_source.j2").write_text("{{ '\\n' | length }} [% inventory_hostname %]")
     (work / "action_plugins").mkdir()
     (work / "action_plugins" / "gc_state.py").write_text(GC_STATE_ACTION)
+    (work / "count_workers").mkdir()
+    (work / "count_workers" / "sitecustomize.py").write_text(COUNT_WORKERS)
     (work / "hosts.ini").write_text("".join(f"{host} ansible_connection=local ansible_python_interpreter={sys.executable}\n"
                                             for host in ("host_a", "host_b")))
     return {strategy: run(work, strategy) for strategy in ("ansible.builtin.linear", "chajipoa.platform.linear")}
+
+
+def results(runs, strategy: str) -> list[tuple[str, str, dict]]:
+    return runs[strategy][0]
 
 
 def outcome(result: dict) -> tuple:
@@ -102,16 +149,28 @@ def outcome(result: dict) -> tuple:
 
 
 def test_the_same_results_in_the_same_order_as_ansibles_linear(runs):
-    ours = [(task, host, outcome(result)) for task, host, result in runs["chajipoa.platform.linear"]]
-    assert ours == [(task, host, outcome(result)) for task, host, result in runs["ansible.builtin.linear"]]
-    compiled = [result["msg"] for task, _host, result in runs["chajipoa.platform.linear"] if task.startswith("Templates compiled")]
+    ours = [(task, host, outcome(result)) for task, host, result in results(runs, "chajipoa.platform.linear")]
+    assert ours == [(task, host, outcome(result)) for task, host, result in results(runs, "ansible.builtin.linear")]
+    compiled = [result["msg"] for task, _host, result in results(runs, "chajipoa.platform.linear") if task.startswith("Templates compiled")]
     assert compiled == [["1 [% inventory_hostname %]", "1 [% inventory_hostname %]", "{{ '\\n' | length }} " + host] for host in ("host_a", "host_b")]
     assert [(task, host) for task, host, _outcome in ours][-1] == ("Only the host left", "host_a")
 
 
+def test_a_task_skipped_without_a_worker_reads_as_one_its_worker_skipped(runs):
+    ours = {(task, host): result for task, host, result in results(runs, "chajipoa.platform.linear")}
+    theirs = {(task, host): result for task, host, result in results(runs, "ansible.builtin.linear")}
+    skipped = [key for key, result in theirs.items() if result.get("skipped") and "results" not in result]
+    assert {task for task, _host in skipped} == {"A skipped task, registered", "A skipped secret", "A skipped include",
+                                                 "A task for check mode only, from the play context's variables", "A failure on one host"}
+    for key in [*skipped, ("What was registered", "host_a"), ("What was registered", "host_b")]:
+        assert ours[key] == theirs[key], key
+    workers, ansibles_workers = runs["chajipoa.platform.linear"][1], runs["ansible.builtin.linear"][1]
+    assert workers == ansibles_workers - len(skipped), (workers, ansibles_workers)
+
+
 def test_a_worker_finds_the_filters_its_task_names_loaded(runs):
     for strategy, preloaded in (("chajipoa.platform.linear", True), ("ansible.builtin.linear", False)):
-        for task, _host, result in runs[strategy]:
+        for task, _host, result in results(runs, strategy):
             if task == "What the worker's collector holds":
                 collection = [name for name in result["loaded"] if ".community.general." in name]
                 builtin = [name for name in result["loaded"] if name.startswith("ansible.plugins.filter.")]
@@ -122,7 +181,7 @@ def test_a_worker_finds_the_filters_its_task_names_loaded(runs):
 
 def test_a_worker_starts_with_the_controllers_objects_frozen(runs):
     for strategy, frozen in (("chajipoa.platform.linear", True), ("ansible.builtin.linear", False)):
-        states = [result for task, _host, result in runs[strategy] if task == "What the worker's collector holds"]
+        states = [result for task, _host, result in results(runs, strategy) if task == "What the worker's collector holds"]
         assert len(states) == 2
         for state in states:
             # The controller's objects (the playbook, the inventory, Ansible's plugins) are tens of thousands.
