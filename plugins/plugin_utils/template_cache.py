@@ -35,12 +35,16 @@ _JINJA_COMPILE = jinja2.Environment.compile
 _directory: Optional[Path] = None
 
 
-def share(parent: str) -> Path:
+def share(parent: str) -> Optional[Path]:
     """Shares compiled templates, from now on, between this process and those it forks, through a new
-    directory in parent, and returns it; a later call keeps the first directory."""
+    directory in parent, and returns it; a later call keeps the first directory. Where no directory
+    can be made, every process compiles for itself, as under Ansible's own strategies, and None."""
     global _directory  # pylint: disable=global-statement
     if _directory is None:
-        _directory = Path(tempfile.mkdtemp(prefix="templates-", dir=parent))
+        try:
+            _directory = Path(tempfile.mkdtemp(prefix="templates-", dir=parent))
+        except OSError:
+            return None
         AnsibleEnvironment.compile = _compile_shared
     return _directory
 

@@ -81,3 +81,7 @@ def test_a_later_worker_loads_every_template_an_earlier_one_compiled(unshared, t
 
 def test_without_sharing_every_worker_compiles():
     assert render("", "compile", "forbid")[1] == {"error": "Error rendering template: compiled, not loaded"}
+
+
+def test_where_no_directory_can_be_made_every_worker_compiles(unshared, tmp_path):
+    assert render(str(tmp_path / "absent"), "compile", "forbid") == [unshared, {"error": "Error rendering template: compiled, not loaded"}]
