@@ -30,10 +30,10 @@ description:
     Jinja plugins of every collection a task names by its full name (its module, or a filter like
     C(community.general.dict_kv) in its arguments or conditions), and the connection of each host.
   - Each worker compiled from its source every template and condition it evaluated, as ansible-core
-    keeps no compiled template, and so the same ones once for every host, a third of the workers' CPU
-    in a no-op run of the base system on 30 hosts. Here a template is compiled once per run, by the first
-    worker that needs it, and every other worker loads the compiled code from Ansible's temporary
-    directory of the run (C(plugins/plugin_utils/template_cache.py) in the collection).
+    keeps no compiled template, and so the same ones once for every host, a third of the workers'
+    CPU in a no-op run of the base system on 30 hosts. Here a template is compiled once per run, by
+    the first worker that needs it, and every other worker loads the compiled code from Ansible's
+    temporary directory of the run (C(plugins/plugin_utils/template_cache.py) in the collection).
   - A task whose condition is false on a host is skipped there by the strategy itself, with the result
     and callbacks its worker would have given, and no worker is forked for it (a fork cost the
     controller about as much as a task that runs). Tasks with a loop (each item has the condition) or
