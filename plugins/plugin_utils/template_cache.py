@@ -62,7 +62,7 @@ def key(environment: jinja2.Environment, source: Any, name: Optional[str], filen
     settings = [repr(getattr(environment, field)) for field in _TEMPLATE_OVERRIDE_FIELD_NAMES]
     parts = [type(environment).__qualname__, *settings, repr(compiling and compiling.escape_backslashes), repr(name), repr(filename),
              repr(defer_init), text]
-    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _compile_shared(self, source, name=None, filename=None, raw=False, defer_init=False):

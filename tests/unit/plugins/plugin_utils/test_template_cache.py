@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from ansible._internal._templating._jinja_bits import AnsibleEnvironment
+
+from ansible_collections.chajipoa.platform.plugins.plugin_utils import template_cache
 
 COLLECTIONS = Path(__file__).resolve().parents[4] / "collections"
 
@@ -85,3 +88,11 @@ def test_without_sharing_every_worker_compiles():
 
 def test_where_no_directory_can_be_made_every_worker_compiles(unshared, tmp_path):
     assert render(str(tmp_path / "absent"), "compile", "forbid") == [unshared, {"error": "Error rendering template: compiled, not loaded"}]
+
+
+def test_any_text_has_a_name_in_the_cache():
+    """A template is text as Python holds it: lone surrogates too (bytes that were not UTF-8, or a
+    code point written as an escape), which UTF-8 proper cannot encode."""
+    environment = AnsibleEnvironment()
+    names = {template_cache.key(environment, f"{character} {{{{ 1 }}}}", None, None, False) for character in ("\ud800", "\udcff", "x")}
+    assert len(names) == 3 and all(len(name) == 64 for name in names)
