@@ -49,6 +49,9 @@ notes:
     per host and task, as they list those of C(free). Neither changes what runs.
   - A plugin that a task's template reaches only through a variable (a role default holding a
     template with a collection's filter) is still loaded by the worker, as before.
+  - The template cache and the skipping use ansible-core's internal templating and task results,
+    which its releases may change; the project tests the ansible-core its requirements pin, as
+    Mitogen for Ansible does.
 """
 
 EXAMPLES = r"""
