@@ -38,6 +38,10 @@ description:
     and callbacks its worker would have given, and no worker is forked for it (a fork cost the
     controller about as much as a task that runs). Tasks with a loop (each item has the condition) or
     a delegation, and conditions that warn or fail, still go to a worker, which reports as before.
+  - Ansible read a host's cached facts from the fact cache, decoding them from JSON, each time it
+    gathered the host's variables, for every task on every host in C(ansible-playbook) itself and
+    again in workers that read other hosts' variables. Here the decoded facts are kept for the
+    run and read again only after the host's facts change.
   - No strategy of Ansible's or of the collections it bundles does this. Mitogen for Ansible's
     strategy C(chajipoa.platform.mitogen_linear) is built on this one.
 notes:
@@ -96,6 +100,48 @@ def strings(value):
             yield from strings(item)
 
 
+class DecodedFacts:
+    """The fact cache, each host's facts decoded once and kept until they are set or cleared.
+
+    ansible-core's fact cache decodes a host's facts from JSON on every read. Its readers either
+    deep-copy what they get (the variables of a task) or change only its top level and store it
+    back at once (set_host_facts), which forgets the kept copy here."""
+
+    _MISSING = object()
+
+    def __init__(self, cache):
+        self._cache = cache
+        self._decoded: dict = {}
+
+    def get(self, key):
+        try:
+            value = self._decoded[key]
+        except KeyError:
+            try:
+                value = self._cache.get(key)
+            except KeyError:
+                value = self._MISSING
+            self._decoded[key] = value
+        if value is self._MISSING:
+            raise KeyError(key)
+        return value
+
+    def set(self, key, value) -> None:
+        self._decoded.pop(key, None)
+        self._cache.set(key, value)
+
+    def delete(self, key) -> None:
+        self._decoded.pop(key, None)
+        self._cache.delete(key)
+
+    def flush(self) -> None:
+        self._decoded.clear()
+        self._cache.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._cache, name)
+
+
 class StrategyModule(AnsibleLinear):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -104,6 +150,8 @@ class StrategyModule(AnsibleLinear):
         for loader in (filter_loader, test_loader):
             list(loader.all())
         template_cache.share(C.DEFAULT_LOCAL_TMP)
+        if not isinstance(self._variable_manager._fact_cache, DecodedFacts):
+            self._variable_manager._fact_cache = DecodedFacts(self._variable_manager._fact_cache)
         self._preloaded_tasks: set[str] = set()
         self._preloaded_names: set[str] = set()
         self._preloaded_connections: set[str] = set()

@@ -24,6 +24,14 @@ description:
   - It gives each action plugin one class with Mitogen's mix-in for the whole run, where Mitogen's
     own strategy makes a new class every time a task on a host asks for its plugin; kept by the
     frozen heap, those made every worker slower the longer the run and the larger the fleet.
+  - Mitogen sends the interpreter it starts on a host every module as source, and the interpreter
+    compiled them all again on every run, the larger part of what a no-op run cost the host. Each
+    interpreter this strategy starts first installs a cache of compiled code in the connecting
+    account's C(~/.cache/chajipoa/mitogen-bytecode) (mode 0700; C(plugins/plugin_utils/mitogen_bytecode.py)
+    in the collection), and the next run reads the code back. Entries not read for 30 days are removed.
+    Where the directory cannot be made, or others may write to it, the interpreter compiles as before.
+  - It looks up each action plugin once per name in the run, where Ansible asks the plugin loader for
+    a task's plugin again on every host.
 requirements:
   - mitogen (requirements.txt pins the version the project tests with)
 notes:
@@ -36,6 +44,7 @@ notes:
 """
 
 import functools
+from pathlib import Path
 
 from ansible.collections.list import list_collection_dirs
 from ansible.errors import AnsibleError
@@ -68,6 +77,7 @@ def _mitogen_linear() -> type:
         import ansible_mitogen.loaders  # pylint: disable=import-outside-toplevel
         import ansible_mitogen.mixins  # pylint: disable=import-outside-toplevel
         import ansible_mitogen.planner  # pylint: disable=import-outside-toplevel
+        import ansible_mitogen.services  # pylint: disable=import-outside-toplevel
         import ansible_mitogen.strategy  # pylint: disable=import-outside-toplevel
     except ImportError as error:
         raise AnsibleError(f"Cannot use the strategy chajipoa.platform.mitogen_linear: {error} "
@@ -102,10 +112,17 @@ def _mitogen_linear() -> type:
     # loader's callers get, and none of them changes it.
     adorned = functools.cache(lambda name, klass: type(name, (ansible_mitogen.mixins.ActionModuleMixin, klass), {}))
 
+    # Found once per name and collection list: Ansible asks for a task's plugin on every host, in
+    # ansible-playbook and again in the worker, and the plugins do not change during a run.
+    @functools.cache
+    def action_class(name, collection_list):
+        return ansible_mitogen.loaders.action_loader__get_with_context(
+            name, class_only=True, collection_list=None if collection_list is None else list(collection_list))
+
     def action_get_with_one_class_per_plugin(name, *args, **kwargs):
         name = "mitogen_fetch" if name == "fetch" else name
-        klass, context = ansible_mitogen.loaders.action_loader__get_with_context(
-            name, class_only=True, collection_list=kwargs.pop("collection_list", None))
+        collection_list = kwargs.pop("collection_list", None)
+        klass, context = action_class(name, None if collection_list is None else tuple(collection_list))
         if not klass:
             return get_with_context_result(None, context)
         action = adorned(str(name), klass)
@@ -122,6 +139,18 @@ def _mitogen_linear() -> type:
     # there. Mitogen's base policy places nothing, and the kernel places processes as it does for
     # Ansible's own strategies.
     setattr(ansible_mitogen.affinity, "policy", ansible_mitogen.affinity.Policy())
+
+    # The first call in every interpreter Mitogen starts on a host, before Mitogen's own: keep
+    # compiled code on the host between runs (plugins/plugin_utils/mitogen_bytecode.py says why). A
+    # context's calls run in the order they were sent, so it is in place for everything after it.
+    bytecode_cache = (Path(__file__).parents[1] / "plugin_utils" / "mitogen_bytecode.py").read_text(encoding="utf-8")
+    send_module_forwards = ansible_mitogen.services.ContextService._send_module_forwards
+
+    def start_with_bytecode_cache(service, context):
+        send_module_forwards(service, context)
+        context.call_no_reply(exec, bytecode_cache, {"__name__": "__mitogen_bytecode__"})
+
+    setattr(ansible_mitogen.services.ContextService, "_send_module_forwards", start_with_bytecode_cache)
 
     # The collection's linear strategy: Ansible's, with workers forked from a frozen heap (its documentation).
     linear = ansible_mitogen.loaders.strategy_loader.get("chajipoa.platform.linear", class_only=True)

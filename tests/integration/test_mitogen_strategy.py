@@ -89,6 +89,30 @@ def test_mitogens_own_strategy_leaves_the_collection_named_connection_to_ansible
     assert first != second
 
 
+BYTECODE = "/root/.cache/chajipoa/mitogen-bytecode"
+
+
+def cached_code(container: str) -> dict[str, float]:
+    """The host's entries of compiled code, by name, with the time each was last written or read."""
+    listed = lab_container.docker("exec", container, "find", BYTECODE, "-type", "f", "-printf", "%f %T@\\n").stdout
+    return {name: float(stamp) for name, stamp in (line.split() for line in listed.splitlines())}
+
+
+def test_the_code_mitogen_compiles_on_a_host_is_kept_there_for_the_next_run(lab_host, tmp_path):
+    """Mitogen sends the host's interpreter every module as source, and it compiled them all on every
+    run: the largest part of what a no-op run cost a host. The next run reads every one of them back."""
+    lab_container.docker("exec", lab_host, "rm", "-rf", BYTECODE)
+    parents(tmp_path, PROJECTS)
+    first = cached_code(lab_host)
+    # Mitogen's own modules, ansible-core's module_utils and the modules that ran.
+    assert len(first) > 50, first
+    assert lab_container.docker("exec", lab_host, "stat", "-c", "%a %U", BYTECODE).stdout.split() == ["700", "root"]
+    parents(tmp_path, PROJECTS)
+    second = cached_code(lab_host)
+    assert second.keys() == first.keys()
+    assert all(second[name] > first[name] for name in first), "entries the second run did not read"
+
+
 def test_the_short_connection_name_is_mitogens_under_either(lab_host, tmp_path):
     first, second = parents(tmp_path, MITOGENS, connection="docker")
     assert first == second

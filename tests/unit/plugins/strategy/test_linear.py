@@ -86,6 +86,26 @@ PLAYBOOK = """
         msg: unreachable
       when: not_defined_anywhere
       ignore_errors: true
+    # The strategy keeps each host's decoded facts: a fact set again, or cleared, must read anew.
+    - name: A fact for the cache
+      ansible.builtin.set_fact:
+        probe: "first {{ inventory_hostname }}"
+        cacheable: true
+    - name: The cached fact
+      ansible.builtin.debug:
+        msg: "{{ ansible_facts['probe'] }}"
+    - name: The fact set again
+      ansible.builtin.set_fact:
+        probe: "second {{ inventory_hostname }}"
+        cacheable: true
+    - name: The fact as set again
+      ansible.builtin.debug:
+        msg: "{{ ansible_facts['probe'] }}"
+    - name: The facts cleared
+      ansible.builtin.meta: clear_facts
+    - name: No fact left
+      ansible.builtin.debug:
+        msg: "{{ ansible_facts['probe'] | default('none') }}"
     - name: A failure on one host
       ansible.builtin.fail:
         msg: planned
@@ -154,6 +174,9 @@ def test_the_same_results_in_the_same_order_as_ansibles_linear(runs):
     compiled = [result["msg"] for task, _host, result in results(runs, "chajipoa.platform.linear") if task.startswith("Templates compiled")]
     assert compiled == [["1 [% inventory_hostname %]", "1 [% inventory_hostname %]", "{{ '\\n' | length }} " + host] for host in ("host_a", "host_b")]
     assert [(task, host) for task, host, _outcome in ours][-1] == ("Only the host left", "host_a")
+    facts = [result["msg"] for task, host, result in results(runs, "chajipoa.platform.linear")
+             if task in ("The cached fact", "The fact as set again", "No fact left") and host == "host_a"]
+    assert facts == ["first host_a", "second host_a", "none"]
 
 
 def test_a_task_skipped_without_a_worker_reads_as_one_its_worker_skipped(runs):
