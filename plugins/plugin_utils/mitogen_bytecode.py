@@ -5,26 +5,27 @@
 Mitogen for Ansible starts one interpreter on each host per run and sends it, as source, every
 module it imports: Mitogen's own, ansible-core's module_utils and each module that runs. The
 interpreter compiled all of them anew on every run, and Python's own cache of compiled files does
-not apply to modules that arrive as source. That was the largest part of what a no-op run cost a
-host (docs/performance.md, "A larger fleet"). Here the code compiled from a source is written to a
-directory of the account on the host, as Python writes its own compiled files, and read back when
-the same source comes again.
+not apply to modules that arrive as source: 0.25 s of the 0.86 s a host worked in a no-op run of the
+base system, under Python's profiler (docs/performance.md, "A larger fleet"). Here the code compiled
+from a source is written to a directory of the account on the host, as Python writes its own
+compiled files, and read back when the same source comes again.
 
 The strategy chajipoa.platform.mitogen_linear sends this file's text to each interpreter Mitogen
-starts and runs it there first: it may use only Python's standard library and Mitogen's core, which
-every such interpreter has. It replaces `compile` in the two places that compile what the
-controller sends: Mitogen's importer (mitogen.core) and the runner of Ansible's modules
-(ansible_mitogen.runner).
+starts and runs it there before anything else, so it imports only what any such interpreter can:
+Python's standard library, and Mitogen's modules, which the controller sends. It replaces `compile`
+in the two places that compile what the controller sends: Mitogen's importer (mitogen.core) and the
+runner of Ansible's modules (ansible_mitogen.runner).
 
-The key is the source, the file name the code reports, every argument of the call and the
-interpreter's version and bytecode format. The directory is the account's own
-(~/.cache/chajipoa/mitogen-bytecode, mode 0700); where it cannot be made, or another account could
-write to it, the interpreter compiles as before. Each entry is a few kilobytes; a source that changes
-(a new release of a module) leaves its old entry, which the next run of this file removes once it
-has not been read for CACHE_DAYS days.
+The key is the source, the file name the code reports, the optimisation level and the interpreter's
+version and bytecode format. Only what Mitogen compiles is kept: source text with no compiler flags,
+compiled without the caller's __future__ flags (dont_inherit), as both callers ask. The directory
+is the account's own (~/.cache/chajipoa/mitogen-bytecode, mode 0700); where it cannot be made, or
+another account could write to it, the interpreter compiles as before. Each entry is a few
+kilobytes; a source that changes (a new release of a module) leaves its old entry, which the next
+run of this file removes once it has not been read for CACHE_DAYS days.
 """
-from __future__ import annotations
-
+# No __future__ import here: compile() called with dont_inherit=False takes the flags of the code
+# that calls it, and this module's code is what calls it.
 import contextlib
 import hashlib
 import importlib.util
@@ -33,12 +34,13 @@ import os
 import sys
 import tempfile
 import time
+from typing import Optional
 
 CACHE_DAYS = 30
 _BUILTIN_COMPILE = compile
 
 
-def directory() -> str | None:
+def directory() -> Optional[str]:
     """The account's cache directory, made if missing; None where it cannot be made or is not the
     account's alone."""
     home = os.path.expanduser("~")
@@ -60,10 +62,10 @@ def cached_compile(path: str):
     interpreter = (sys.version + importlib.util.MAGIC_NUMBER.hex()).encode()
 
     def compile_cached(source, filename, mode, flags=0, dont_inherit=False, optimize=-1, **more):
-        if more or flags or not isinstance(source, (str, bytes)):
+        if more or flags or not dont_inherit or not isinstance(source, (str, bytes)):
             return _BUILTIN_COMPILE(source, filename, mode, flags, dont_inherit, optimize, **more)
         digest = hashlib.sha256(interpreter)
-        digest.update(repr((str(filename), mode, bool(dont_inherit), optimize, type(source).__name__)).encode())
+        digest.update(repr((str(filename), mode, optimize, type(source).__name__)).encode())
         digest.update(source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source)
         entry = os.path.join(path, digest.hexdigest())
         try:

@@ -55,7 +55,6 @@ def test_the_second_compile_of_a_source_is_read_from_the_cache(tmp_path, compile
 
 @pytest.mark.parametrize("other", [
     ("master:/x/other.py", "exec", 0, True, -1),   # another file's name (tracebacks show it)
-    ("master:/x/answer.py", "exec", 0, False, -1),  # __future__ flags of the caller inherited
     ("master:/x/answer.py", "exec", 0, True, 2),    # another optimisation level (asserts, docstrings)
 ])
 def test_code_compiled_differently_is_kept_apart(tmp_path, compiles, other):
@@ -68,39 +67,40 @@ def test_code_compiled_differently_is_kept_apart(tmp_path, compiles, other):
 
 def test_a_changed_source_is_compiled_anew(tmp_path, compiles):
     compile_cached = mitogen_bytecode.cached_compile(str(tmp_path))
-    compile_cached(SOURCE, "a.py", "exec")
-    changed = compile_cached(SOURCE.replace("6", "7"), "a.py", "exec")
+    compile_cached(SOURCE, "a.py", "exec", 0, True)
+    changed = compile_cached(SOURCE.replace("6", "7"), "a.py", "exec", 0, True)
     assert len(compiles) == 2 and run(changed)["RESULT"] == 49
 
 
 def test_bytes_and_text_of_one_source_are_both_right(tmp_path, compiles):
     compile_cached = mitogen_bytecode.cached_compile(str(tmp_path))
-    assert run(compile_cached(SOURCE.encode(), "a.py", "exec"))["RESULT"] == 42
-    assert run(compile_cached(SOURCE, "a.py", "exec"))["RESULT"] == 42
+    assert run(compile_cached(SOURCE.encode(), "a.py", "exec", 0, True))["RESULT"] == 42
+    assert run(compile_cached(SOURCE, "a.py", "exec", 0, True))["RESULT"] == 42
 
 
-def test_flags_and_syntax_trees_go_to_compile_and_are_not_kept(tmp_path, compiles):
+def test_flags_inherited_flags_and_syntax_trees_go_to_compile_and_are_not_kept(tmp_path, compiles):
     compile_cached = mitogen_bytecode.cached_compile(str(tmp_path))
-    tree = compile_cached(SOURCE, "a.py", "exec", ast.PyCF_ONLY_AST)
+    tree = compile_cached(SOURCE, "a.py", "exec", ast.PyCF_ONLY_AST, True)
     assert isinstance(tree, ast.Module)
-    assert run(compile_cached(tree, "a.py", "exec"))["RESULT"] == 42
-    assert len(compiles) == 2 and entries(tmp_path) == []
+    assert run(compile_cached(tree, "a.py", "exec", 0, True))["RESULT"] == 42
+    assert run(compile_cached(SOURCE, "a.py", "exec"))["RESULT"] == 42
+    assert len(compiles) == 3 and entries(tmp_path) == []
 
 
 def test_a_source_that_does_not_compile_raises_as_compile_does(tmp_path):
     with pytest.raises(SyntaxError):
-        mitogen_bytecode.cached_compile(str(tmp_path))("def broken(:\n", "broken.py", "exec")
+        mitogen_bytecode.cached_compile(str(tmp_path))("def broken(:\n", "broken.py", "exec", 0, True)
     assert entries(tmp_path) == []
 
 
 def test_a_damaged_entry_is_compiled_again_and_replaced(tmp_path, compiles):
     compile_cached = mitogen_bytecode.cached_compile(str(tmp_path))
-    compile_cached(SOURCE, "a.py", "exec")
+    compile_cached(SOURCE, "a.py", "exec", 0, True)
     [entry] = entries(tmp_path)
     entry.write_bytes(b"\xe3not marshal")
-    assert run(compile_cached(SOURCE, "a.py", "exec"))["RESULT"] == 42
+    assert run(compile_cached(SOURCE, "a.py", "exec", 0, True))["RESULT"] == 42
     assert len(compiles) == 2 and entries(tmp_path) == [entry]
-    compile_cached(SOURCE, "a.py", "exec")
+    compile_cached(SOURCE, "a.py", "exec", 0, True)
     assert len(compiles) == 2
 
 
@@ -116,14 +116,14 @@ def test_the_directory_is_the_accounts_alone(tmp_path, monkeypatch):
 
 def test_entries_not_read_for_the_keeping_time_are_removed(tmp_path):
     compile_cached = mitogen_bytecode.cached_compile(str(tmp_path))
-    compile_cached(SOURCE, "old.py", "exec")
+    compile_cached(SOURCE, "old.py", "exec", 0, True)
     [old] = entries(tmp_path)
-    compile_cached(SOURCE, "recent.py", "exec")
+    compile_cached(SOURCE, "recent.py", "exec", 0, True)
     [recent] = set(entries(tmp_path)) - {old}
     long_ago = time.time() - (mitogen_bytecode.CACHE_DAYS + 1) * 86400
     os.utime(old, (long_ago, long_ago))
     os.utime(recent, (long_ago, long_ago))
-    compile_cached(SOURCE, "recent.py", "exec")  # a read keeps an entry
+    compile_cached(SOURCE, "recent.py", "exec", 0, True)  # a read keeps an entry
     mitogen_bytecode.prune(str(tmp_path))
     assert entries(tmp_path) == [recent]
 
