@@ -23,15 +23,15 @@ description:
     lets the kernel place processes on CPUs where Mitogen would pin them.
   - It gives each action plugin one class with Mitogen's mix-in for the whole run, where Mitogen's
     own strategy makes a new class every time a task on a host asks for its plugin; kept by the
-    frozen heap, those made every worker slower the longer the run and the larger the fleet.
+    frozen heap, those made every worker slower the longer the run and the larger the fleet. And it
+    looks each plugin up once per name in the run, where Ansible asks the plugin loader for a task's
+    plugin again on every host.
   - Mitogen sends the interpreter it starts on a host every module as source, and the interpreter
-    compiled them all again on every run, the larger part of what a no-op run cost the host. Each
+    compiled them all again on every run, a quarter of a host's work in a no-op run. Each
     interpreter this strategy starts first installs a cache of compiled code in the connecting
     account's C(~/.cache/chajipoa/mitogen-bytecode) (mode 0700; C(plugins/plugin_utils/mitogen_bytecode.py)
     in the collection), and the next run reads the code back. Entries not read for 30 days are removed.
     Where the directory cannot be made, or others may write to it, the interpreter compiles as before.
-  - It looks up each action plugin once per name in the run, where Ansible asks the plugin loader for
-    a task's plugin again on every host.
 requirements:
   - mitogen (requirements.txt pins the version the project tests with)
 notes:
