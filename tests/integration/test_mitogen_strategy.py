@@ -100,7 +100,7 @@ def cached_code(container: str) -> dict[str, float]:
 
 def test_the_code_mitogen_compiles_on_a_host_is_kept_there_for_the_next_run(lab_host, tmp_path):
     """Mitogen sends the host's interpreter every module as source, and it compiled them all on every
-    run: the largest part of what a no-op run cost a host. The next run reads every one of them back."""
+    run: a quarter of what a no-op run cost a host. The next run reads every one of them back."""
     lab_container.docker("exec", lab_host, "rm", "-rf", BYTECODE)
     parents(tmp_path, PROJECTS)
     first = cached_code(lab_host)
