@@ -34,6 +34,15 @@ description:
     CPU in a no-op run of the base system on 30 hosts. Here a template is compiled once per run, by
     the first worker that needs it, and every other worker loads the compiled code from Ansible's
     temporary directory of the run (C(plugins/plugin_utils/template_cache.py) in the collection).
+  - Ansible forks a worker for every task and host, so a task on 30 hosts cost 30 forks and 30
+    workers' starts, each costing the controller about as much as a task that contacts no host. Here
+    a task's hosts share at most C(forks) workers; each runs the task on the host it is given, then
+    takes the next host no worker has taken, until none is left. C(forks) keeps its meaning, how
+    many hosts a task runs on at once, and a fleet larger than C(forks) costs C(forks) forks a task.
+    A task whose action contacts no host (an argument check, an assertion, a fact set, the actions
+    Ansible runs without a connection) only computes, and gets no more workers than the controller
+    has CPUs. Each host runs a copy of the task as it came, as Ansible runs each item of a loop.
+    Tasks with C(throttle) or C(async) get a worker for each host, as before.
   - A task whose condition is false on a host is skipped there by the strategy itself, with the result
     and callbacks its worker would have given, and no worker is forked for it (a fork cost the
     controller about as much as a task that runs). Tasks with a loop (each item has the condition) or
@@ -51,6 +60,9 @@ notes:
   - ansible-core warns that strategies outside C(ansible.builtin) are deprecated, and callbacks that
     tell Ansible's linear strategy by its name (C(ansible.posix.json) for one) list this one's results
     per host and task, as they list those of C(free). Neither changes what runs.
+  - A task's results come in the order its hosts finish, as under C(free); a plugin that keeps state
+    between tasks in its worker's memory would now see several hosts in one worker, as it sees
+    several items of a loop under any strategy.
   - A plugin that a task's template reaches only through a variable (a role default holding a
     template with a collection's filter) is still loaded by the worker, as before.
   - The template cache and the skipping use ansible-core's internal templating and task results,
@@ -72,15 +84,20 @@ EXAMPLES = r"""
 
 RETURN = r""" # """
 
+import functools
 import gc
+import os
 import re
 
 from ansible import constants as C
 from ansible._internal import _display_utils
 from ansible._internal._templating._engine import TemplateEngine
+from ansible.executor.process.worker import WorkerProcess
 from ansible.executor.task_result import _RawTaskResult
-from ansible.plugins.loader import connection_loader, filter_loader, test_loader
+from ansible.plugins import strategy as strategy_base
+from ansible.plugins.loader import action_loader, connection_loader, filter_loader, test_loader
 from ansible.plugins.strategy.linear import StrategyModule as AnsibleLinear
+from ansible.utils.multiprocessing import context as multiprocessing_context
 from ansible_collections.chajipoa.platform.plugins.plugin_utils import template_cache
 
 # namespace.collection.name: a module, filter, test or lookup named by its full name.
@@ -98,6 +115,20 @@ def strings(value):
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from strings(item)
+
+
+def _requires_connection(task) -> bool:
+    """Whether the task's action contacts its host, as Ansible decides whether to connect: actions
+    such as an assertion, a fact set or an argument check run in the worker alone."""
+    return getattr(_action_class(task.action, tuple(task.collections or ())), "_requires_connection", True)
+
+
+@functools.cache
+def _action_class(name: str, collections: tuple[str, ...]):
+    try:
+        return action_loader.get(name, class_only=True, collection_list=list(collections))
+    except KeyError:
+        return None
 
 
 class DecodedFacts:
@@ -142,6 +173,39 @@ class DecodedFacts:
         return getattr(self._cache, name)
 
 
+class PoolWorker(WorkerProcess):
+    """A worker that runs its task on the host it is given, then on one host after another of those it
+    shares with the task's other workers ((host, task_vars, play_context) each), taking the next
+    until none is left, and sends every host's result as it is done."""
+
+    def __init__(self, *, shared_hosts, taken, **kwargs):
+        super().__init__(**kwargs)
+        self._shared_hosts = shared_hosts
+        # How many of the shared hosts the workers have taken: shared memory, with its lock.
+        self._taken = taken
+
+    def _run(self) -> None:
+        task = self._task
+        self._run_on_host(task)
+        while (index := self._take()) < len(self._shared_hosts):
+            self._host, self._task_vars, self._play_context = self._shared_hosts[index]
+            self._run_on_host(task)
+
+    def _run_on_host(self, task) -> None:
+        # Running a task fills in its attributes with the host's values (its arguments, templated), and
+        # a worker of Ansible's never runs it again. Each host gets a copy of the task as it came, made
+        # as Ansible makes one for each item of a loop.
+        self._task = task.copy(exclude_parent=True, exclude_tasks=True)
+        self._task._parent = task._parent  # pylint: disable=protected-access
+        super()._run()
+
+    def _take(self) -> int:
+        with self._taken.get_lock():
+            index = self._taken.value
+            self._taken.value += 1
+        return index
+
+
 class StrategyModule(AnsibleLinear):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -155,16 +219,58 @@ class StrategyModule(AnsibleLinear):
         self._preloaded_tasks: set[str] = set()
         self._preloaded_names: set[str] = set()
         self._preloaded_connections: set[str] = set()
+        # Each task's hosts, held until every host of the task is queued: {task's uuid: [task, (host, task_vars, play_context), ...]}.
+        self._held: dict[str, list] = {}
 
     def _queue_task(self, host, task, task_vars, play_context):
         if self._skipped_here(host, task, task_vars, play_context):
             return
         self._preload(task, task_vars, play_context)
+        if task.async_val or task.throttle:
+            self._fork(host, task, task_vars, play_context)
+            return
+        self._held.setdefault(task._uuid, [task]).append((host, task_vars, play_context))
+        # Counted now, so that the strategy waits for its results (and so releases it).
+        self._pending_results += 1
+
+    def _fork(self, host, task, task_vars, play_context, worker=WorkerProcess) -> bool:
+        """Starts a worker (Ansible's, or `worker`) for the task on host; whether one started."""
+        pending = self._pending_results
+        ansible_worker, strategy_base.WorkerProcess = strategy_base.WorkerProcess, worker
         gc.freeze()
         try:
             super()._queue_task(host, task, task_vars, play_context)
         finally:
             gc.unfreeze()
+            strategy_base.WorkerProcess = ansible_worker
+        return self._pending_results > pending
+
+    def _wait_on_pending_results(self, iterator):
+        self._release_held()
+        return super()._wait_on_pending_results(iterator)
+
+    def _release_held(self) -> None:
+        """Runs each held task on its hosts with at most as many workers as forks, each taking the next
+        host when it is done with one, so that a task is forked no more than forks times however many
+        hosts it runs on. A task that contacts no host only computes, so gets no more workers than
+        the controller has CPUs."""
+        held, self._held = self._held, {}
+        for task, *hosts in held.values():
+            workers = min(len(hosts), len(self._workers))
+            if not _requires_connection(task):
+                workers = min(workers, len(os.sched_getaffinity(0)))
+            # Ansible's queueing announces the host it is given and keeps its variables for the results:
+            # each worker is given one of the first hosts, and the hosts they share are announced and
+            # kept here, before any worker can take one.
+            shared_hosts = hosts[workers:]
+            for host, task_vars, play_context in shared_hosts:
+                self._queued_task_cache[(host.name, task._uuid)] = {
+                    "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
+                self._tqm.send_callback("v2_runner_on_start", host, task)
+            worker = functools.partial(PoolWorker, shared_hosts=shared_hosts, taken=multiprocessing_context.Value("i", 0))
+            # Ansible's queueing counts each worker it starts: here the hosts are counted already.
+            started = sum(self._fork(host, task, task_vars, play_context, worker) for host, task_vars, play_context in hosts[:workers])
+            self._pending_results -= started + (0 if started else len(hosts))
 
     def _skipped_here(self, host, task, task_vars, play_context) -> bool:
         """Skips the task on host, as its worker would, when its condition is false, and says so.

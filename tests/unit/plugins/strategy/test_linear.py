@@ -1,6 +1,7 @@
 """chajipoa.platform.linear on real runs, beside Ansible's own linear strategy: the same results in
-the same order, and workers that start with the controller's objects frozen. An action plugin of the
-test's own reports, from inside the worker, what Python's collector holds there."""
+the same order, on more hosts than forks (so that a worker runs a task on several hosts), no more
+workers than forks for a task, and workers that start with the controller's objects frozen. An action
+plugin of the test's own reports, from inside the worker, what Python's collector holds there."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[4]
+HOSTS = ("host_a", "host_b", "host_c", "host_d", "host_e")
+FORKS = 2
 
 # Runs in the worker that Ansible forks for the task and host.
 GC_STATE_ACTION = '''
@@ -32,7 +35,7 @@ class ActionModule(ActionBase):
 '''
 
 PLAYBOOK = """
-- name: A few tasks in order on two hosts
+- name: A few tasks in order on five hosts
   hosts: all
   gather_facts: false
   tasks:
@@ -42,10 +45,15 @@ PLAYBOOK = """
       gc_state:
       vars:
         never_read: "{{ [] | community.general.lists_mergeby([], 'name') }}"
+    # Each host's own value, from a worker that may have run the task on another host just before.
     - name: A module call
       ansible.builtin.command: "echo {{ inventory_hostname }}"
       changed_when: false
       register: echoed
+    - name: A task once for the play
+      ansible.builtin.debug:
+        msg: "once, on {{ inventory_hostname }}"
+      run_once: true
     - name: A loop, one item skipped
       ansible.builtin.debug:
         msg: "{{ item }} on {{ echoed.stdout }}"
@@ -132,7 +140,8 @@ def run(work: Path, strategy: str) -> tuple[list[tuple[str, str, dict]], int]:
     """The run's results by task and host, and how many workers it started."""
     counted = work / f"workers-{strategy}"
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               ANSIBLE_STRATEGY=strategy, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_ACTION_PLUGINS=str(work / "action_plugins"),
+               ANSIBLE_STRATEGY=strategy, ANSIBLE_FORKS=str(FORKS), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_ACTION_PLUGINS=str(work / "action_plugins"),
                PYTHONPATH=str(work / "count_workers"), WORKERS_STARTED=str(counted))
     for name in ("ANSIBLE_CONFIG", "ANSIBLE_STRATEGY_PLUGINS", "ANSIBLE_CALLBACKS_ENABLED"):
         env.pop(name, None)
@@ -140,8 +149,11 @@ def run(work: Path, strategy: str) -> tuple[list[tuple[str, str, dict]], int]:
                                cwd=work, capture_output=True, text=True, check=False, env=env)
     assert completed.returncode == 2, completed.stdout + completed.stderr  # host_b's planned failure
     report = json.loads(completed.stdout)
-    return [(task["task"]["name"], host, result) for play in report["plays"] for task in play["tasks"]
-            for host, result in sorted(task["hosts"].items())], int(counted.read_text())
+    # By task in the order they ran, then by host: ansible.posix.json lists each host's result of this
+    # strategy apart, in the order they came, and a worker's hosts come in the order it took them.
+    listed = [(task["task"]["name"], host, result) for play in report["plays"] for task in play["tasks"] for host, result in task["hosts"].items()]
+    order = {name: index for index, name in reversed(list(enumerate(name for name, _host, _result in listed)))}
+    return sorted(listed, key=lambda entry: (order[entry[0]], entry[1])), int(counted.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +167,7 @@ def runs(tmp_path_factory) -> dict[str, list]:
     (work / "count_workers").mkdir()
     (work / "count_workers" / "sitecustomize.py").write_text(COUNT_WORKERS)
     (work / "hosts.ini").write_text("".join(f"{host} ansible_connection=local ansible_python_interpreter={sys.executable}\n"
-                                            for host in ("host_a", "host_b")))
+                                            for host in HOSTS))
     return {strategy: run(work, strategy) for strategy in ("ansible.builtin.linear", "chajipoa.platform.linear")}
 
 
@@ -172,8 +184,10 @@ def test_the_same_results_in_the_same_order_as_ansibles_linear(runs):
     ours = [(task, host, outcome(result)) for task, host, result in results(runs, "chajipoa.platform.linear")]
     assert ours == [(task, host, outcome(result)) for task, host, result in results(runs, "ansible.builtin.linear")]
     compiled = [result["msg"] for task, _host, result in results(runs, "chajipoa.platform.linear") if task.startswith("Templates compiled")]
-    assert compiled == [["1 [% inventory_hostname %]", "1 [% inventory_hostname %]", "{{ '\\n' | length }} " + host] for host in ("host_a", "host_b")]
-    assert [(task, host) for task, host, _outcome in ours][-1] == ("Only the host left", "host_a")
+    assert compiled == [["1 [% inventory_hostname %]", "1 [% inventory_hostname %]", "{{ '\\n' | length }} " + host] for host in HOSTS]
+    assert [(task, host) for task, host, _outcome in ours][-4:] == [("Only the host left", host) for host in HOSTS if host != "host_b"]
+    echoed = [(host, result["stdout"]) for task, host, result in results(runs, "chajipoa.platform.linear") if task == "A module call"]
+    assert echoed == [(host, host) for host in HOSTS]
     facts = [result["msg"] for task, host, result in results(runs, "chajipoa.platform.linear")
              if task in ("The cached fact", "The fact as set again", "No fact left") and host == "host_a"]
     assert facts == ["first host_a", "second host_a", "none"]
@@ -187,8 +201,23 @@ def test_a_task_skipped_without_a_worker_reads_as_one_its_worker_skipped(runs):
                                                  "A task for check mode only, from the play context's variables", "A failure on one host"}
     for key in [*skipped, ("What was registered", "host_a"), ("What was registered", "host_b")]:
         assert ours[key] == theirs[key], key
-    workers, ansibles_workers = runs["chajipoa.platform.linear"][1], runs["ansible.builtin.linear"][1]
-    assert workers == ansibles_workers - len(skipped), (workers, ansibles_workers)
+    ansibles_workers = runs["ansible.builtin.linear"][1]
+    assert ansibles_workers == len(theirs)
+
+
+def test_a_task_has_at_most_forks_workers_and_one_that_contacts_no_host_one_per_cpu(runs):
+    """Ansible forks a worker for every task and host; here a task's hosts share at most forks
+    workers, each taking the next host when it is done with one, and a task that contacts no host
+    (an assertion, a fact set, a message) no more workers than there are CPUs."""
+    ran = {}
+    for task, _host, result in results(runs, "chajipoa.platform.linear"):
+        if not (result.get("skipped") and "results" not in result):
+            ran[task] = ran.get(task, 0) + 1
+    # The one task of the playbook's that runs a module on its hosts (the other command is skipped).
+    contacts_a_host = {"A module call"}
+    cpus = len(os.sched_getaffinity(0))
+    expected = sum(min(hosts, FORKS if task in contacts_a_host else min(FORKS, cpus)) for task, hosts in ran.items())
+    assert runs["chajipoa.platform.linear"][1] == expected, (runs["chajipoa.platform.linear"][1], ran)
 
 
 def test_a_worker_finds_the_filters_its_task_names_loaded(runs):
@@ -205,7 +234,7 @@ def test_a_worker_finds_the_filters_its_task_names_loaded(runs):
 def test_a_worker_starts_with_the_controllers_objects_frozen(runs):
     for strategy, frozen in (("chajipoa.platform.linear", True), ("ansible.builtin.linear", False)):
         states = [result for task, _host, result in results(runs, strategy) if task == "What the worker's collector holds"]
-        assert len(states) == 2
+        assert len(states) == len(HOSTS)
         for state in states:
             # The controller's objects (the playbook, the inventory, Ansible's plugins) are tens of thousands.
             if frozen:
