@@ -40,7 +40,7 @@ description:
     takes the next host no worker has taken, until none is left. C(forks) keeps its meaning, how
     many hosts a task runs on at once, and a fleet larger than C(forks) costs C(forks) forks a task.
     A task whose action contacts no host (an argument check, an assertion, a fact set, the actions
-    Ansible runs without a connection) only computes, and gets no more workers than the controller
+    Ansible runs without a connection) mostly computes, and gets no more workers than the controller
     has CPUs. Each host runs a copy of the task as it came, as Ansible runs each item of a loop.
     Tasks with C(throttle) or C(async) get a worker for each host, as before.
   - A task whose condition is false on a host is skipped there by the strategy itself, with the result
@@ -63,6 +63,9 @@ notes:
   - A task's results come in the order its hosts finish, as under C(free); a plugin that keeps state
     between tasks in its worker's memory would now see several hosts in one worker, as it sees
     several items of a loop under any strategy.
+  - A task that contacts no host but waits on another service, such as a lookup in a secrets store
+    for each host, waits on one host per CPU at a time. Give it C(throttle) (C(forks) or more) and
+    it gets a worker for each host, as under Ansible's strategy.
   - A plugin that a task's template reaches only through a variable (a role default holding a
     template with a collection's filter) is still loaded by the worker, as before.
   - The template cache and the skipping use ansible-core's internal templating and task results,

@@ -50,6 +50,10 @@ PLAYBOOK = """
       ansible.builtin.command: "echo {{ inventory_hostname }}"
       changed_when: false
       register: echoed
+    - name: A task with a throttle, a worker for each host
+      ansible.builtin.debug:
+        msg: "throttled on {{ inventory_hostname }}"
+      throttle: 5
     - name: A task once for the play
       ansible.builtin.debug:
         msg: "once, on {{ inventory_hostname }}"
@@ -216,7 +220,8 @@ def test_a_task_has_at_most_forks_workers_and_one_that_contacts_no_host_one_per_
     # The one task of the playbook's that runs a module on its hosts (the other command is skipped).
     contacts_a_host = {"A module call"}
     cpus = len(os.sched_getaffinity(0))
-    expected = sum(min(hosts, FORKS if task in contacts_a_host else min(FORKS, cpus)) for task, hosts in ran.items())
+    expected = sum(hosts if task == "A task with a throttle, a worker for each host"
+                   else min(hosts, FORKS if task in contacts_a_host else min(FORKS, cpus)) for task, hosts in ran.items())
     assert runs["chajipoa.platform.linear"][1] == expected, (runs["chajipoa.platform.linear"][1], ran)
 
 
