@@ -178,8 +178,9 @@ class DecodedFacts:
 
 class PoolWorker(WorkerProcess):
     """A worker that runs its task on the host it is given, then on one host after another of those it
-    shares with the task's other workers ((host, task_vars, play_context) each), taking the next
-    until none is left, and sends every host's result as it is done."""
+    shares with the task's other workers ((host, task, task_vars, play_context) each: the task as
+    that host's iterator gave it), taking the next until none is left, and sends every host's result
+    as it is done."""
 
     def __init__(self, *, shared_hosts, taken, **kwargs):
         super().__init__(**kwargs)
@@ -188,10 +189,9 @@ class PoolWorker(WorkerProcess):
         self._taken = taken
 
     def _run(self) -> None:
-        task = self._task
-        self._run_on_host(task)
+        self._run_on_host(self._task)
         while (index := self._take()) < len(self._shared_hosts):
-            self._host, self._task_vars, self._play_context = self._shared_hosts[index]
+            self._host, task, self._task_vars, self._play_context = self._shared_hosts[index]
             self._run_on_host(task)
 
     def _run_on_host(self, task) -> None:
@@ -222,7 +222,7 @@ class StrategyModule(AnsibleLinear):
         self._preloaded_tasks: set[str] = set()
         self._preloaded_names: set[str] = set()
         self._preloaded_connections: set[str] = set()
-        # Each task's hosts, held until every host of the task is queued: {task's uuid: [task, (host, task_vars, play_context), ...]}.
+        # Each task's hosts, held until every host of the task is queued: {task's uuid: [(host, task, task_vars, play_context), ...]}.
         self._held: dict[str, list] = {}
 
     def _queue_task(self, host, task, task_vars, play_context):
@@ -232,7 +232,7 @@ class StrategyModule(AnsibleLinear):
         if task.async_val or task.throttle:
             self._fork(host, task, task_vars, play_context)
             return
-        self._held.setdefault(task._uuid, [task]).append((host, task_vars, play_context))
+        self._held.setdefault(task._uuid, []).append((host, task, task_vars, play_context))
         # Counted now, so that the strategy waits for its results (and so releases it).
         self._pending_results += 1
 
@@ -255,24 +255,24 @@ class StrategyModule(AnsibleLinear):
     def _release_held(self) -> None:
         """Runs each held task on its hosts with at most as many workers as forks, each taking the next
         host when it is done with one, so that a task is forked no more than forks times however many
-        hosts it runs on. A task that contacts no host only computes, so gets no more workers than
+        hosts it runs on. A task that contacts no host mostly computes, so gets no more workers than
         the controller has CPUs."""
         held, self._held = self._held, {}
-        for task, *hosts in held.values():
+        for hosts in held.values():
             workers = min(len(hosts), len(self._workers))
-            if not _requires_connection(task):
+            if not _requires_connection(hosts[0][1]):
                 workers = min(workers, len(os.sched_getaffinity(0)))
             # Ansible's queueing announces the host it is given and keeps its variables for the results:
             # each worker is given one of the first hosts, and the hosts they share are announced and
             # kept here, before any worker can take one.
             shared_hosts = hosts[workers:]
-            for host, task_vars, play_context in shared_hosts:
+            for host, task, task_vars, play_context in shared_hosts:
                 self._queued_task_cache[(host.name, task._uuid)] = {
                     "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
                 self._tqm.send_callback("v2_runner_on_start", host, task)
             worker = functools.partial(PoolWorker, shared_hosts=shared_hosts, taken=multiprocessing_context.Value("i", 0))
             # Ansible's queueing counts each worker it starts: here the hosts are counted already.
-            started = sum(self._fork(host, task, task_vars, play_context, worker) for host, task_vars, play_context in hosts[:workers])
+            started = sum(self._fork(host, task, task_vars, play_context, worker) for host, task, task_vars, play_context in hosts[:workers])
             self._pending_results -= started + (0 if started else len(hosts))
 
     def _skipped_here(self, host, task, task_vars, play_context) -> bool:
