@@ -36,13 +36,15 @@ description:
     temporary directory of the run (C(plugins/plugin_utils/template_cache.py) in the collection).
   - Ansible forks a worker for every task and host, so a task on 30 hosts cost 30 forks and 30
     workers' starts, each costing the controller about as much as a task that contacts no host. Here
-    a task's hosts share at most C(forks) workers; each runs the task on the host it is given, then
-    takes the next host no worker has taken, until none is left. C(forks) keeps its meaning, how
-    many hosts a task runs on at once, and a fleet larger than C(forks) costs C(forks) forks a task.
-    A task whose action contacts no host (an argument check, an assertion, a fact set, the actions
-    Ansible runs without a connection) mostly computes, and gets no more workers than the controller
-    has CPUs. Each host runs a copy of the task as it came, as Ansible runs each item of a loop.
-    Tasks with C(throttle) or C(async) get a worker for each host, as before.
+    a task's hosts share its workers. Each runs the task on the host it is given, then takes the next
+    host no worker has taken, until none is left. A task starts on one worker for each of the
+    controller's CPUs, and gains one more every quarter of a second while hosts wait that no worker
+    has taken, up to C(forks). A task whose hosts answer quickly (most of a no-op run) so runs on a
+    few workers, and one whose hosts keep their workers waiting (packages, restarts, a lookup in
+    another service) on as many as C(forks) allows, 20 within 5 seconds. C(forks) keeps
+    its meaning, how many hosts a task runs on at once at most. Each host runs a copy of the task as
+    it came, as Ansible runs each item of a loop. Tasks with C(throttle) or C(async) get a worker for
+    each host, as before.
   - A task whose condition is false on a host is skipped there by the strategy itself, with the result
     and callbacks its worker would have given, and no worker is forked for it (a fork cost the
     controller about as much as a task that runs). Tasks with a loop (each item has the condition) or
@@ -63,9 +65,10 @@ notes:
   - A task's results come in the order its hosts finish, as under C(free); a plugin that keeps state
     between tasks in its worker's memory would now see several hosts in one worker, as it sees
     several items of a loop under any strategy.
-  - A task that contacts no host but waits on another service, such as a lookup in a secrets store
-    for each host, waits on one host per CPU at a time. Give it C(throttle) (C(forks) or more) and
-    it gets a worker for each host, as under Ansible's strategy.
+  - A task whose hosts each take long gets its workers a quarter of a second apart, up to C(forks),
+    where Ansible's strategy starts them all at once. With 20 forks the last starts some 5 seconds
+    after the first, on a task whose hosts take longer than that. Give a task C(throttle) (C(forks)
+    or more) and it gets a worker for each host at once, as under Ansible's strategy.
   - A plugin that a task's template reaches only through a variable (a role default holding a
     template with a collection's filter) is still loaded by the worker, as before.
   - The template cache and the skipping use ansible-core's internal templating and task results,
@@ -87,21 +90,28 @@ EXAMPLES = r"""
 
 RETURN = r""" # """
 
-import functools
 import gc
 import os
 import re
+import time
 
 from ansible import constants as C
+from ansible import context
 from ansible._internal import _display_utils
 from ansible._internal._templating._engine import TemplateEngine
 from ansible.executor.process.worker import WorkerProcess
 from ansible.executor.task_result import _RawTaskResult
-from ansible.plugins import strategy as strategy_base
-from ansible.plugins.loader import action_loader, connection_loader, filter_loader, test_loader
+from ansible.plugins import loader as plugin_loader
+from ansible.plugins.loader import connection_loader, filter_loader, test_loader
 from ansible.plugins.strategy.linear import StrategyModule as AnsibleLinear
 from ansible.utils.multiprocessing import context as multiprocessing_context
 from ansible_collections.chajipoa.platform.plugins.plugin_utils import template_cache
+
+# A task starts on a worker for each of the controller's CPUs and gains one every GROWTH_INTERVAL seconds
+# while hosts wait that no worker has taken, up to forks. A host of a no-op run keeps a worker tens of
+# milliseconds a task, so most of its tasks stay on their first workers; a task whose hosts keep
+# their workers waiting (packages, restarts) reaches 20 forks within 5 s.
+GROWTH_INTERVAL = 0.25
 
 # namespace.collection.name: a module, filter, test or lookup named by its full name.
 _FULL_NAME = re.compile(r"\b[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*\b")
@@ -118,20 +128,6 @@ def strings(value):
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from strings(item)
-
-
-def _requires_connection(task) -> bool:
-    """Whether the task's action contacts its host, as Ansible decides whether to connect: actions
-    such as an assertion, a fact set or an argument check run in the worker alone."""
-    return getattr(_action_class(task.action, tuple(task.collections or ())), "_requires_connection", True)
-
-
-@functools.cache
-def _action_class(name: str, collections: tuple[str, ...]):
-    try:
-        return action_loader.get(name, class_only=True, collection_list=list(collections))
-    except KeyError:
-        return None
 
 
 class DecodedFacts:
@@ -177,21 +173,18 @@ class DecodedFacts:
 
 
 class PoolWorker(WorkerProcess):
-    """A worker that runs its task on the host it is given, then on one host after another of those it
-    shares with the task's other workers ((host, task, task_vars, play_context) each: the task as
-    that host's iterator gave it), taking the next until none is left, and sends every host's result
-    as it is done."""
+    """A worker of a task's pool: runs the task on the host it is given, then on one host after
+    another that no worker of the pool has taken yet, until none is left, and sends every host's
+    result as it is done."""
 
-    def __init__(self, *, shared_hosts, taken, **kwargs):
+    def __init__(self, *, pool, **kwargs):
         super().__init__(**kwargs)
-        self._shared_hosts = shared_hosts
-        # How many of the shared hosts the workers have taken: shared memory, with its lock.
-        self._taken = taken
+        self._pool = pool
 
     def _run(self) -> None:
         self._run_on_host(self._task)
-        while (index := self._take()) < len(self._shared_hosts):
-            self._host, task, self._task_vars, self._play_context = self._shared_hosts[index]
+        while (index := self._pool.take()) is not None:
+            self._host, task, self._task_vars, self._play_context = self._pool.hosts[index]
             self._run_on_host(task)
 
     def _run_on_host(self, task) -> None:
@@ -202,11 +195,29 @@ class PoolWorker(WorkerProcess):
         self._task._parent = task._parent  # pylint: disable=protected-access
         super()._run()
 
-    def _take(self) -> int:
+
+class Pool:
+    """A task's hosts, each (host, task, task_vars, play_context) as the host's iterator gave it, and
+    how many of them its workers have taken: a counter in shared memory, which the strategy and the
+    workers it forks take from."""
+
+    def __init__(self, hosts: list):
+        self.hosts = hosts
+        self.grown_at = 0.0
+        self._taken = multiprocessing_context.Value("i", 0)
+
+    def take(self) -> int | None:
+        """The index of the next host no worker has taken, now taken, or None when none is left."""
         with self._taken.get_lock():
             index = self._taken.value
+            if index >= len(self.hosts):
+                return None
             self._taken.value += 1
         return index
+
+    def waiting(self) -> bool:
+        """Whether hosts wait that no worker has taken."""
+        return self._taken.value < len(self.hosts)
 
 
 class StrategyModule(AnsibleLinear):
@@ -224,56 +235,91 @@ class StrategyModule(AnsibleLinear):
         self._preloaded_connections: set[str] = set()
         # Each task's hosts, held until every host of the task is queued: {task's uuid: [(host, task, task_vars, play_context), ...]}.
         self._held: dict[str, list] = {}
+        # The pools of released tasks whose hosts may still wait for a worker.
+        self._growing: list[Pool] = []
 
     def _queue_task(self, host, task, task_vars, play_context):
         if self._skipped_here(host, task, task_vars, play_context):
             return
         self._preload(task, task_vars, play_context)
         if task.async_val or task.throttle:
-            self._fork(host, task, task_vars, play_context)
+            gc.freeze()
+            try:
+                super()._queue_task(host, task, task_vars, play_context)
+            finally:
+                gc.unfreeze()
             return
         self._held.setdefault(task._uuid, []).append((host, task, task_vars, play_context))
         # Counted now, so that the strategy waits for its results (and so releases it).
         self._pending_results += 1
 
-    def _fork(self, host, task, task_vars, play_context, worker=WorkerProcess) -> bool:
-        """Starts a worker (Ansible's, or `worker`) for the task on host; whether one started."""
-        pending = self._pending_results
-        ansible_worker, strategy_base.WorkerProcess = strategy_base.WorkerProcess, worker
-        gc.freeze()
-        try:
-            super()._queue_task(host, task, task_vars, play_context)
-        finally:
-            gc.unfreeze()
-            strategy_base.WorkerProcess = ansible_worker
-        return self._pending_results > pending
-
     def _wait_on_pending_results(self, iterator):
         self._release_held()
         return super()._wait_on_pending_results(iterator)
 
+    def _process_pending_results(self, iterator, one_pass=False, max_passes=None):
+        self._grow()
+        return super()._process_pending_results(iterator, one_pass, max_passes)
+
     def _release_held(self) -> None:
-        """Runs each held task on its hosts with at most as many workers as forks, each taking the next
-        host when it is done with one, so that a task is forked no more than forks times however many
-        hosts it runs on. A task that contacts no host mostly computes, so gets no more workers than
-        the controller has CPUs."""
+        """Starts each held task on a worker for each of the controller's CPUs; each runs the task on one
+        host, then takes the next host no worker has taken, until none is left. _grow adds workers
+        while hosts wait, up to forks."""
         held, self._held = self._held, {}
+        cpus = len(os.sched_getaffinity(0))
         for hosts in held.values():
-            workers = min(len(hosts), len(self._workers))
-            if not _requires_connection(hosts[0][1]):
-                workers = min(workers, len(os.sched_getaffinity(0)))
-            # Ansible's queueing announces the host it is given and keeps its variables for the results:
-            # each worker is given one of the first hosts, and the hosts they share are announced and
-            # kept here, before any worker can take one.
-            shared_hosts = hosts[workers:]
-            for host, task, task_vars, play_context in shared_hosts:
+            # Ansible's queueing announces the host it gives a worker and keeps the host's variables for
+            # its result: here every host of the task is announced and kept before any worker can take one.
+            for host, task, task_vars, play_context in hosts:
                 self._queued_task_cache[(host.name, task._uuid)] = {
                     "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
                 self._tqm.send_callback("v2_runner_on_start", host, task)
-            worker = functools.partial(PoolWorker, shared_hosts=shared_hosts, taken=multiprocessing_context.Value("i", 0))
-            # Ansible's queueing counts each worker it starts: here the hosts are counted already.
-            started = sum(self._fork(host, task, task_vars, play_context, worker) for host, task, task_vars, play_context in hosts[:workers])
-            self._pending_results -= started + (0 if started else len(hosts))
+            pool = Pool(hosts)
+            first = min(cpus, len(self._workers))
+            while first and self._start_worker(pool, wait=True):
+                first -= 1
+            pool.grown_at = time.monotonic()
+            self._growing.append(pool)
+
+    def _grow(self) -> None:
+        """One worker more for a task whose hosts wait that no worker has taken, every GROWTH_INTERVAL
+        seconds, while Ansible's worker list (forks long) has room: its workers wait on their hosts (a
+        package install, a restart, a service's answer), not on the controller's CPUs."""
+        if not self._growing:
+            return
+        now = time.monotonic()
+        for pool in self._growing:
+            if now - pool.grown_at >= GROWTH_INTERVAL and pool.waiting():
+                self._start_worker(pool, wait=False)
+                pool.grown_at = now
+        self._growing = [pool for pool in self._growing if pool.waiting()]
+
+    def _start_worker(self, pool: Pool, wait: bool) -> bool:
+        """Forks a worker of pool, given the next host none has taken, in a free place of Ansible's worker
+        list (without `wait`, only if a place is free now); whether one started."""
+        while (slot := self._free_slot()) is None:
+            if not wait:
+                return False
+            time.sleep(C.DEFAULT_INTERNAL_POLL_INTERVAL)
+        index = pool.take()
+        if index is None:
+            return False
+        host, task, task_vars, play_context = pool.hosts[index]
+        if self._workers[slot] is not None:
+            self._workers[slot].close()
+        self._workers[slot] = PoolWorker(
+            pool=pool, final_q=self._final_q, task_vars=task_vars, host=host, task=task, play_context=play_context,
+            loader=self._loader, variable_manager=self._variable_manager,
+            shared_loader_obj=plugin_loader.get_plugin_loader_namespace(), worker_id=slot, cliargs=context.CLIARGS)
+        gc.freeze()
+        try:
+            self._workers[slot].start()
+        finally:
+            gc.unfreeze()
+        return True
+
+    def _free_slot(self) -> int | None:
+        return next((slot for slot, worker in enumerate(self._workers) if worker is None or not worker.is_alive()), None)
 
     def _skipped_here(self, host, task, task_vars, play_context) -> bool:
         """Skips the task on host, as its worker would, when its condition is false, and says so.
