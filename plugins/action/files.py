@@ -16,7 +16,7 @@ from ansible._internal._templating import _template_vars
 from ansible_collections.chajipoa.platform.plugins.module_utils import file_set
 
 SOURCES = ("template", "src", "content")
-CONTROLLER_ONLY = (*SOURCES, "notify")
+CONTROLLER_ONLY = (*SOURCES, "notify", "template_vars")
 
 
 class ActionModule(ActionBase):
@@ -63,6 +63,10 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(f"{dest}: a file needs exactly one of {', '.join(SOURCES)}, got {given or 'none'}")
         if state != "file" and given:
             raise AnsibleActionFail(f"{dest}: state {state} takes none of {', '.join(SOURCES)}")
+        if "template_vars" in entry and entry.get("template") is None:
+            raise AnsibleActionFail(f"{dest}: template_vars is for a template, and there is none")
+        if not isinstance(entry.get("template_vars", {}), dict):
+            raise AnsibleActionFail(f"{dest}: template_vars must be a dictionary")
         sent = {key: value for key, value in entry.items() if key not in CONTROLLER_ONLY}
         if given:
             sent["content_base64"] = base64.b64encode(self.content(entry, given[0], task_vars)).decode("ascii")
@@ -79,16 +83,19 @@ class ActionModule(ActionBase):
                     return handle.read()
             finally:
                 self._loader.cleanup_tmp_file(real)
-        return to_bytes(self.render(entry["template"], entry["dest"], task_vars), errors="surrogate_or_strict")
+        return to_bytes(self.render(entry["template"], entry["dest"], task_vars, entry.get("template_vars") or {}),
+                        errors="surrogate_or_strict")
 
-    def render(self, template: str, dest: str, task_vars: dict) -> str:
-        """As ansible.builtin.template renders: the same search path, template variables and defaults."""
+    def render(self, template: str, dest: str, task_vars: dict, template_vars: dict) -> str:
+        """As ansible.builtin.template renders: the same search path, template variables and defaults;
+        the entry's template_vars over them all, as the template lookup's."""
         path = self._find_needle("templates", template)
         searchpath = [*task_vars.get("ansible_search_path", []), self._loader._basedir, os.path.dirname(path)]
         searchpath = [candidate for directory in searchpath for candidate in (os.path.join(directory, "templates"), directory)]
         variables = task_vars.copy()
         variables.update(_template_vars.generate_ansible_template_vars(
             path=template, fullpath=path, dest_path=dest, include_ansible_managed="ansible_managed" not in variables))
+        variables.update(template_vars)
         templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=variables)
         rendered = templar.template(trust_as_template(self._loader.get_text_file_contents(path)),
                                     escape_backslashes=False, overrides=dict(trim_blocks=True, lstrip_blocks=False,

@@ -60,6 +60,11 @@ options:
         description: A Jinja2 template in the role's C(templates/) (or the playbook's), rendered on the
           controller. Resolved by the action plugin.
         type: str
+      template_vars:
+        description: Variables this entry's O(files[].template) sees over the task's, as the template
+          lookup's C(template_vars), so that one template renders several files of a list, each from
+          values of its own. Only with O(files[].template). Resolved by the action plugin.
+        type: dict
       src:
         description: A file in the role's C(files/), sent as it is. Resolved by the action plugin.
         type: str
@@ -138,6 +143,18 @@ EXAMPLES = r"""
       - dest: /etc/example/retired.conf
         state: absent
 
+- name: One template, a file for each site
+  chajipoa.platform.files:
+    files:
+      - dest: /etc/example/sites/public.conf
+        template: etc/example/site.conf.j2
+        template_vars: {site: public, port: 443}
+        notify: [Reload example]
+      - dest: /etc/example/sites/admin.conf
+        template: etc/example/site.conf.j2
+        template_vars: {site: admin, port: 8443}
+        notify: [Reload example]
+
 - name: Credentials of the service
   chajipoa.platform.files:
     files:
@@ -177,6 +194,7 @@ ENTRY_OPTIONS = dict(
     state=dict(type="str", choices=list(file_set.STATES), default="file"),
     target=dict(type="path"),
     template=dict(type="str"),
+    template_vars=dict(type="dict"),
     src=dict(type="str"),
     content=dict(type="str", no_log=True),
     content_base64=dict(type="str", no_log=True),
