@@ -70,7 +70,7 @@ def render_common_drop_in(unit, **overrides):
 def test_every_drop_in_the_common_role_writes_has_its_entry():
     from tests.unit.roles import rendering
     written = set()
-    for path in (ROLES / "common" / "tasks").glob("*.yml"):
+    for path in [*(ROLES / "common" / "tasks").glob("*.yml"), ROLES / "common" / "vars" / "main.yml"]:
         written |= set(re.findall(r"dest: /etc/systemd/system/([\w@.-]+\.service)\.d/chajipoa\.conf\n", path.read_text()))
     generated = rendering.render("common", "{{ _common_sysstat_drop_in_files }}", rendering.role_variables("common"))
     written |= {entry["dest"].split("/")[4].removesuffix(".d") for entry in generated if entry["dest"].endswith("/chajipoa.conf")}
