@@ -64,6 +64,7 @@ _value:
   sample: [postgresql-15]
 """
 
+import functools
 import re
 from typing import Any
 
@@ -74,20 +75,27 @@ PLAIN_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?$")
 INSTALLED_STATES = frozenset("itW")
 
 
-def installed_names(read: Any) -> set[str] | None:
+def installed_names(read: Any) -> frozenset[str] | None:
     if not read or read.get("skipped") or read.get("failed") or read.get("rc"):
         return None
-    lines = read.get("stdout_lines")
-    if not isinstance(lines, list):
+    output = read.get("stdout")
+    if not isinstance(output, str):
         raise AnsibleFilterError("missing_packages: the input of installed is not the result of dpkg-query --show")
+    return _installed_in(str(output))
+
+
+# Keyed by dpkg-query's output: a run asks about one read many times (each role, each condition that
+# decides whether apt runs), and the read of a lab host lists some 500 packages.
+@functools.lru_cache(maxsize=64)
+def _installed_in(output: str) -> frozenset[str]:
     names = set()
-    for line in lines:
-        fields = str(line).split()
+    for line in output.splitlines():
+        fields = line.split()
         if len(fields) != 2 or len(fields[0]) < 2:
             raise AnsibleFilterError(f"missing_packages: not a line of dpkg-query's status and package: {line!r}")
         if fields[0][1] in INSTALLED_STATES:
             names.add(fields[1])
-    return names
+    return frozenset(names)
 
 
 def missing_packages(wanted: Any, installed: Any = None) -> list[str]:

@@ -34,7 +34,7 @@ def variables(run_tags=("all",), skip_tags=(), installed=INSTALLED, **overrides)
     lines = [f"ii  {package}" for package in installed]
     return {**rendering.role_variables("common"), "inventory_hostname": "db1.example.org", "ansible_facts": {},
             "ansible_run_tags": list(run_tags), "ansible_skip_tags": list(skip_tags),
-            "common_installed_packages": {"rc": 0, "stdout_lines": lines}, **overrides}
+            "common_installed_packages": {"rc": 0, "stdout": "\n".join(lines), "stdout_lines": lines}, **overrides}
 
 
 def render(expression: str, values: dict):
