@@ -90,6 +90,7 @@ EXAMPLES = r"""
 
 RETURN = r""" # """
 
+import contextlib
 import gc
 import os
 import re
@@ -128,6 +129,18 @@ def strings(value):
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from strings(item)
+
+
+@contextlib.contextmanager
+def _frozen():
+    """The controller's objects frozen while a worker is forked, so that the worker's collector leaves
+    them (and the pages that hold them) alone; thawed at once, so that the controller still collects
+    its own garbage."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class DecodedFacts:
@@ -243,11 +256,8 @@ class StrategyModule(AnsibleLinear):
             return
         self._preload(task, task_vars, play_context)
         if task.async_val or task.throttle:
-            gc.freeze()
-            try:
+            with _frozen():
                 super()._queue_task(host, task, task_vars, play_context)
-            finally:
-                gc.unfreeze()
             return
         self._held.setdefault(task._uuid, []).append((host, task, task_vars, play_context))
         # Counted now, so that the strategy waits for its results (and so releases it).
@@ -311,11 +321,8 @@ class StrategyModule(AnsibleLinear):
             pool=pool, final_q=self._final_q, task_vars=task_vars, host=host, task=task, play_context=play_context,
             loader=self._loader, variable_manager=self._variable_manager,
             shared_loader_obj=plugin_loader.get_plugin_loader_namespace(), worker_id=slot, cliargs=context.CLIARGS)
-        gc.freeze()
-        try:
+        with _frozen():
             self._workers[slot].start()
-        finally:
-            gc.unfreeze()
         return True
 
     def _free_slot(self) -> int | None:
