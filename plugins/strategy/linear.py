@@ -29,6 +29,11 @@ description:
     forks, once per run, and every worker finds them loaded. Those are Ansible's own filters and tests, the
     Jinja plugins of every collection a task names by its full name (its module, or a filter like
     C(community.general.dict_kv) in its arguments or conditions), and the connection of each host.
+  - ansible-core found a collection's filter or test anew each time a template used it, listing the
+    collection's plugin files and asking each for its functions, so each condition or argument naming
+    one (C(chajipoa.platform.missing_packages), C(community.general.dict_kv)) paid it again on every
+    host, a quarter of the CPU of the common role's call of its files. Here each name is resolved
+    once for the run, and workers inherit what C(ansible-playbook) resolved before it forked them.
   - Each worker compiled from its source every template and condition it evaluated, as ansible-core
     keeps no compiled template, and so the same ones once for every host, a third of the workers'
     CPU in a no-op run of the base system on 30 hosts. Here a template is compiled once per run, by
@@ -129,6 +134,36 @@ def strings(value):
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from strings(item)
+
+
+def remember_resolutions(loader) -> None:
+    """Makes a Jinja plugin loader (filters or tests) resolve each name once for the run.
+
+    ansible-core resolves a collection's filter or test anew each time a template uses it: it lists the
+    collection's plugin files and asks each file for its functions until one has the name (its own
+    comment: "FUTURE: ... cache the collection results properly here"). A template's environment keeps
+    what it found only as long as the template, so every condition and argument naming
+    chajipoa.platform.missing_packages or community.general.dict_kv paid it again, a quarter of the
+    CPU of the common role's call of its files. The plugins of a run do not change while it runs, so
+    the first resolution of a name stands; forked workers inherit what the controller resolved
+    before them. A name that fails to resolve is not kept, and fails again where it is used."""
+    if getattr(loader, "_chajipoa_resolved", None) is not None:
+        return
+    resolve = loader.get_with_context
+    resolved: dict = {}
+
+    def get_with_context(name, *args, **kwargs):
+        # class_only means nothing to a Jinja plugin loader (its functions are not classes).
+        if args or set(kwargs) - {"class_only"}:
+            return resolve(name, *args, **kwargs)
+        try:
+            return resolved[name]
+        except KeyError:
+            result = resolved[name] = resolve(name)
+            return result
+
+    loader.get_with_context = get_with_context
+    loader._chajipoa_resolved = resolved  # pylint: disable=protected-access
 
 
 @contextlib.contextmanager
@@ -240,6 +275,7 @@ class StrategyModule(AnsibleLinear):
         # loader keeps them, so a later play's strategy finds them loaded).
         for loader in (filter_loader, test_loader):
             list(loader.all())
+            remember_resolutions(loader)
         template_cache.share(C.DEFAULT_LOCAL_TMP)
         if not isinstance(self._variable_manager._fact_cache, DecodedFacts):
             self._variable_manager._fact_cache = DecodedFacts(self._variable_manager._fact_cache)

@@ -19,8 +19,10 @@ FORKS = 4
 # Runs in the worker that Ansible forks for the task and host.
 GC_STATE_ACTION = '''
 import gc
+import pkgutil
 import sys
 from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import filter_loader
 
 
 class ActionModule(ActionBase):
@@ -31,6 +33,15 @@ class ActionModule(ActionBase):
         result.update(changed=False, frozen=gc.get_freeze_count(), tracked=len(gc.get_objects()),
                       loaded=sorted(name for name in sys.modules if name.startswith("ansible_collections.community.general.plugins.filter.")
                                     or name.startswith("ansible.plugins.filter.")))
+        # After the modules loaded are listed. A template finds a filter as this does; each listing
+        # of a collection's plugin files is a scan.
+        scans, listing = [], pkgutil.iter_modules
+        pkgutil.iter_modules = lambda *args, **kwargs: scans.append(args) or listing(*args, **kwargs)
+        try:
+            filter_loader.get("community.general.lists_mergeby")
+        finally:
+            pkgutil.iter_modules = listing
+        result.update(filter_scans=len(scans))
         return result
 '''
 
@@ -241,6 +252,13 @@ def test_a_worker_finds_the_filters_its_task_names_loaded(runs):
                 assert bool(collection) is preloaded and bool(builtin) is preloaded, (strategy, result["loaded"])
                 if preloaded:
                     assert "ansible_collections.community.general.plugins.filter.lists_mergeby" in collection
+
+
+def test_a_worker_finds_a_collections_filter_without_scanning_the_collection_again(runs):
+    # The strategy resolved the filter the task names before it forked the worker.
+    for strategy, scanned in (("chajipoa.platform.linear", False), ("ansible.builtin.linear", True)):
+        scans = [result["filter_scans"] for task, _host, result in results(runs, strategy) if task == "What the worker's collector holds"]
+        assert len(scans) == len(HOSTS) and all(bool(count) is scanned for count in scans), (strategy, scans)
 
 
 def test_a_worker_starts_with_the_controllers_objects_frozen(runs):
