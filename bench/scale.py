@@ -42,11 +42,15 @@ SUBNET = "172.30.90"
 DEVELOPMENT = ROOT / "inventories" / "development"
 
 
-def inventory(directory: Path, count: int) -> Path:
+def inventory(directory: Path, count: int, development: Path = DEVELOPMENT, credentials: Path | None = None) -> Path:
     """The development inventory's settings and groups with `count` hosts and a network of the bench's own.
     The hosts are in group redis because the validation play wants every host in a group it knows (and
-    `--tags common` still validates the arguments of their group's roles); only the common role runs."""
-    shutil.copytree(DEVELOPMENT / "group_vars", directory / "group_vars")
+    `--tags common` still validates the arguments of their group's roles); only the common role runs.
+    An inventory for another commit's roles takes that commit's settings (how they name its secrets)
+    and the secrets of `credentials`, so that both read the same."""
+    shutil.copytree(development / "group_vars", directory / "group_vars")
+    if credentials is not None:
+        (directory / "credentials").symlink_to(credentials)
     lab = yaml.safe_load((directory / "group_vars/all/lab.yml").read_text())
     lab.update(lab_network=NETWORK, lab_subnet=f"{SUBNET}.0/24", lab_gateway=f"{SUBNET}.1")
     (directory / "group_vars/all/lab.yml").write_text(yaml.safe_dump(lab))
@@ -115,6 +119,10 @@ def main() -> None:
         for count in sorted(options.hosts):
             work = Path(tempfile.mkdtemp(prefix=f"chajipoa-scale-{count}-"))
             hosts = ["-i", str(inventory(work / "inventory", count))]
+            inventories = {ROOT: hosts} | {
+                checkout: ["-i", str(inventory(work / f"inventory-{checkout.name}", count, checkout / "inventories" / "development",
+                                               work / "inventory" / "credentials"))]
+                for _strategy, checkout, _forks in arms.values() if checkout != ROOT}
             try:
                 timed_playbook(["playbooks/lab.yml", *hosts], log)
                 cold = measured(["playbooks/site.yml", "--tags", "common", *hosts], log, "mitogen", forks)
@@ -123,7 +131,7 @@ def main() -> None:
                 runs = {arm: [] for arm in arms}
                 for _round in range(options.rounds):
                     for arm, (strategy, checkout, arm_forks) in arms.items():
-                        runs[arm].append(measured(["playbooks/site.yml", "--tags", "common", *hosts], log, strategy, arm_forks,
+                        runs[arm].append(measured(["playbooks/site.yml", "--tags", "common", *inventories[checkout]], log, strategy, arm_forks,
                                                   expect_noop=True, checkout=checkout))
                 for arm, arm_runs in runs.items():
                     run = sorted(arm_runs, key=lambda each: each.elapsed)[(len(arm_runs) - 1) // 2]

@@ -73,3 +73,23 @@ def test_containers_cpu_is_read_from_cgroup_v1_or_summed_over_v2_scopes(tmp_path
         (v2 / name / "cpu.stat").write_text(f"usage_usec {usec}\nuser_usec 1\nsystem_usec 2\n")
     assert benchlib.containers_cpu_seconds(tmp_path / "v2") == 1.5
     assert benchlib.containers_cpu_seconds(tmp_path / "nothing") is None
+
+
+def test_scale_gives_another_commits_roles_its_own_settings_and_the_same_secrets(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    scale_spec = importlib.util.spec_from_file_location("scale", ROOT / "bench" / "scale.py")
+    scale = importlib.util.module_from_spec(scale_spec)
+    scale_spec.loader.exec_module(scale)
+    other = tmp_path / "other-commit" / "inventories" / "development"
+    (other / "group_vars" / "all").mkdir(parents=True)
+    (other / "group_vars" / "all" / "lab.yml").write_text("lab_network: theirs\n")
+    (other / "group_vars" / "all" / "secrets.yml").write_text("redis_app_password: their lookup\n")
+    ours = scale.inventory(tmp_path / "ours", 2)
+    theirs = scale.inventory(tmp_path / "theirs", 2, other, ours / "credentials")
+    assert (theirs / "group_vars/all/secrets.yml").read_text() == "redis_app_password: their lookup\n"
+    assert "lab_network: chajipoa-scale" in (theirs / "group_vars/all/lab.yml").read_text()
+    assert (theirs / "hosts.yml").read_text() == (ours / "hosts.yml").read_text()
+    (ours / "credentials").mkdir()
+    (ours / "credentials" / "redis_app_password.txt").write_text("shared\n")
+    assert (theirs / "credentials" / "redis_app_password.txt").read_text() == "shared\n"
+    assert not (ours / "credentials").is_symlink()
