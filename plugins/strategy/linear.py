@@ -137,16 +137,10 @@ def strings(value):
 
 
 def remember_resolutions(loader) -> None:
-    """Makes a Jinja plugin loader (filters or tests) resolve each name once for the run.
-
-    ansible-core resolves a collection's filter or test anew each time a template uses it: it lists the
-    collection's plugin files and asks each file for its functions until one has the name (its own
-    comment: "FUTURE: ... cache the collection results properly here"). A template's environment keeps
-    what it found only as long as the template, so every condition and argument naming
-    chajipoa.platform.missing_packages or community.general.dict_kv paid it again, a quarter of the
-    CPU of the common role's call of its files. The plugins of a run do not change while it runs, so
-    the first resolution of a name stands; forked workers inherit what the controller resolved
-    before them. A name that fails to resolve is not kept, and fails again where it is used."""
+    """Makes a Jinja plugin loader (filters or tests) resolve each name once for the run (ansible-core's
+    Jinja2Loader.get_with_context lists a collection's plugin files on every call, and its own comment
+    says it keeps nothing). The plugins of a run do not change while it runs, so a name's first
+    resolution stands. A name that fails to resolve is not kept, and fails again where it is used."""
     if getattr(loader, "_chajipoa_resolved", None) is not None:
         return
     resolve = loader.get_with_context
