@@ -140,7 +140,8 @@ def remember_resolutions(loader) -> None:
     """Makes a Jinja plugin loader (filters or tests) resolve each name once for the run (ansible-core's
     Jinja2Loader.get_with_context lists a collection's plugin files on every call, and its own comment
     says it keeps nothing). The plugins of a run do not change while it runs, so a name's first
-    resolution stands. A name that fails to resolve is not kept, and fails again where it is used."""
+    resolution stands, a name found in no plugin too. A resolution that raises is not kept, and raises
+    again where the name is used."""
     if getattr(loader, "_chajipoa_resolved", None) is not None:
         return
     resolve = loader.get_with_context
