@@ -4,9 +4,14 @@ runs the role entry points the tier's playbook calls, not only the call. An incl
 import the entry points instead. Read from `--list-tasks` (no host is contacted)."""
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT, load_yaml, run_playbook
 
@@ -78,3 +83,36 @@ def test_the_exporters_stop_on_a_host_outside_the_node_groups_whatever_the_tags(
         "Validating arguments against arg spec 'exporters' - The exporters of a host's groups, on its private address",
         "Nothing to export on a host outside monitoring_node_groups",
     ], listed
+
+
+@pytest.mark.parametrize(("node_groups", "continuing"), [
+    (["redis", "postgres"], {"direct", "nested"}),
+    (["ungrouped", "postgres_child", "no_such_group"], {"nested", "ungrouped_host"}),
+    (["all"], {"direct", "nested", "outside", "ungrouped_host"}),
+    ([], set()),
+])
+def test_the_exporters_end_the_play_for_exactly_the_hosts_outside_the_node_groups(tmp_path, node_groups, continuing):
+    """Through a child group, the implicit groups ungrouped and all, a group the inventory lacks;
+    under a tag that selects none of the role's tasks, as a run of another tier does."""
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        "hosts": {"ungrouped_host": {}},
+        "children": {
+            "redis": {"hosts": {"direct": {}}},
+            "postgres": {"children": {"postgres_child": {"hosts": {"nested": {}}}}},
+            "elsewhere": {"hosts": {"outside": {}}},
+        }}}))
+    (tmp_path / "play.yml").write_text(yaml.safe_dump([{
+        "name": "Exporters", "hosts": "all", "gather_facts": True, "gather_subset": ["min"],
+        "tasks": [
+            {"name": "Exporters", "ansible.builtin.import_role": {"name": "chajipoa.platform.monitoring", "tasks_from": "exporters"}},
+            {"name": "Past the exporters", "ansible.builtin.debug": {"msg": "continuing"}, "tags": ["always"]},
+        ]}]))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CACHE_PLUGIN="memory")
+    run = subprocess.run(
+        ["ansible-playbook", "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml"), "--tags", "no_such_tag",
+         "-e", json.dumps({"monitoring_node_groups": node_groups})],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    past = set(re.findall(r"^ok: \[(\w+)\] => \{\n    \"msg\": \"continuing\"", run.stdout, re.MULTILINE))
+    assert past == continuing, run.stdout
