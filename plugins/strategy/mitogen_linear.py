@@ -32,6 +32,13 @@ description:
     account's C(~/.cache/chajipoa/mitogen-bytecode) (mode 0700; C(plugins/plugin_utils/mitogen_bytecode.py)
     in the collection), and the next run reads the code back. Entries not read for 30 days are removed.
     Where the directory cannot be made, or others may write to it, the interpreter compiles as before.
+  - Mitogen forks, as the interpreter it starts on a host starts, a clean copy of it to fork each
+    isolated call from (async tasks, modules that leak state such as dnf, tasks with
+    C(mitogen_task_isolation=fork)), on every host and run whether such a call comes or not. Here
+    the host's interpreter makes no copy; the first isolated call on the host starts a new
+    interpreter from it, as clean, and every isolated call of the run is forked from that one
+    (C(plugins/plugin_utils/mitogen_isolation.py) in the collection). A run with isolated calls pays
+    one interpreter's start on each host that has them instead of a fork; a run without pays nothing.
 requirements:
   - mitogen (requirements.txt pins the version the project tests with)
 notes:
@@ -140,17 +147,21 @@ def _mitogen_linear() -> type:
     # Ansible's own strategies.
     setattr(ansible_mitogen.affinity, "policy", ansible_mitogen.affinity.Policy())
 
-    # The first call in every interpreter Mitogen starts on a host, before Mitogen's own: keep
-    # compiled code on the host between runs (plugins/plugin_utils/mitogen_bytecode.py says why). A
-    # context's calls run in the order they were sent, so it is in place for everything after it.
-    bytecode_cache = (Path(__file__).parents[1] / "plugin_utils" / "mitogen_bytecode.py").read_text(encoding="utf-8")
+    # The first calls in every interpreter Mitogen starts on a host, before Mitogen's own: keep
+    # compiled code on the host between runs, and start the interpreter isolated tasks are forked
+    # from only when one comes (plugins/plugin_utils/mitogen_bytecode.py and mitogen_isolation.py
+    # say why). A context's calls run in the order they were sent, so both are in place for
+    # everything after them.
+    first_calls = {name: (Path(__file__).parents[1] / "plugin_utils" / f"{name}.py").read_text(encoding="utf-8")
+                   for name in ("mitogen_bytecode", "mitogen_isolation")}
     send_module_forwards = ansible_mitogen.services.ContextService._send_module_forwards
 
-    def start_with_bytecode_cache(service, context):
+    def start_with_first_calls(service, context):
         send_module_forwards(service, context)
-        context.call_no_reply(exec, bytecode_cache, {"__name__": "__mitogen_bytecode__"})
+        for name, text in first_calls.items():
+            context.call_no_reply(exec, text, {"__name__": f"__{name}__"})
 
-    setattr(ansible_mitogen.services.ContextService, "_send_module_forwards", start_with_bytecode_cache)
+    setattr(ansible_mitogen.services.ContextService, "_send_module_forwards", start_with_first_calls)
 
     # The collection's linear strategy: Ansible's, with workers forked from a frozen heap (its documentation).
     linear = ansible_mitogen.loaders.strategy_loader.get("chajipoa.platform.linear", class_only=True)

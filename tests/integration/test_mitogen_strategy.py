@@ -184,3 +184,71 @@ def test_the_controller_and_its_workers_keep_every_cpu_they_were_given(tmp_path)
     output = run_playbook(tmp_path, CPU_PLAYBOOK, "localhost,")
     worker, controller = output.split('"cpus ')[1].split(" end")[0].split()
     assert cpu_set(worker) == cpu_set(controller) == os.sched_getaffinity(0), output
+
+
+# Mitogen's interpreters name themselves python3(mitogen:...) in their command line (the lab image has no ps).
+INTERPRETERS = "for process in /proc/[0-9]*; do head -c 25 $process/cmdline; echo; done 2>/dev/null | grep -c '^/usr/bin/python3(mitogen:'"
+ISOLATION_PLAYBOOK = r"""
+- hosts: all
+  gather_facts: false
+  vars:
+    interpreters: "%s"
+  tasks:
+    - name: Mitogen's interpreters on the host at the first call
+      ansible.builtin.shell: "{{ interpreters }}"
+      register: first
+      changed_when: false
+    - name: Isolated calls, each with the interpreter it runs in and the one it was forked from
+      ansible.builtin.shell: "echo $PPID $(cut -d' ' -f4 /proc/$PPID/stat)"
+      vars:
+        mitogen_task_isolation: fork
+      register: isolated
+      changed_when: false
+      loop: [1, 2]
+    - name: An async call
+      ansible.builtin.shell: "echo $PPID $(cut -d' ' -f4 /proc/$PPID/stat)"
+      async: 30
+      poll: 1
+      register: background
+      changed_when: false
+    - name: A shared call, with its interpreter
+      ansible.builtin.shell: echo $PPID
+      register: shared
+      changed_when: false
+    - name: Report
+      ansible.builtin.debug:
+        msg: "interpreters {{ first.stdout }} forks {{ (isolated.results | map(attribute='stdout') | list + [background.stdout]) | join(' ') }}
+          shared {{ shared.stdout }} end"
+""" % INTERPRETERS
+
+
+def isolation(tmp_path: Path, strategy: dict[str, str], connection: str) -> tuple[int, list[tuple[str, str]], str]:
+    """Mitogen's interpreters on the host at a run's first call; each isolated call's (two with
+    mitogen_task_isolation=fork, one async) interpreter and the one it was forked from; the
+    interpreter of the shared calls."""
+    (tmp_path / "hosts.ini").write_text(f"probe1 ansible_host={CONTAINER} ansible_connection={connection} "
+                                        "ansible_python_interpreter=/usr/bin/python3\n")
+    output = run_playbook(tmp_path, ISOLATION_PLAYBOOK, str(tmp_path / "hosts.ini"), strategy)
+    words = output.split('"interpreters ')[1].split(' end"')[0].split()
+    forks, shared = words[words.index("forks") + 1:words.index("shared")], words[-1]
+    return int(words[0]), list(zip(forks[::2], forks[1::2])), shared
+
+
+def test_isolated_calls_fork_from_an_interpreter_started_when_the_first_comes(lab_host, tmp_path):
+    """Mitogen forked, as each host's interpreter started, the clean copy isolated calls are forked
+    from, on every host and run: a no-op run has none. Here the host has one interpreter until an
+    isolated call comes; then each isolated call, async ones too, runs in a fork of one new interpreter,
+    started from the host's, not in a fork of the interpreter the shared calls ran in."""
+    interpreters, forks, shared = isolation(tmp_path, PROJECTS, "community.docker.docker")
+    assert interpreters == 1
+    assert len({run for run, _parent in forks}) == 3, forks
+    [parent] = {parent for _run, parent in forks}
+    assert parent != shared
+    left = lab_container.docker("exec", lab_host, "sh", "-c", INTERPRETERS + " || true").stdout
+    assert left.strip() == "0", f"interpreters left on the host after the run: {left}"
+
+
+def test_mitogens_own_strategy_starts_each_host_with_a_copy_for_isolated_calls(lab_host, tmp_path):
+    interpreters, forks, _shared = isolation(tmp_path, MITOGENS, "docker")
+    assert interpreters == 2
+    assert len({parent for _run, parent in forks}) == 1, forks
