@@ -7,8 +7,8 @@ calls that must not share it: async tasks, modules Mitogen lists as leaking stat
 and tasks with mitogen_task_isolation=fork. Each of those runs in a fork of a clean interpreter,
 which Mitogen forks from the host's as that starts, on every host and run, whether any such call
 comes or not. That copy starts its own router and threads and reports to the controller: in a
-no-op run of the base system, which has no such call, 18 ms of each host's own CPU and 38 ms of
-the machine's (docs/performance.md, "A larger fleet").
+no-op run of the base system, which has no such call, some 18 ms of each host's own CPU, and 20 to
+40 ms of the lab machine's a host with the controller's share (docs/performance.md, "A larger fleet").
 
 Here the host's interpreter makes no copy as it starts. The first isolated call on the host starts
 a new interpreter from it (Mitogen's local method), as clean as the copy was, and every isolated
@@ -25,27 +25,27 @@ def start_clean_interpreter_on_demand() -> None:
     import mitogen.parent  # pylint: disable=import-outside-toplevel
     import ansible_mitogen.target  # pylint: disable=import-outside-toplevel
 
-    make_fork_parent_and_more = ansible_mitogen.target.init_child
-    fork_isolated = ansible_mitogen.target.spawn_isolated_child
+    mitogen_init_child = ansible_mitogen.target.init_child
+    mitogen_spawn_isolated_child = ansible_mitogen.target.spawn_isolated_child
     started = []
 
-    @functools.wraps(make_fork_parent_and_more)
+    @functools.wraps(mitogen_init_child)
     def init_child(econtext, *args, **kwargs):
-        # Without FORK_SUPPORTED, init_child leaves out the copy alone and reports none; the
+        # With FORK_SUPPORTED false, Mitogen's init_child makes no copy and reports none, and the
         # controller then asks this interpreter for each isolated call (spawn_isolated_child below).
         forks, ansible_mitogen.target.FORK_SUPPORTED = ansible_mitogen.target.FORK_SUPPORTED, False
         try:
-            return make_fork_parent_and_more(econtext, *args, **kwargs)
+            return mitogen_init_child(econtext, *args, **kwargs)
         finally:
             ansible_mitogen.target.FORK_SUPPORTED = forks
 
-    @functools.wraps(fork_isolated)
+    @functools.wraps(mitogen_spawn_isolated_child)
     def spawn_isolated_child(econtext):
         if not started:
             mitogen.parent.upgrade_router(econtext)
             started.append(econtext.router.local())
-        # Runs Mitogen's own spawn_isolated_child there, which forks it.
-        return started[0].call(fork_isolated)
+        # Mitogen's own spawn_isolated_child, run in the started interpreter, forks that one.
+        return started[0].call(mitogen_spawn_isolated_child)
 
     ansible_mitogen.target.init_child = init_child
     ansible_mitogen.target.spawn_isolated_child = spawn_isolated_child
