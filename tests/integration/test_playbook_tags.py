@@ -108,7 +108,7 @@ def test_the_exporters_end_the_play_for_exactly_the_hosts_outside_the_node_group
             {"name": "Exporters", "ansible.builtin.import_role": {"name": "chajipoa.platform.monitoring", "tasks_from": "exporters"}},
             {"name": "Past the exporters", "ansible.builtin.debug": {"msg": "continuing"}, "tags": ["always"]},
         ]}]))
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CACHE_PLUGIN="memory")
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CACHE_PLUGIN="memory")
     run = subprocess.run(
         ["ansible-playbook", "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml"), "--tags", "no_such_tag",
          "-e", json.dumps({"monitoring_node_groups": node_groups})],
