@@ -194,20 +194,21 @@ ISOLATION_PLAYBOOK = r"""
   gather_facts: false
   vars:
     interpreters: "%s"
+    lineage: "forked_from=$(cut -d' ' -f4 /proc/$PPID/stat); echo $PPID $forked_from $(cut -d' ' -f4 /proc/$forked_from/stat)"
   tasks:
     - name: Mitogen's interpreters on the host at the first call
       ansible.builtin.shell: "{{ interpreters }}"
       register: first
       changed_when: false
-    - name: Isolated calls, each with the interpreter it runs in and the one it was forked from
-      ansible.builtin.shell: "echo $PPID $(cut -d' ' -f4 /proc/$PPID/stat)"
+    - name: Isolated calls, each with the interpreter it runs in, the one it was forked from and that one's parent
+      ansible.builtin.shell: "{{ lineage }}"
       vars:
         mitogen_task_isolation: fork
       register: isolated
       changed_when: false
       loop: [1, 2]
     - name: An async call
-      ansible.builtin.shell: "echo $PPID $(cut -d' ' -f4 /proc/$PPID/stat)"
+      ansible.builtin.shell: "{{ lineage }}"
       async: 30
       poll: 1
       register: background
@@ -223,16 +224,16 @@ ISOLATION_PLAYBOOK = r"""
 """ % INTERPRETERS
 
 
-def isolation(tmp_path: Path, strategy: dict[str, str], connection: str) -> tuple[int, list[tuple[str, str]], str]:
+def isolation(tmp_path: Path, strategy: dict[str, str], connection: str) -> tuple[int, list[tuple[str, str, str]], str]:
     """Mitogen's interpreters on the host at a run's first call; each isolated call's (two with
-    mitogen_task_isolation=fork, one async) interpreter and the one it was forked from; the
-    interpreter of the shared calls."""
+    mitogen_task_isolation=fork, one async) interpreter, the one it was forked from and that one's
+    parent; the interpreter of the shared calls."""
     (tmp_path / "hosts.ini").write_text(f"probe1 ansible_host={CONTAINER} ansible_connection={connection} "
                                         "ansible_python_interpreter=/usr/bin/python3\n")
     output = run_playbook(tmp_path, ISOLATION_PLAYBOOK, str(tmp_path / "hosts.ini"), strategy)
     words = output.split('"interpreters ')[1].split(' end"')[0].split()
     forks, shared = words[words.index("forks") + 1:words.index("shared")], words[-1]
-    return int(words[0]), list(zip(forks[::2], forks[1::2])), shared
+    return int(words[0]), list(zip(forks[::3], forks[1::3], forks[2::3])), shared
 
 
 def test_isolated_calls_fork_from_an_interpreter_started_when_the_first_comes(lab_host, tmp_path):
@@ -242,9 +243,9 @@ def test_isolated_calls_fork_from_an_interpreter_started_when_the_first_comes(la
     started from the host's, not in a fork of the interpreter the shared calls ran in."""
     interpreters, forks, shared = isolation(tmp_path, PROJECTS, "community.docker.docker")
     assert interpreters == 1
-    assert len({run for run, _parent in forks}) == 3, forks
-    [parent] = {parent for _run, parent in forks}
-    assert parent != shared
+    assert len({run for run, _parent, _started_by in forks}) == 3, forks
+    [(parent, started_by)] = {(parent, started_by) for _run, parent, started_by in forks}
+    assert parent != shared and started_by == shared, forks
     # The host's interpreters end when the controller's connection closes, just after ansible-playbook.
     for _attempt in range(40):
         left = lab_container.docker("exec", lab_host, "sh", "-c", INTERPRETERS + " || true").stdout.strip()
@@ -257,4 +258,4 @@ def test_isolated_calls_fork_from_an_interpreter_started_when_the_first_comes(la
 def test_mitogens_own_strategy_starts_each_host_with_a_copy_for_isolated_calls(lab_host, tmp_path):
     interpreters, forks, _shared = isolation(tmp_path, MITOGENS, "docker")
     assert interpreters == 2
-    assert len({parent for _run, parent in forks}) == 1, forks
+    assert len({parent for _run, parent, _started_by in forks}) == 1, forks
