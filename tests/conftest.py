@@ -50,8 +50,10 @@ def role_options(role: str) -> dict:
     return load_yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
 
 
-def run_playbook(playbook: str, *inventories: Path | str, extra: list[str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    args = ["ansible-playbook", f"playbooks/{playbook}"]
+def run_playbook(playbook: str | Path, *inventories: Path | str, extra: list[str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """A run of one of the project's playbooks (its name under playbooks/) or of one a test wrote (an
+    absolute path), from the project's directory and so with its ansible.cfg."""
+    args = ["ansible-playbook", str(Path("playbooks", playbook))]
     for inventory in inventories:
         args += ["-i", str(inventory)]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CACHE_PLUGIN="memory",

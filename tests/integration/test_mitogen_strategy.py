@@ -70,10 +70,15 @@ def run_playbook(tmp_path: Path, playbook: str, inventory: str, strategy: dict[s
     return run.stdout
 
 
-def parents(tmp_path: Path, strategy: dict[str, str], connection: str = "community.docker.docker") -> list[str]:
+def lab_inventory(tmp_path: Path, connection: str = "community.docker.docker") -> str:
+    """An inventory of the lab host, reached through `connection`."""
     (tmp_path / "hosts.ini").write_text(f"probe1 ansible_host={CONTAINER} ansible_connection={connection} "
                                         "ansible_python_interpreter=/usr/bin/python3\n")
-    output = run_playbook(tmp_path, PLAYBOOK, str(tmp_path / "hosts.ini"), strategy)
+    return str(tmp_path / "hosts.ini")
+
+
+def parents(tmp_path: Path, strategy: dict[str, str], connection: str = "community.docker.docker") -> list[str]:
+    output = run_playbook(tmp_path, PLAYBOOK, lab_inventory(tmp_path, connection), strategy)
     words = output.split('"parents ')[1].split('"')[0].split()
     assert words[2:] == ["units", "1"], output
     return words[:2]
@@ -142,12 +147,10 @@ def test_the_strategy_gives_each_action_plugin_one_class_however_many_tasks_run(
     tasks of two action plugins, on one host and on the controller, leave a class per plugin."""
     (tmp_path / "callbacks").mkdir()
     (tmp_path / "callbacks" / "mixin_classes.py").write_text(MIXIN_CLASSES_CALLBACK)
-    (tmp_path / "hosts.ini").write_text(f"probe1 ansible_host={CONTAINER} ansible_connection=community.docker.docker "
-                                        "ansible_python_interpreter=/usr/bin/python3\n")
     tasks = [{"name": f"Call {number}", "ansible.builtin.stat": {"path": "/etc/hostname"}} for number in range(15)]
     tasks += [{"name": f"Judge {number}", "ansible.builtin.assert": {"that": "true", "quiet": True}} for number in range(15)]
     playbook = yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}], sort_keys=False)
-    output = run_playbook(tmp_path, playbook, str(tmp_path / "hosts.ini"),
+    output = run_playbook(tmp_path, playbook, lab_inventory(tmp_path),
                           {**PROJECTS, "ANSIBLE_CALLBACK_PLUGINS": str(tmp_path / "callbacks"), "ANSIBLE_CALLBACKS_ENABLED": "mixin_classes"})
     classes = int(output.split("mix-in classes ")[1].split(" end")[0])
     assert 1 <= classes <= 2, output
@@ -228,9 +231,7 @@ def isolation(tmp_path: Path, strategy: dict[str, str], connection: str) -> tupl
     """Mitogen's interpreters on the host at a run's first call; each isolated call's (two with
     mitogen_task_isolation=fork, one async) interpreter, the one it was forked from and that one's
     parent; the interpreter of the shared calls."""
-    (tmp_path / "hosts.ini").write_text(f"probe1 ansible_host={CONTAINER} ansible_connection={connection} "
-                                        "ansible_python_interpreter=/usr/bin/python3\n")
-    output = run_playbook(tmp_path, ISOLATION_PLAYBOOK, str(tmp_path / "hosts.ini"), strategy)
+    output = run_playbook(tmp_path, ISOLATION_PLAYBOOK, lab_inventory(tmp_path, connection), strategy)
     words = output.split('"interpreters ')[1].split(' end"')[0].split()
     forks, shared = words[words.index("forks") + 1:words.index("shared")], words[-1]
     return int(words[0]), list(zip(forks[::3], forks[1::3], forks[2::3])), shared

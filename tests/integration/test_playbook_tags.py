@@ -5,9 +5,7 @@ import the entry points instead. Read from `--list-tasks` (no host is contacted)
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 
 import pytest
@@ -108,11 +106,8 @@ def test_the_exporters_end_the_play_for_exactly_the_hosts_outside_the_node_group
             {"name": "Exporters", "ansible.builtin.import_role": {"name": "chajipoa.platform.monitoring", "tasks_from": "exporters"}},
             {"name": "Past the exporters", "ansible.builtin.debug": {"msg": "continuing"}, "tags": ["always"]},
         ]}]))
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CACHE_PLUGIN="memory")
-    run = subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml"), "--tags", "no_such_tag",
-         "-e", json.dumps({"monitoring_node_groups": node_groups})],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    run = run_playbook(tmp_path / "play.yml", tmp_path / "inventory.yml",
+                       extra=["--tags", "no_such_tag", "-e", json.dumps({"monitoring_node_groups": node_groups})])
     assert run.returncode == 0, run.stdout + run.stderr
     past = set(re.findall(r"^ok: \[(\w+)\] => \{\n    \"msg\": \"continuing\"", run.stdout, re.MULTILINE))
     assert past == continuing, run.stdout
